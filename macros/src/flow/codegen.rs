@@ -1,0 +1,445 @@
+//! Code for a flow: the companion type with the graph and the definition, and the driver in
+//! which every task node is a future awaiting exactly its inputs.
+
+use super::analyze::{BindingKind, EdgeKind, FlowModel, Mode, NodeStmt, TaskStmt};
+use super::{FlowOpts, FlowParam};
+use crate::options;
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use std::collections::BTreeSet;
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{Expr, Ident, ItemFn};
+
+fn hidden(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+fn handle(i: usize) -> Ident {
+    format_ident!("__h{}", i, span = Span::mixed_site())
+}
+
+fn slot(b: usize) -> Ident {
+    format_ident!("__s{}", b, span = Span::mixed_site())
+}
+
+/// Rewrites glue so that it cooperates with the running nodes: `.await` keeps them polled, and
+/// `return` / `?` wait for them before leaving.
+struct Glue {
+    set: Ident,
+}
+
+impl VisitMut for Glue {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        match e {
+            Expr::Closure(_) | Expr::Async(_) => return,
+            _ => syn::visit_mut::visit_expr_mut(self, e),
+        }
+        let set = &self.set;
+        let span = e.span();
+        match e {
+            Expr::Await(a) => {
+                let inner = &a.base;
+                *e = syn::parse_quote_spanned!(span=> #set.drive(#inner).await);
+            }
+            Expr::Return(r) => {
+                let value = match &r.expr {
+                    Some(v) => quote!(#v),
+                    None => quote!(()),
+                };
+                *e = syn::parse_quote_spanned!(span=> {
+                    let __v = #value;
+                    #set.drain().await;
+                    return ::core::result::Result::Ok(__v);
+                });
+            }
+            Expr::Try(t) => {
+                let inner = &t.expr;
+                *e = syn::parse_quote_spanned!(span=>
+                    match ::weft::__private::GlueTry::branch(#inner) {
+                        ::core::ops::ControlFlow::Continue(__v) => __v,
+                        ::core::ops::ControlFlow::Break(__r) => {
+                            #set.drain().await;
+                            return ::core::result::Result::Ok(::weft::__private::FromGlueResidual::from_residual(__r));
+                        }
+                    }
+                );
+            }
+            _ => {}
+        }
+    }
+    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+}
+
+/// `&x` → `x` where the node already holds `x` as a reference.
+struct Unref<'a> {
+    borrowed: &'a BTreeSet<String>,
+}
+
+impl VisitMut for Unref<'_> {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        if let Expr::Reference(r) = e {
+            if r.mutability.is_none() {
+                if let Some(id) = super::analyze::plain_ident(&r.expr) {
+                    if self.borrowed.contains(&id.to_string()) {
+                        *e = (*r.expr).clone();
+                        return;
+                    }
+                }
+            }
+        }
+        syn::visit_mut::visit_expr_mut(self, e);
+    }
+}
+
+pub fn generate(func: &ItemFn, opts: &FlowOpts, params: &[FlowParam], m: &FlowModel) -> TokenStream {
+    let fn_name = &func.sig.ident;
+    let vis = &func.vis;
+    let attrs = &func.attrs;
+    let flow_name = opts.name.clone().unwrap_or_else(|| fn_name.to_string());
+    let ret_ty = match &func.sig.output {
+        syn::ReturnType::Default => quote!(()),
+        syn::ReturnType::Type(_, t) => quote!(#t),
+    };
+    let cx = hidden("__cx");
+    let cx_arc = hidden("__cx_arc");
+    let set = hidden("__set");
+    let config = hidden("__weft_config");
+
+    // ---- The graph, as data.
+    let nodes = m.nodes.iter().enumerate().map(|(i, n)| {
+        let id = i as u32;
+        let text = &n.text;
+        let line = n.line;
+        let (kind, task, binding) = match &n.stmt {
+            NodeStmt::Task(t) => {
+                let comp = &t.companion;
+                let kind = if t.is_map { quote!(Map) } else { quote!(Task) };
+                let task = quote_spanned!(comp.span()=> <#comp as ::weft::__private::Task>::OPTIONS.name);
+                let binding = match t.binding {
+                    Some(b) => {
+                        let name = m.bindings[b].name.to_string();
+                        quote!(::core::option::Option::Some(::weft::__private::Cow::Borrowed(#name)))
+                    }
+                    None => quote!(::core::option::Option::None),
+                };
+                (kind, task, binding)
+            }
+            NodeStmt::Glue(_) => (quote!(Glue), quote!(""), quote!(::core::option::Option::None)),
+        };
+        quote! {
+            ::weft::__private::Node {
+                id: #id,
+                kind: ::weft::__private::NodeKind::#kind,
+                task: ::weft::__private::Cow::Borrowed(#task),
+                binding: #binding,
+                statement: ::weft::__private::Cow::Borrowed(#text),
+                line: #line,
+            }
+        }
+    });
+    let edges = m.edges.iter().map(|e| {
+        let (from, to) = (e.from as u32, e.to as u32);
+        let kind = match e.kind {
+            EdgeKind::Data => quote!(Data),
+            EdgeKind::Order => quote!(Order),
+            EdgeKind::Glue => quote!(Glue),
+        };
+        let b = &e.binding;
+        quote! {
+            ::weft::__private::Edge {
+                from: #from,
+                to: #to,
+                kind: ::weft::__private::EdgeKind::#kind,
+                binding: ::core::option::Option::Some(::weft::__private::Cow::Borrowed(#b)),
+            }
+        }
+    });
+    let fail_fast = opts.fail_fast;
+    let max_concurrency = match opts.max_concurrency {
+        Some(n) => {
+            let n = n as usize;
+            quote!(::core::option::Option::Some(#n))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let handlers = options::handler_tokens(&opts.state_handlers);
+
+    // ---- The driver.
+    let param_idents: Vec<&Ident> = params.iter().map(|p| &p.ident).collect();
+    let param_types: Vec<&syn::Type> = params.iter().map(|p| &p.ty).collect();
+    let rebind_params = params.iter().map(|p| {
+        let id = &p.ident;
+        if p.mutable {
+            quote!(#[allow(unused_mut)] let mut #id = #id;)
+        } else {
+            quote!(let #id = #id;)
+        }
+    });
+    let items = &m.items;
+
+    // Handles: one per task node; `()` when nobody reads the value.
+    let handles = m.nodes.iter().enumerate().filter_map(|(i, n)| {
+        let NodeStmt::Task(t) = &n.stmt else { return None };
+        let h = handle(i);
+        let comp = &t.companion;
+        let name = quote_spanned!(comp.span()=> <#comp as ::weft::__private::Task>::OPTIONS.name);
+        Some(match t.binding.map(|b| &m.bindings[b]) {
+            Some(b) if b.shared() => quote!(let #h = ::weft::__private::Shared::new(#name);),
+            Some(b) if b.owned_readers() > 0 => {
+                let n = b.owned_readers();
+                quote!(let #h = ::weft::__private::Owned::new(#name, #n);)
+            }
+            _ => quote!(let #h = ::weft::__private::Owned::<()>::new(#name, 0);),
+        })
+    });
+    // Slots for glue locals that tasks borrow.
+    let slots = m.bindings.iter().enumerate().filter_map(|(b, bind)| {
+        (matches!(bind.kind, BindingKind::Glue { .. }) && !bind.local_borrowers.is_empty()).then(|| {
+            let s = slot(b);
+            quote!(let #s = ::weft::__private::Slot::new();)
+        })
+    });
+
+    // The sequence: node creations at their start points, interleaved with glue.
+    let mut put_done: BTreeSet<usize> = BTreeSet::new();
+    let mut seq = TokenStream::new();
+    let creations_after = |point: Option<usize>| {
+        m.nodes
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, n)| match &n.stmt {
+                NodeStmt::Task(t) if t.start_after == point => Some((i, t)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let emit_creations = |point: Option<usize>, seq: &mut TokenStream, put_done: &mut BTreeSet<usize>| {
+        for (i, t) in creations_after(point) {
+            seq.extend(node_creation(m, i, t, &cx, &set, put_done));
+        }
+    };
+    emit_creations(None, &mut seq, &mut put_done);
+    let mut tail = quote!(());
+    for (j, n) in m.nodes.iter().enumerate() {
+        let NodeStmt::Glue(g) = &n.stmt else { continue };
+        for &b in &g.resolves {
+            let bind = &m.bindings[b];
+            let BindingKind::Task { stmt: p, .. } = bind.kind else { continue };
+            let h = handle(p);
+            let name = &bind.name;
+            let name_str = name.to_string();
+            let read = if bind.shared() {
+                quote!(get)
+            } else if bind.owned_readers() >= 2 {
+                quote!(take_or_clone)
+            } else {
+                quote!(take)
+            };
+            seq.extend(quote_spanned! {name.span()=>
+                let #name = match #set.drive(#h.#read()).await {
+                    ::core::option::Option::Some(__v) => __v,
+                    ::core::option::Option::None => {
+                        #set.drain().await;
+                        return ::core::result::Result::Err(#h.missing(#name_str));
+                    }
+                };
+            });
+        }
+        let mut stmt = g.stmt.clone();
+        Glue { set: set.clone() }.visit_stmt_mut(&mut stmt);
+        if g.is_tail {
+            if let syn::Stmt::Expr(e, None) = &stmt {
+                tail = quote!(#e);
+            }
+        } else {
+            seq.extend(quote!(#stmt));
+        }
+        emit_creations(Some(j), &mut seq, &mut put_done);
+    }
+
+    let doc = format!(
+        "Companion of the flow `{flow_name}`: its compile-time graph (`{fn_name}::graph()`), its \
+         definition, and `{fn_name}::run_with(config, ..)` to run it with a [`RunConfig`](::weft::RunConfig)."
+    );
+    quote! {
+        #[doc = #doc]
+        #[allow(non_camel_case_types)]
+        #vis struct #fn_name {}
+
+        impl #fn_name {
+            /// The flow's name.
+            pub const NAME: &'static str = #flow_name;
+
+            /// The flow's dependency graph, built at compile time.
+            #vis fn graph() -> &'static ::weft::FlowGraph {
+                Self::definition().graph
+            }
+
+            /// The flow's definition: name, options and graph.
+            #vis fn definition() -> &'static ::weft::FlowDef {
+                static GRAPH: ::weft::__private::FlowGraph = ::weft::__private::FlowGraph {
+                    name: ::weft::__private::Cow::Borrowed(#flow_name),
+                    nodes: ::weft::__private::Cow::Borrowed(&[#(#nodes),*]),
+                    edges: ::weft::__private::Cow::Borrowed(&[#(#edges),*]),
+                };
+                static DEF: ::weft::FlowDef = ::weft::FlowDef {
+                    name: #flow_name,
+                    fail_fast: #fail_fast,
+                    max_concurrency: #max_concurrency,
+                    state_handlers: #handlers,
+                    graph: &GRAPH,
+                };
+                &DEF
+            }
+
+            /// Runs the flow with a [`RunConfig`](::weft::RunConfig) (run id, option overrides,
+            /// event sinks).
+            #[allow(clippy::all, unused_braces, unreachable_code)]
+            #vis async fn run_with(#config: ::weft::RunConfig, #(#param_idents: #param_types),*) -> ::weft::FlowRun<#ret_ty> {
+                ::weft::__private::run_flow(Self::definition(), #config, move |#cx_arc| async move {
+                    let #cx: &::weft::FlowCtx = &#cx_arc;
+                    #(#rebind_params)*
+                    #(#items)*
+                    #(#handles)*
+                    #(#slots)*
+                    let mut #set = ::weft::__private::NodeSet::new();
+                    let __out: #ret_ty = {
+                        #seq
+                        #tail
+                    };
+                    #set.drain().await;
+                    ::core::result::Result::Ok(__out)
+                })
+                .await
+            }
+        }
+
+        #(#attrs)*
+        #vis async fn #fn_name(#(#param_idents: #param_types),*) -> ::weft::FlowRun<#ret_ty> {
+            #fn_name::run_with(::weft::RunConfig::new(), #(#param_idents),*).await
+        }
+    }
+}
+
+/// Creates the future of task node `i` and starts it.
+fn node_creation(
+    m: &FlowModel,
+    i: usize,
+    t: &TaskStmt,
+    cx: &Ident,
+    set: &Ident,
+    put_done: &mut BTreeSet<usize>,
+) -> TokenStream {
+    let me = handle(i);
+    let node = i as u32;
+    let comp = &t.companion;
+    let mut prelude = TokenStream::new(); // outside the future: slot puts, borrows, handle refs
+    let mut waits = TokenStream::new(); // inside: await the inputs
+    let mut upstream = Vec::new();
+    let mut missing_names = Vec::new();
+    let mut locals = TokenStream::new();
+    let mut borrowed: BTreeSet<String> = BTreeSet::new();
+    let mut refs: BTreeSet<usize> = BTreeSet::new();
+    refs.insert(i);
+
+    for input in &t.inputs {
+        let b = &m.bindings[input.binding];
+        let name = &b.name;
+        if input.via_handle {
+            let BindingKind::Task { stmt: p, .. } = b.kind else { continue };
+            refs.insert(p);
+            let h = handle(p);
+            let read = match (b.shared(), input.mode) {
+                (true, Mode::Borrow) => quote!(get),
+                (true, Mode::Own) => quote!(get_cloned),
+                (false, _) if b.owned_readers() >= 2 => quote!(take_or_clone),
+                (false, _) => quote!(take),
+            };
+            if b.shared() && input.mode == Mode::Borrow {
+                borrowed.insert(name.to_string());
+            }
+            waits.extend(quote_spanned!(name.span()=> let #name = #h.#read().await;));
+            upstream.push(quote!(#h.upstream()));
+            missing_names.push(name.clone());
+        } else if input.mode == Mode::Borrow {
+            borrowed.insert(name.to_string());
+            let r = format_ident!("__b_{}", name, span = Span::mixed_site());
+            match b.kind {
+                BindingKind::Glue { .. } => {
+                    let s = slot(input.binding);
+                    if put_done.insert(input.binding) {
+                        prelude.extend(quote!(let #name = #s.put(#name);));
+                    }
+                    prelude.extend(quote!(let #r = #name;));
+                }
+                _ => prelude.extend(quote!(let #r = &#name;)),
+            }
+            locals.extend(quote!(let #name = #r;));
+        }
+        // Owned locals are moved into the `async move` block by the call itself.
+    }
+    for &w in &t.wait_for {
+        let BindingKind::Task { stmt: p, .. } = m.bindings[w].kind else { continue };
+        refs.insert(p);
+        let h = handle(p);
+        waits.extend(quote!(#h.finished().await;));
+        upstream.push(quote!(#h.upstream()));
+    }
+    for p in &refs {
+        let h = handle(*p);
+        prelude.extend(quote!(let #h = &#h;));
+    }
+
+    let opts = quote_spanned!(comp.span()=> &<#comp as ::weft::__private::Task>::OPTIONS);
+    let never_ran = if t.checked || t.is_map || t.binding.is_none_or(|b| !m.bindings[b].shared() && m.bindings[b].owned_readers() == 0) {
+        quote!(set_never_ran)
+    } else {
+        quote!(set_never_ran_result)
+    };
+    let missing_check = if missing_names.is_empty() {
+        quote!()
+    } else {
+        let somes = missing_names.iter().map(|n| quote!(::core::option::Option::Some(#n)));
+        quote! {
+            let (#(#missing_names,)*) = match (#(#missing_names,)*) {
+                (#(#somes,)*) => (#(#missing_names,)*),
+                _ => {
+                    let __st = ::weft::__private::missing_input(#cx, #node, #opts, &__up);
+                    #me.#never_ran(__st);
+                    return;
+                }
+            };
+        }
+    };
+    let mut call = t.call.clone();
+    Unref { borrowed: &borrowed }.visit_expr_mut(&mut call);
+    let reads_value = t
+        .binding
+        .is_some_and(|b| m.bindings[b].shared() || m.bindings[b].owned_readers() > 0);
+    let store = match (reads_value, t.checked) {
+        (false, _) => quote!(#me.set(__st, ::core::option::Option::None)),
+        (true, true) => quote!(#me.set(__st, ::weft::__private::NodeRun::value(__run))),
+        (true, false) => quote!(#me.set(__st, ::core::option::Option::Some(::weft::__private::NodeRun::full(__run)))),
+    };
+    let n_up = upstream.len();
+    let call_span = t.call.span();
+    let run = quote_spanned! {call_span=>
+        ::weft::__private::run_node(#cx, #node, &__up, #call)
+    };
+    quote! {
+        {
+            #prelude
+            let #cx = #cx;
+            #set.push(::weft::__private::Box::pin(async move {
+                #waits
+                let __up: [(&'static str, &::weft::State); #n_up] = [#(#upstream),*];
+                #missing_check
+                #locals
+                let (__st, __run) = #run.await;
+                let _ = &__run;
+                #store;
+            }));
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! The pieces a `#[flow]` driver is generated from: handles that carry task outputs between node
+//! futures, the set of running nodes, and the call routing that tells tasks from plain functions.
+//! Generated code reaches these through `weft::__private`; users never name them.
+
+use crate::engine;
+use crate::flow::{FlowCtx, FlowError};
+use crate::state::{State, StateKind, TaskRunId};
+use crate::task::{MapCall, TaskBody, TaskCall, TaskError, TaskOptions, TaskRun};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::task::Poll;
+use tokio::sync::Notify;
+
+/// Completion of one node: its final state, and a way to wait for it.
+pub struct Done {
+    task: &'static str,
+    state: OnceLock<State>,
+    notify: Notify,
+}
+
+impl Done {
+    fn new(task: &'static str) -> Self {
+        Done {
+            task,
+            state: OnceLock::new(),
+            notify: Notify::new(),
+        }
+    }
+
+    async fn wait(&self) -> &State {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = pin!(notified);
+            notified.as_mut().enable();
+            if let Some(s) = self.state.get() {
+                return s;
+            }
+            notified.await;
+        }
+    }
+
+    fn finish(&self, state: State) {
+        let _ = self.state.set(state);
+        self.notify.notify_waiters();
+    }
+
+    fn upstream(&self) -> (&'static str, &State) {
+        (
+            self.task,
+            self.state.get().expect("upstream read after it finished"),
+        )
+    }
+}
+
+/// A task output read by value: moved into its one reader, or cloned for all but the last.
+pub struct Owned<T> {
+    done: Done,
+    value: Mutex<Option<T>>,
+    readers: AtomicU32,
+}
+
+/// A task output that some node borrows: it stays in the flow until the run ends.
+pub struct Shared<T> {
+    done: Done,
+    value: OnceLock<Option<T>>,
+}
+
+/// Marker for a task output moved into more than one node.
+#[diagnostic::on_unimplemented(
+    message = "task output `{Self}` is moved into more than one node, so it must be `Clone`",
+    label = "moved here while another node takes it too",
+    note = "pass it by reference (`&x`), wrap it in `Arc`, or derive `Clone`"
+)]
+pub trait MovedTwice: Clone {}
+impl<T: Clone> MovedTwice for T {}
+
+/// Marker for a task output that one node borrows and another takes by value.
+#[diagnostic::on_unimplemented(
+    message = "task output `{Self}` is borrowed by one node and taken by value by another, so it must be `Clone`",
+    label = "taken by value here while another node borrows it",
+    note = "take it by reference here too (`&x`), wrap it in `Arc`, or derive `Clone`"
+)]
+pub trait BorrowedAndMoved: Clone {}
+impl<T: Clone> BorrowedAndMoved for T {}
+
+/// Marker for task inputs of tasks with `retries`.
+#[diagnostic::on_unimplemented(
+    message = "task input `{Self}` must be `Clone` because the task has `retries`",
+    label = "each attempt needs a fresh copy of this input",
+    note = "derive or implement `Clone`, wrap the value in `Arc`, or take it by reference (`&T`) in an async task"
+)]
+pub trait RetryInput: Clone {}
+impl<T: Clone> RetryInput for T {}
+
+/// Clones an input for the next attempt of a task with retries.
+pub fn clone_for_retry<T: RetryInput>(v: &T) -> T {
+    v.clone()
+}
+
+macro_rules! handle_common {
+    ($ty:ident) => {
+        impl<T> $ty<T> {
+            /// Waits until the producing node finished.
+            pub async fn finished(&self) -> &State {
+                self.done.wait().await
+            }
+            /// The producer's name and final state (after it finished).
+            pub fn upstream(&self) -> (&'static str, &State) {
+                self.done.upstream()
+            }
+            /// The error the flow body returns when it needed this value and it is missing.
+            pub fn missing(&self, binding: &'static str) -> FlowError {
+                let (task, state) = self.done.upstream();
+                FlowError::Upstream {
+                    binding,
+                    task,
+                    state: state.clone(),
+                }
+            }
+        }
+        impl<T> $ty<Result<T, TaskError>> {
+            /// Records a producer that never ran; readers of the `Result` see its error.
+            pub fn set_never_ran_result(&self, state: State) {
+                let err = TaskError {
+                    task: self.done.task,
+                    state: state.clone(),
+                };
+                self.set(state, Some(Err(err)));
+            }
+        }
+    };
+}
+handle_common!(Owned);
+handle_common!(Shared);
+
+impl<T> Owned<T> {
+    /// A handle for the output of `task`, read by `readers` nodes.
+    pub fn new(task: &'static str, readers: u32) -> Self {
+        Owned {
+            done: Done::new(task),
+            value: Mutex::new(None),
+            readers: AtomicU32::new(readers),
+        }
+    }
+    /// Stores the producer's final state and value (None: no value).
+    pub fn set(&self, state: State, value: Option<T>) {
+        *self.value.lock().unwrap() = value;
+        self.done.finish(state);
+    }
+    /// Records a producer that never ran: no value.
+    pub fn set_never_ran(&self, state: State) {
+        self.set(state, None);
+    }
+    /// The value, moved out (the only reader).
+    pub async fn take(&self) -> Option<T> {
+        self.done.wait().await;
+        self.value.lock().unwrap().take()
+    }
+    /// The value, cloned for every reader but the last, which takes it.
+    pub async fn take_or_clone(&self) -> Option<T>
+    where
+        T: MovedTwice,
+    {
+        self.done.wait().await;
+        let mut slot = self.value.lock().unwrap();
+        if self.readers.fetch_sub(1, Ordering::AcqRel) <= 1 {
+            slot.take()
+        } else {
+            slot.clone()
+        }
+    }
+}
+
+impl<T> Shared<T> {
+    /// A handle for the output of `task`, borrowed by some node.
+    pub fn new(task: &'static str) -> Self {
+        Shared {
+            done: Done::new(task),
+            value: OnceLock::new(),
+        }
+    }
+    /// Stores the producer's final state and value (None: no value).
+    pub fn set(&self, state: State, value: Option<T>) {
+        let _ = self.value.set(value);
+        self.done.finish(state);
+    }
+    /// Records a producer that never ran: no value.
+    pub fn set_never_ran(&self, state: State) {
+        self.set(state, None);
+    }
+    /// The value, borrowed.
+    pub async fn get(&self) -> Option<&T> {
+        self.done.wait().await;
+        self.value.get().and_then(Option::as_ref)
+    }
+    /// A clone of the value.
+    pub async fn get_cloned(&self) -> Option<T>
+    where
+        T: BorrowedAndMoved,
+    {
+        self.get().await.cloned()
+    }
+}
+
+/// A flow-body local that tasks borrow: parked here so the borrow outlives the running nodes.
+pub struct Slot<T>(OnceLock<T>);
+
+impl<T> Slot<T> {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Slot(OnceLock::new())
+    }
+    /// Parks `v` and lends it back.
+    pub fn put(&self, v: T) -> &T {
+        if self.0.set(v).is_err() {
+            unreachable!("a slot is filled once");
+        }
+        self.0.get().expect("just set")
+    }
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+type NodeFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// The running nodes of a flow run, polled while the flow body waits.
+pub struct NodeSet<'a> {
+    running: FuturesUnordered<NodeFuture<'a>>,
+}
+
+impl<'a> NodeSet<'a> {
+    /// No node running.
+    pub fn new() -> Self {
+        NodeSet {
+            running: FuturesUnordered::new(),
+        }
+    }
+    /// Starts a node.
+    pub fn push(&mut self, node: NodeFuture<'a>) {
+        self.running.push(node);
+    }
+    /// Awaits `fut` while the running nodes make progress.
+    pub async fn drive<F: Future>(&mut self, fut: F) -> F::Output {
+        let mut fut = pin!(fut);
+        poll_fn(|cx| loop {
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(v);
+            }
+            let mut progressed = false;
+            while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {
+                progressed = true;
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+        })
+        .await
+    }
+    /// Waits for every running node.
+    pub async fn drain(&mut self) {
+        while self.running.next().await.is_some() {}
+    }
+}
+
+impl Default for NodeSet<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a node produced: one task run, or the runs of a mapped task.
+pub trait NodeRun {
+    /// The value dependents get through `?` (absent unless the run succeeded).
+    type Value;
+    /// What dependents get without `?`.
+    type Full;
+    /// The final state (for a mapped task: Failed if any element failed).
+    fn state(&self) -> State;
+    /// The value, if the run succeeded.
+    fn value(self) -> Option<Self::Value>;
+    /// The value or error, whatever happened.
+    fn full(self) -> Self::Full;
+}
+
+impl<T> NodeRun for TaskRun<T> {
+    type Value = T;
+    type Full = Result<T, TaskError>;
+    fn state(&self) -> State {
+        self.state.clone()
+    }
+    fn value(self) -> Option<T> {
+        self.result.ok()
+    }
+    fn full(self) -> Result<T, TaskError> {
+        self.result
+    }
+}
+
+/// The runs of a mapped task, in input order, and their summary state.
+pub struct MapRun<T> {
+    state: State,
+    runs: Vec<TaskRun<T>>,
+}
+
+impl<T> NodeRun for MapRun<T> {
+    type Value = Vec<T>;
+    type Full = Vec<Result<T, TaskError>>;
+    fn state(&self) -> State {
+        self.state.clone()
+    }
+    fn value(self) -> Option<Vec<T>> {
+        if !self.state.is_successful() {
+            return None;
+        }
+        self.runs.into_iter().map(|r| r.result.ok()).collect()
+    }
+    fn full(self) -> Vec<Result<T, TaskError>> {
+        self.runs.into_iter().map(|r| r.result).collect()
+    }
+}
+
+/// A value a flow body can run as a node: a task call or a mapped task call.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a task call",
+    label = "a statement `f(..)` in a #[flow] body must call a #[task] function",
+    note = "mark the function with #[task], or run plain code as glue: wrap it in a block, `let x = {{ f(..) }};`"
+)]
+pub trait IntoNode {
+    /// What the node produces.
+    type Run: NodeRun + Send;
+    /// The task's options.
+    fn options(&self) -> &'static TaskOptions;
+    /// Runs the node (trigger already checked).
+    fn run(self, cx: &FlowCtx, node: u32) -> impl Future<Output = Self::Run> + Send;
+}
+
+impl<'w, D: TaskBody<A>, A: Send + 'w> IntoNode for TaskCall<'w, D, A> {
+    type Run = TaskRun<D::Output>;
+    fn options(&self) -> &'static TaskOptions {
+        &D::OPTIONS
+    }
+    async fn run(self, cx: &FlowCtx, node: u32) -> TaskRun<D::Output> {
+        let id = TaskRunId {
+            flow_run_id: cx.run_id(),
+            node,
+            map_index: None,
+        };
+        engine::execute::<D, A>(cx, id, self.args, false).await
+    }
+}
+
+impl<'w, D: TaskBody<A>, A: Send + 'w> IntoNode for MapCall<'w, D, A> {
+    type Run = MapRun<D::Output>;
+    fn options(&self) -> &'static TaskOptions {
+        &D::OPTIONS
+    }
+    async fn run(self, cx: &FlowCtx, node: u32) -> MapRun<D::Output> {
+        let started = chrono::Utc::now();
+        let runs = engine::execute_map::<D, A>(cx, node, self.items).await;
+        let bad = runs
+            .iter()
+            .filter(|r| !(r.state.is_successful() || r.state.is_skipped()))
+            .count();
+        let state = if bad == 0 {
+            State::of(StateKind::Completed)
+        } else {
+            State::failed(format!("{bad} of {} mapped runs did not succeed", runs.len()))
+        };
+        cx.record(crate::task::TaskRunReport {
+            id: TaskRunId {
+                flow_run_id: cx.run_id(),
+                node,
+                map_index: None,
+            },
+            task: D::OPTIONS.name,
+            state: state.clone(),
+            attempts: 0,
+            started: Some(started),
+            ended: Some(state.timestamp),
+        });
+        MapRun { state, runs }
+    }
+}
+
+/// Runs a node: checks its trigger against its upstream states, then runs it.
+pub async fn run_node<C: IntoNode>(
+    cx: &FlowCtx,
+    node: u32,
+    upstream: &[(&'static str, &State)],
+    call: C,
+) -> (State, C::Run)
+where
+    C::Run: FromNeverRan,
+{
+    let opts = call.options();
+    if let Err(why) = opts.trigger.check(upstream.iter().copied()) {
+        let run: C::Run = never_ran_node(cx, node, opts, State::not_run(why));
+        return (run.state(), run);
+    }
+    let run = call.run(cx, node).await;
+    (run.state(), run)
+}
+
+/// A node run that never started.
+pub trait FromNeverRan: NodeRun + Sized {
+    /// The run of a node that ended in `state` without starting.
+    fn never_ran(state: State, task: &'static str) -> Self;
+}
+
+impl<T> FromNeverRan for TaskRun<T> {
+    fn never_ran(state: State, task: &'static str) -> Self {
+        TaskRun {
+            id: TaskRunId {
+                flow_run_id: uuid::Uuid::nil(),
+                node: 0,
+                map_index: None,
+            },
+            task,
+            ended: state.timestamp,
+            started: None,
+            attempts: 0,
+            result: Err(TaskError {
+                task,
+                state: state.clone(),
+            }),
+            state,
+        }
+    }
+}
+
+impl<T> FromNeverRan for MapRun<T> {
+    fn never_ran(state: State, _task: &'static str) -> Self {
+        MapRun {
+            state,
+            runs: Vec::new(),
+        }
+    }
+}
+
+fn never_ran_node<R: FromNeverRan>(
+    cx: &FlowCtx,
+    node: u32,
+    opts: &'static TaskOptions,
+    state: State,
+) -> R {
+    let id = TaskRunId {
+        flow_run_id: cx.run_id(),
+        node,
+        map_index: None,
+    };
+    let run: TaskRun<()> = engine::never_run(cx, id, opts.name, opts.state_handlers, state);
+    R::never_ran(run.state, opts.name)
+}
+
+/// The state of a node whose required input is missing: Skipped when an upstream was skipped,
+/// NotRun otherwise. Records the run.
+pub fn missing_input(
+    cx: &FlowCtx,
+    node: u32,
+    opts: &'static TaskOptions,
+    upstream: &[(&'static str, &State)],
+) -> State {
+    let state = match upstream
+        .iter()
+        .find(|(_, s)| !s.is_successful())
+        .copied()
+    {
+        Some((name, s)) if s.is_skipped() => State::skipped(format!("upstream '{name}' was skipped")),
+        Some((name, s)) => State::not_run(format!("upstream '{name}' ended {}", s.kind)),
+        None => State::not_run("an input was not available"),
+    };
+    let run: TaskRun<()> = never_ran_node(cx, node, opts, state);
+    run.state
+}

@@ -1,0 +1,421 @@
+//! Runs task runs and flow runs: triggers, retries, timeouts, cancellation, concurrency limits,
+//! mapping, state events and the flow report.
+
+use crate::flow::{FlowCtx, RunEvent};
+use crate::handlers;
+use crate::state::{RunKind, State, StateChange, StateKind, TaskRunId};
+use crate::task::{final_state_of, Attempt, MapCall, TaskBody, TaskCall, TaskError, TaskRun};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use tracing::Level;
+
+/// Runs one task run to its final state. `quiet` sends its log lines to DEBUG (elements of a
+/// mapped task).
+pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
+    cx: &FlowCtx,
+    id: TaskRunId,
+    args: A,
+    quiet: bool,
+) -> TaskRun<D::Output> {
+    let opts = &D::OPTIONS;
+    let name = opts.name;
+    let mut tracker = Tracker::new(cx, id, name, opts.state_handlers);
+    let _permit = match cx.limit() {
+        Some(sem) => Some(sem.acquire().await.expect("the flow's semaphore is never closed")),
+        None => None,
+    };
+    if cx.is_cancelled() {
+        let state = tracker.finish(State::cancelled(cx.cancel_reason()));
+        return tracker.into_run(state, None);
+    }
+
+    let mut args = Some(args);
+    let max_attempts = opts.retries + 1;
+    let mut value = None;
+    let final_state = loop {
+        let attempt = tracker.attempts + 1;
+        tracker.attempts = attempt;
+        if attempt == 1 {
+            log(quiet, Level::INFO, format_args!("Task '{name}': Starting task run..."));
+        } else {
+            log(
+                quiet,
+                Level::INFO,
+                format_args!("Task '{name}': Starting attempt {attempt} of {max_attempts}..."),
+            );
+        }
+        tracker.started.get_or_insert_with(chrono::Utc::now);
+        tracker.transition(State::of(StateKind::Running));
+
+        let call_args = D::next_args(&mut args, attempt == max_attempts);
+        let outcome = run_attempt(cx, D::attempt(call_args), opts.timeout).await;
+        let (retryable, delay) = match &outcome {
+            Outcome::Done(Attempt::Fail(_)) | Outcome::TimedOut => {
+                (true, Some(opts.delay_before_retry(attempt)))
+            }
+            Outcome::Done(Attempt::Retry(_)) => (true, None),
+            _ => (false, None),
+        };
+        if retryable && attempt < max_attempts {
+            let why = outcome.message(opts.timeout);
+            let wait = delay.unwrap_or_default();
+            tracing::warn!(
+                target: "weft",
+                "Task '{name}': Attempt {attempt} of {max_attempts} failed: {why}; retrying in {}",
+                humanize(wait)
+            );
+            tracker.transition(State::retrying(why));
+            if !wait.is_zero() && !cx.sleep_unless_cancelled(wait).await {
+                break State::cancelled(cx.cancel_reason());
+            }
+            continue;
+        }
+        break match outcome {
+            Outcome::Done(Attempt::Ok(v)) => {
+                value = Some(v);
+                State::of(StateKind::Completed)
+            }
+            Outcome::Done(a) => final_state_of(&a),
+            Outcome::TimedOut => State::timed_out(outcome.message(opts.timeout)),
+            Outcome::Cancelled => State::cancelled(cx.cancel_reason()),
+        };
+    };
+    let mut state = tracker.finish(final_state);
+    if state.is_successful() && value.is_none() {
+        tracing::warn!(
+            target: "weft",
+            "Task '{name}': a state handler asked for '{}' but the task has no value; keeping 'Failed'",
+            state.kind
+        );
+        state = State::failed("a state handler turned the run successful without a value");
+    }
+    if !state.is_successful() {
+        value = None;
+    }
+    let level = if state.is_failed() {
+        Level::ERROR
+    } else {
+        Level::INFO
+    };
+    match &state.message {
+        Some(m) if !state.is_successful() => log(
+            quiet,
+            level,
+            format_args!(
+                "Task '{name}': Finished task run for task with final state: '{}' ({m})",
+                state.kind
+            ),
+        ),
+        _ => log(
+            quiet,
+            level,
+            format_args!(
+                "Task '{name}': Finished task run for task with final state: '{}'",
+                state.kind
+            ),
+        ),
+    }
+    if state.is_failed() {
+        cx.note_failure(name, &state);
+    }
+    tracker.into_run(state, value)
+}
+
+enum Outcome<T> {
+    Done(Attempt<T>),
+    TimedOut,
+    Cancelled,
+}
+
+impl<T> Outcome<T> {
+    fn message(&self, timeout: Option<std::time::Duration>) -> String {
+        match self {
+            Outcome::Done(Attempt::Fail(m) | Attempt::Retry(m) | Attempt::Skip(m)) => m.clone(),
+            Outcome::Done(Attempt::Panic(m)) => format!("panicked: {m}"),
+            Outcome::Done(Attempt::Ok(_)) => String::new(),
+            Outcome::TimedOut => format!(
+                "timed out after {}",
+                humanize(timeout.unwrap_or_default())
+            ),
+            Outcome::Cancelled => "cancelled".to_owned(),
+        }
+    }
+}
+
+async fn run_attempt<T>(
+    cx: &FlowCtx,
+    body: impl Future<Output = Attempt<T>>,
+    timeout: Option<std::time::Duration>,
+) -> Outcome<T> {
+    let guarded = AssertUnwindSafe(body).catch_unwind().map(|r| match r {
+        Ok(a) => a,
+        Err(panic) => Attempt::Panic(panic_message(&*panic)),
+    });
+    let timed = async {
+        match timeout {
+            Some(d) => match tokio::time::timeout(d, guarded).await {
+                Ok(a) => Outcome::Done(a),
+                Err(_) => Outcome::TimedOut,
+            },
+            None => Outcome::Done(guarded.await),
+        }
+    };
+    match cx.cancel_flag() {
+        Some(flag) => {
+            tokio::select! {
+                biased;
+                _ = flag.cancelled() => Outcome::Cancelled,
+                out = timed => out,
+            }
+        }
+        None => timed.await,
+    }
+}
+
+/// Text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
+
+pub(crate) fn humanize(d: std::time::Duration) -> String {
+    if d.is_zero() {
+        return "0s".to_owned();
+    }
+    // Whole milliseconds read better than humantime's nanosecond tails.
+    let d = std::time::Duration::from_millis(d.as_millis().max(1) as u64);
+    humantime_like(d)
+}
+
+fn humantime_like(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
+}
+
+fn log(quiet: bool, level: Level, args: std::fmt::Arguments<'_>) {
+    if quiet {
+        tracing::debug!(target: "weft", "{}", args);
+        return;
+    }
+    match level {
+        Level::ERROR => tracing::error!(target: "weft", "{}", args),
+        Level::WARN => tracing::warn!(target: "weft", "{}", args),
+        _ => tracing::info!(target: "weft", "{}", args),
+    }
+}
+
+/// Follows one task run's state: handlers, events, attempts, timing.
+struct Tracker<'a> {
+    cx: &'a FlowCtx,
+    id: TaskRunId,
+    name: &'static str,
+    handlers: &'static [crate::state::StateHandler],
+    current: State,
+    attempts: u32,
+    started: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl<'a> Tracker<'a> {
+    fn new(
+        cx: &'a FlowCtx,
+        id: TaskRunId,
+        name: &'static str,
+        handlers: &'static [crate::state::StateHandler],
+    ) -> Self {
+        let t = Tracker {
+            cx,
+            id,
+            name,
+            handlers,
+            current: State::of(StateKind::Pending),
+            attempts: 0,
+            started: None,
+        };
+        t.emit();
+        t
+    }
+
+    fn emit(&self) {
+        if self.cx.has_sinks() {
+            self.cx.emit(&RunEvent {
+                flow_run_id: self.cx.run_id(),
+                flow: self.cx.flow_name(),
+                task_run_id: Some(self.id),
+                name: self.name,
+                state: self.current.clone(),
+                attempt: self.attempts,
+            });
+        }
+    }
+
+    /// Moves to `new` (or what a handler replaces it with) and reports it.
+    fn transition(&mut self, new: State) -> &State {
+        let new = if self.handlers.is_empty() {
+            new
+        } else {
+            handlers::apply(
+                self.handlers,
+                StateChange {
+                    kind: RunKind::Task,
+                    name: self.name,
+                    flow_run_id: self.cx.run_id(),
+                    task_run_id: Some(self.id),
+                    old: self.current.clone(),
+                    new,
+                },
+            )
+        };
+        self.current = new;
+        self.emit();
+        &self.current
+    }
+
+    fn finish(&mut self, state: State) -> State {
+        self.transition(state).clone()
+    }
+
+    fn into_run<T>(self, state: State, value: Option<T>) -> TaskRun<T> {
+        let run = TaskRun {
+            id: self.id,
+            task: self.name,
+            ended: state.timestamp,
+            started: self.started,
+            attempts: self.attempts,
+            result: match value {
+                Some(v) => Ok(v),
+                None => Err(TaskError {
+                    task: self.name,
+                    state: state.clone(),
+                }),
+            },
+            state,
+        };
+        self.cx.record(run.report());
+        run
+    }
+}
+
+/// A task run that never started (trigger not met, upstream failed, flow stopped).
+pub(crate) fn never_run<T>(
+    cx: &FlowCtx,
+    id: TaskRunId,
+    name: &'static str,
+    handlers: &'static [crate::state::StateHandler],
+    state: State,
+) -> TaskRun<T> {
+    let mut tracker = Tracker::new(cx, id, name, handlers);
+    let state = tracker.finish(state);
+    let level = if state.kind == StateKind::Skipped {
+        Level::INFO
+    } else {
+        Level::WARN
+    };
+    log(
+        false,
+        level,
+        format_args!(
+            "Task '{name}': Finished task run for task with final state: '{}' ({})",
+            state.kind,
+            state.message.as_deref().unwrap_or_default()
+        ),
+    );
+    tracker.into_run(state, None)
+}
+
+/// Runs every element of a mapped call as its own task run; results in input order.
+pub(crate) async fn execute_map<D: TaskBody<A>, A: Send>(
+    cx: &FlowCtx,
+    node: u32,
+    items: Vec<A>,
+) -> Vec<TaskRun<D::Output>> {
+    let name = D::OPTIONS.name;
+    let n = items.len();
+    tracing::info!(target: "weft", "Task '{name}': Starting mapped task run over {n} elements...");
+    let mut running: FuturesUnordered<_> = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, args)| {
+            let id = TaskRunId {
+                flow_run_id: cx.run_id(),
+                node,
+                map_index: Some(i as u32),
+            };
+            execute::<D, A>(cx, id, args, true).map(move |run| (i, run))
+        })
+        .collect();
+    let mut slots: Vec<Option<TaskRun<D::Output>>> = (0..n).map(|_| None).collect();
+    while let Some((i, run)) = running.next().await {
+        slots[i] = Some(run);
+    }
+    let runs: Vec<_> = slots
+        .into_iter()
+        .map(|r| r.expect("every element reports"))
+        .collect();
+    let mut counts: Vec<(StateKind, usize)> = Vec::new();
+    for r in &runs {
+        match counts.iter_mut().find(|(k, _)| *k == r.state.kind) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((r.state.kind, 1)),
+        }
+    }
+    let summary = counts
+        .iter()
+        .map(|(k, c)| format!("{c} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let failed = runs.iter().any(|r| r.state.is_failed());
+    if failed {
+        tracing::error!(target: "weft", "Task '{name}': Finished mapped task run: {summary}");
+    } else {
+        tracing::info!(target: "weft", "Task '{name}': Finished mapped task run: {summary}");
+    }
+    runs
+}
+
+/// Runs a task call outside any flow.
+pub(crate) async fn run_standalone<D: TaskBody<A>, A: Send>(
+    call: TaskCall<'_, D, A>,
+) -> TaskRun<D::Output> {
+    crate::logging::ensure_default();
+    let cx = FlowCtx::standalone();
+    let id = TaskRunId {
+        flow_run_id: cx.run_id(),
+        node: 0,
+        map_index: None,
+    };
+    execute::<D, A>(&cx, id, call.args, false).await
+}
+
+/// Runs a mapped call outside any flow.
+pub(crate) async fn run_standalone_map<D: TaskBody<A>, A: Send>(
+    call: MapCall<'_, D, A>,
+) -> Vec<TaskRun<D::Output>> {
+    crate::logging::ensure_default();
+    let cx = FlowCtx::standalone();
+    execute_map::<D, A>(&cx, 0, call.items).await
+}
+
+/// Runs a sync task body on tokio's blocking pool. Its thread cannot be stopped: on timeout or
+/// cancellation the run ends but the thread finishes the body in the background.
+pub async fn blocking<T: Send + 'static>(
+    body: impl FnOnce() -> Attempt<T> + Send + 'static,
+) -> Attempt<T> {
+    match tokio::task::spawn_blocking(body).await {
+        Ok(a) => a,
+        Err(e) if e.is_panic() => Attempt::Panic(panic_message(&*e.into_panic())),
+        Err(_) => Attempt::Fail("the blocking task was cancelled by the runtime".to_owned()),
+    }
+}

@@ -1,0 +1,483 @@
+//! Flow runs: their definition, per-run context, configuration, events and report.
+
+use crate::graph::{FlowGraph, NodeKind};
+use crate::handlers;
+use crate::state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
+use crate::task::TaskRunReport;
+use chrono::{DateTime, Utc};
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use uuid::Uuid;
+
+/// A flow as `#[flow]` defines it: name, options and compile-time graph.
+#[derive(Debug)]
+pub struct FlowDef {
+    /// The flow's name.
+    pub name: &'static str,
+    /// Stop everything at the first failure.
+    pub fail_fast: bool,
+    /// Most task runs running at once (None: no limit).
+    pub max_concurrency: Option<usize>,
+    /// Called on the flow run's state changes.
+    pub state_handlers: &'static [StateHandler],
+    /// The graph built by the macro.
+    pub graph: &'static FlowGraph,
+}
+
+/// One state change of a task run or a flow run, as handed to [`EventSink`]s.
+#[derive(Debug, Clone)]
+pub struct RunEvent {
+    /// The flow run.
+    pub flow_run_id: Uuid,
+    /// The flow's name.
+    pub flow: &'static str,
+    /// The task run, for task events.
+    pub task_run_id: Option<TaskRunId>,
+    /// The task's or flow's name.
+    pub name: &'static str,
+    /// The state entered.
+    pub state: State,
+    /// The attempt number (task runs).
+    pub attempt: u32,
+}
+
+/// Receives every state change of a run, in order, on the engine's thread: keep it short and
+/// never block (queue the event and return).
+pub trait EventSink: Send + Sync {
+    /// One state change.
+    fn on_event(&self, event: &RunEvent);
+}
+
+/// How to run one flow run: overrides of the flow's options and extra event sinks.
+///
+/// ```
+/// use weft::prelude::*;
+///
+/// #[task]
+/// async fn one() -> u32 { 1 }
+///
+/// #[flow]
+/// async fn small() -> u32 {
+///     let a = one()?;
+///     a
+/// }
+///
+/// # #[tokio::main] async fn main() {
+/// let run = small::run_with(RunConfig::new().max_concurrency(1)).await;
+/// assert_eq!(run.result.unwrap(), 1);
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct RunConfig {
+    pub(crate) run_id: Option<Uuid>,
+    pub(crate) fail_fast: Option<bool>,
+    pub(crate) max_concurrency: Option<Option<usize>>,
+    pub(crate) sinks: Vec<Arc<dyn EventSink>>,
+}
+
+impl RunConfig {
+    /// The flow's own options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Use this flow run id instead of a fresh one.
+    pub fn run_id(mut self, id: Uuid) -> Self {
+        self.run_id = Some(id);
+        self
+    }
+    /// Override `fail_fast`.
+    pub fn fail_fast(mut self, on: bool) -> Self {
+        self.fail_fast = Some(on);
+        self
+    }
+    /// Override `max_concurrency` (0: no limit).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = Some((n > 0).then_some(n));
+        self
+    }
+    /// Send every state change of the run to `sink` too.
+    pub fn sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+}
+
+impl fmt::Debug for RunConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunConfig")
+            .field("run_id", &self.run_id)
+            .field("fail_fast", &self.fail_fast)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("sinks", &self.sinks.len())
+            .finish()
+    }
+}
+
+/// Set once, seen by every running task: fail_fast's "stop now".
+pub(crate) struct CancelFlag {
+    set: AtomicBool,
+    notify: Notify,
+    reason: Mutex<Option<String>>,
+}
+
+impl CancelFlag {
+    fn new() -> Self {
+        CancelFlag {
+            set: AtomicBool::new(false),
+            notify: Notify::new(),
+            reason: Mutex::new(None),
+        }
+    }
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+    fn cancel(&self, reason: String) {
+        let mut r = self.reason.lock().unwrap();
+        if r.is_none() {
+            *r = Some(reason);
+        }
+        drop(r);
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+    pub(crate) async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The context of one flow run, shared by its driver and its task runs.
+pub struct FlowCtx {
+    name: &'static str,
+    graph: Option<&'static FlowGraph>,
+    run_id: Uuid,
+    cancel: Option<CancelFlag>,
+    limit: Option<Semaphore>,
+    reports: Mutex<Vec<TaskRunReport>>,
+    sinks: Vec<Arc<dyn EventSink>>,
+}
+
+impl FlowCtx {
+    pub(crate) fn new(def: &'static FlowDef, config: RunConfig) -> Self {
+        let fail_fast = config.fail_fast.unwrap_or(def.fail_fast);
+        let limit = config.max_concurrency.unwrap_or(def.max_concurrency);
+        FlowCtx {
+            name: def.name,
+            graph: Some(def.graph),
+            run_id: config.run_id.unwrap_or_else(Uuid::new_v4),
+            cancel: fail_fast.then(CancelFlag::new),
+            limit: limit.map(Semaphore::new),
+            reports: Mutex::new(Vec::new()),
+            sinks: config.sinks,
+        }
+    }
+
+    /// A context for a task called outside any flow.
+    pub(crate) fn standalone() -> Self {
+        FlowCtx {
+            name: "",
+            graph: None,
+            run_id: Uuid::new_v4(),
+            cancel: None,
+            limit: None,
+            reports: Mutex::new(Vec::new()),
+            sinks: Vec::new(),
+        }
+    }
+
+    /// This flow run's id.
+    pub fn run_id(&self) -> Uuid {
+        self.run_id
+    }
+    pub(crate) fn flow_name(&self) -> &'static str {
+        self.name
+    }
+    pub(crate) fn limit(&self) -> Option<&Semaphore> {
+        self.limit.as_ref()
+    }
+    pub(crate) fn cancel_flag(&self) -> Option<&CancelFlag> {
+        self.cancel.as_ref()
+    }
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(CancelFlag::is_set)
+    }
+    pub(crate) fn cancel_reason(&self) -> String {
+        self.cancel
+            .as_ref()
+            .and_then(|c| c.reason.lock().unwrap().clone())
+            .unwrap_or_else(|| "the flow run was cancelled".to_owned())
+    }
+    pub(crate) fn has_sinks(&self) -> bool {
+        !self.sinks.is_empty()
+    }
+    pub(crate) fn emit(&self, event: &RunEvent) {
+        for s in &self.sinks {
+            s.on_event(event);
+        }
+    }
+    pub(crate) fn record(&self, report: TaskRunReport) {
+        if self.graph.is_some() {
+            self.reports.lock().unwrap().push(report);
+        }
+    }
+
+    /// With fail_fast, the first failure stops the run: running tasks are cancelled and none
+    /// starts.
+    pub(crate) fn note_failure(&self, task: &str, state: &State) {
+        if let Some(flag) = &self.cancel {
+            if !flag.is_set() {
+                tracing::warn!(
+                    target: "weft",
+                    "Flow run '{}': fail_fast: task '{task}' ended {}; cancelling the rest",
+                    self.name,
+                    state.kind
+                );
+            }
+            flag.cancel(format!(
+                "fail_fast: task '{task}' ended {}",
+                state.kind
+            ));
+        }
+    }
+
+    /// Sleeps `d`; false when the run was cancelled meanwhile.
+    pub(crate) async fn sleep_unless_cancelled(&self, d: Duration) -> bool {
+        match &self.cancel {
+            Some(flag) => {
+                tokio::select! {
+                    _ = flag.cancelled() => false,
+                    _ = tokio::time::sleep(d) => true,
+                }
+            }
+            None => {
+                tokio::time::sleep(d).await;
+                true
+            }
+        }
+    }
+}
+
+/// Why a flow run has no return value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FlowError {
+    /// The flow body needed the value of a task that did not produce one (`let x = t()?;`).
+    Upstream {
+        /// The binding the body needed.
+        binding: &'static str,
+        /// The task that should have produced it.
+        task: &'static str,
+        /// That task's final state.
+        state: State,
+    },
+    /// The flow body panicked.
+    Panicked(String),
+    /// The run was stopped before its body finished.
+    Cancelled(String),
+}
+
+impl fmt::Display for FlowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlowError::Upstream {
+                binding,
+                task,
+                state,
+            } => write!(
+                f,
+                "the flow needed `{binding}` but task '{task}' ended {state}"
+            ),
+            FlowError::Panicked(m) => write!(f, "the flow body panicked: {m}"),
+            FlowError::Cancelled(m) => write!(f, "the flow run was cancelled: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for FlowError {}
+
+/// The report of a finished flow run: its return value, final state and every task run.
+#[derive(Debug)]
+#[must_use = "a flow run carries the flow's value and its final state"]
+pub struct FlowRun<R> {
+    /// The flow run's id.
+    pub id: Uuid,
+    /// The flow's name.
+    pub name: &'static str,
+    /// Final state: Completed when every task run ended Completed, Cached or Skipped.
+    pub state: State,
+    /// What the flow body returned, or why it could not.
+    pub result: Result<R, FlowError>,
+    /// Every task run (elements of mapped tasks included), in the order they ended.
+    pub task_runs: Vec<TaskRunReport>,
+    /// When the run began.
+    pub started: DateTime<Utc>,
+    /// When it ended.
+    pub ended: DateTime<Utc>,
+    /// The compile-time graph of the flow.
+    pub graph: &'static FlowGraph,
+}
+
+impl<R> FlowRun<R> {
+    /// The flow's return value, or why there is none.
+    pub fn into_result(self) -> Result<R, FlowError> {
+        self.result
+    }
+    /// True when the run Completed.
+    pub fn is_successful(&self) -> bool {
+        self.state.is_successful()
+    }
+    /// The (first, for mapped tasks: the summary) run of the task named `name`.
+    pub fn task(&self, name: &str) -> Option<&TaskRunReport> {
+        self.task_runs
+            .iter()
+            .find(|r| r.task == name && r.id.map_index.is_none())
+            .or_else(|| self.task_runs.iter().find(|r| r.task == name))
+    }
+    /// Every run of the task named `name` (one per element for a mapped task).
+    pub fn runs_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a TaskRunReport> + 'a {
+        self.task_runs.iter().filter(move |r| r.task == name)
+    }
+    /// Wall time of the run.
+    pub fn duration(&self) -> Duration {
+        (self.ended - self.started).to_std().unwrap_or_default()
+    }
+}
+
+/// Runs a flow: spawns the driver on a tokio worker, then builds the report.
+pub(crate) async fn run_flow<R, F, Fut>(def: &'static FlowDef, config: RunConfig, driver: F) -> FlowRun<R>
+where
+    F: FnOnce(Arc<FlowCtx>) -> Fut,
+    Fut: Future<Output = Result<R, FlowError>> + Send + 'static,
+    R: Send + 'static,
+{
+    crate::logging::ensure_default();
+    if tokio::runtime::Handle::try_current().is_err() {
+        panic!(
+            "flow '{}' was called outside a tokio runtime: weft flows run on tokio, so call them from \
+             #[tokio::main] (or inside Runtime::block_on)",
+            def.name
+        );
+    }
+    let cx = Arc::new(FlowCtx::new(def, config));
+    let started = Utc::now();
+    tracing::info!(target: "weft", "Beginning Flow run for '{}'", def.name);
+    let mut flow_state = State::of(StateKind::Pending);
+    flow_state = flow_transition(&cx, def, flow_state, State::of(StateKind::Running));
+
+    let result = match tokio::spawn(driver(cx.clone())).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => Err(FlowError::Panicked(crate::engine::panic_message(
+            &*e.into_panic(),
+        ))),
+        Err(_) => Err(FlowError::Cancelled("the runtime shut down".to_owned())),
+    };
+
+    let mut reports = std::mem::take(&mut *cx.reports.lock().unwrap());
+    // Tasks the driver never reached: the body stopped (a missing `?` value) or fail_fast.
+    let mut reached = vec![false; def.graph.nodes.len()];
+    for r in &reports {
+        if let Some(slot) = reached.get_mut(r.id.node as usize) {
+            *slot = true;
+        }
+    }
+    let stop_reason = match &result {
+        Err(e) => e.to_string(),
+        Ok(_) => "the flow body did not reach it".to_owned(),
+    };
+    for node in def.graph.nodes.iter() {
+        if node.kind != NodeKind::Glue && !reached[node.id as usize] {
+            let state = if cx.is_cancelled() {
+                State::cancelled(cx.cancel_reason())
+            } else {
+                State::not_run(stop_reason.clone())
+            };
+            reports.push(TaskRunReport::never_ran(
+                TaskRunId {
+                    flow_run_id: cx.run_id,
+                    node: node.id,
+                    map_index: None,
+                },
+                node.task_static(),
+                state,
+            ));
+        }
+    }
+
+    let failed: Vec<&TaskRunReport> = reports
+        .iter()
+        .filter(|r| !(r.state.is_successful() || r.state.is_skipped()))
+        .collect();
+    let proposed = match (&result, failed.first()) {
+        (Err(e), _) => State::failed(e.to_string()),
+        (Ok(_), Some(first)) => State::failed(format!(
+            "{} of {} task runs did not succeed; first: '{}' ended {}",
+            failed.len(),
+            reports.len(),
+            first.task,
+            first.state
+        )),
+        (Ok(_), None) => State::new(
+            StateKind::Completed,
+            Some("All reference tasks succeeded.".to_owned()),
+        ),
+    };
+    flow_state = flow_transition(&cx, def, flow_state, proposed);
+    if flow_state.is_successful() {
+        tracing::info!(target: "weft", "Flow run SUCCESS: all reference tasks succeeded");
+    } else {
+        tracing::error!(
+            target: "weft",
+            "Flow run FAILED: some reference tasks failed ({})",
+            flow_state.message.as_deref().unwrap_or("")
+        );
+    }
+    FlowRun {
+        id: cx.run_id,
+        name: def.name,
+        state: flow_state,
+        result,
+        task_runs: reports,
+        started,
+        ended: Utc::now(),
+        graph: def.graph,
+    }
+}
+
+fn flow_transition(cx: &FlowCtx, def: &'static FlowDef, old: State, new: State) -> State {
+    let new = if def.state_handlers.is_empty() {
+        new
+    } else {
+        handlers::apply(
+            def.state_handlers,
+            StateChange {
+                kind: RunKind::Flow,
+                name: def.name,
+                flow_run_id: cx.run_id,
+                task_run_id: None,
+                old,
+                new,
+            },
+        )
+    };
+    if cx.has_sinks() {
+        cx.emit(&RunEvent {
+            flow_run_id: cx.run_id,
+            flow: def.name,
+            task_run_id: None,
+            name: def.name,
+            state: new.clone(),
+            attempt: 0,
+        });
+    }
+    new
+}

@@ -1,0 +1,116 @@
+//! Runtime of [weft](https://docs.rs/weft): states, the engine, flow graphs and their drawings.
+//! Users depend on the `weft` facade crate, which re-exports this one with the macros.
+
+#![warn(missing_docs)]
+
+pub mod engine;
+pub mod flow;
+pub mod graph;
+mod handlers;
+pub mod logging;
+pub mod state;
+pub mod task;
+pub mod viz;
+
+mod driver;
+
+pub use flow::{EventSink, FlowCtx, FlowDef, FlowError, FlowRun, RunConfig, RunEvent};
+pub use graph::{CycleError, Edge, EdgeKind, FlowGraph, Node, NodeKind};
+pub use state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
+pub use task::{
+    Attempt, MapCall, Signal, Task, TaskBody, TaskCall, TaskError, TaskOptions, TaskRun,
+    TaskRunReport, Trigger,
+};
+
+/// What macro-generated code calls. Not a public API: names and signatures change freely.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::driver::*;
+    pub use crate::engine::blocking;
+    pub use crate::task::{Attempt, MapCall, Signal, Task, TaskBody, TaskCall, TaskOptions, Trigger};
+    pub use crate::{FlowCtx, FlowDef, FlowError, FlowRun, RunConfig, State};
+    pub use crate::graph::{Edge, EdgeKind, FlowGraph, Node, NodeKind};
+    pub use std::borrow::Cow;
+    pub use std::boxed::Box;
+    pub use std::time::Duration;
+
+    /// Converts a body's `Result` into an attempt outcome; a [`Signal`] error keeps its meaning.
+    pub fn from_result<T, E: std::fmt::Display + 'static>(r: Result<T, E>) -> Attempt<T> {
+        match r {
+            Ok(v) => Attempt::Ok(v),
+            Err(e) => match (&e as &dyn std::any::Any).downcast_ref::<Signal>() {
+                Some(Signal::Fail(m)) => Attempt::Fail(m.clone()),
+                Some(Signal::Skip(m)) => Attempt::Skip(m.clone()),
+                Some(Signal::Retry(m)) => Attempt::Retry(m.clone()),
+                None => Attempt::Fail(e.to_string()),
+            },
+        }
+    }
+
+    /// `?` in flow-body glue: splits a `Result` or an `Option` like the `Try` trait does.
+    pub trait GlueTry {
+        /// The value on success.
+        type Output;
+        /// What is left on failure.
+        type Residual;
+        /// Continue with the value, or break with the residual.
+        fn branch(self) -> std::ops::ControlFlow<Self::Residual, Self::Output>;
+    }
+    impl<T, E> GlueTry for Result<T, E> {
+        type Output = T;
+        type Residual = Result<std::convert::Infallible, E>;
+        fn branch(self) -> std::ops::ControlFlow<Self::Residual, T> {
+            match self {
+                Ok(v) => std::ops::ControlFlow::Continue(v),
+                Err(e) => std::ops::ControlFlow::Break(Err(e)),
+            }
+        }
+    }
+    impl<T> GlueTry for Option<T> {
+        type Output = T;
+        type Residual = Option<std::convert::Infallible>;
+        fn branch(self) -> std::ops::ControlFlow<Self::Residual, T> {
+            match self {
+                Some(v) => std::ops::ControlFlow::Continue(v),
+                None => std::ops::ControlFlow::Break(None),
+            }
+        }
+    }
+    /// The flow's return value built from a glue `?` residual (the flow returns `Result` or
+    /// `Option`).
+    #[diagnostic::on_unimplemented(
+        message = "`?` in a flow body returns from the flow, so the flow must return `Result` (or `Option`)",
+        label = "the flow returns `{Self}`"
+    )]
+    pub trait FromGlueResidual<R> {
+        /// Converts the residual.
+        fn from_residual(r: R) -> Self;
+    }
+    impl<T, E, F: From<E>> FromGlueResidual<Result<std::convert::Infallible, E>> for Result<T, F> {
+        fn from_residual(r: Result<std::convert::Infallible, E>) -> Self {
+            match r {
+                Err(e) => Err(F::from(e)),
+                Ok(never) => match never {},
+            }
+        }
+    }
+    impl<T> FromGlueResidual<Option<std::convert::Infallible>> for Option<T> {
+        fn from_residual(_: Option<std::convert::Infallible>) -> Self {
+            None
+        }
+    }
+
+    /// Runs a flow (see [`crate::flow`]).
+    pub async fn run_flow<R, F, Fut>(
+        def: &'static FlowDef,
+        config: RunConfig,
+        driver: F,
+    ) -> FlowRun<R>
+    where
+        F: FnOnce(std::sync::Arc<FlowCtx>) -> Fut,
+        Fut: std::future::Future<Output = Result<R, FlowError>> + Send + 'static,
+        R: Send + 'static,
+    {
+        crate::flow::run_flow(def, config, driver).await
+    }
+}
