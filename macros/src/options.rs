@@ -91,7 +91,7 @@ fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
         .map(|c| (levenshtein(word, c), *c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3) || c.starts_with(word) || word.starts_with(c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 2) || c.starts_with(word) || word.starts_with(c))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
