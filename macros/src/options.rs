@@ -328,6 +328,10 @@ mod tests {
         let args = parse_args(quote!(retry_delay = "1d", timeout = "2x"), &mut errors);
         assert_eq!(duration(&args[0], &mut errors), Some(86_400_000_000_000));
         assert_eq!(duration(&args[1], &mut errors), None);
-        assert!(errors.finish().unwrap_err().to_string().contains("not a duration"));
+        assert!(errors
+            .finish()
+            .unwrap_err()
+            .to_string()
+            .contains("not a duration"));
     }
 }

@@ -48,7 +48,9 @@ fn parse_opts(args: TokenStream, errors: &mut Errors) -> TaskOpts {
             "retries" => o.retries = options::int(&arg, errors, 0, 1_000_000).unwrap_or(0),
             "retry_delay" => o.retry_delay = options::duration(&arg, errors).unwrap_or(0),
             "retry_backoff" => o.retry_backoff = options::float(&arg, errors, 1.0, f64::INFINITY),
-            "retry_jitter" => o.retry_jitter = options::float(&arg, errors, 0.0, 1.0).unwrap_or(0.0),
+            "retry_jitter" => {
+                o.retry_jitter = options::float(&arg, errors, 0.0, 1.0).unwrap_or(0.0)
+            }
             "timeout" => {
                 o.timeout = options::duration(&arg, errors);
                 if o.timeout == Some(0) {
@@ -172,7 +174,10 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         errors.at(c.span(), "a task can't be a `const fn`");
     }
     if let Some(u) = &sig.unsafety {
-        errors.at(u.span(), "a task can't be an `unsafe fn`: wrap the unsafe code in a safe function");
+        errors.at(
+            u.span(),
+            "a task can't be an `unsafe fn`: wrap the unsafe code in a safe function",
+        );
     }
     if let Some(a) = &sig.abi {
         errors.at(a.span(), "a task can't have an `extern` ABI");
@@ -181,8 +186,16 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         errors.at(v.span(), "a task can't be variadic");
     }
     for p in &sig.generics.params {
-        if let GenericParam::Const(c) = p {
-            errors.at(c.span(), "a task can't have const generic parameters");
+        match p {
+            GenericParam::Const(c) => {
+                errors.at(c.span(), "a task can't have const generic parameters")
+            }
+            GenericParam::Type(t) => errors.at(
+                t.span(),
+                "a task can't be generic over types: its output type is part of its definition; \
+                 write a task per concrete type (they can share a generic helper function)",
+            ),
+            GenericParam::Lifetime(_) => {}
         }
     }
     let is_async = sig.asyncness.is_some();
@@ -244,7 +257,10 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         ReturnType::Default => (quote!(()), quote!(()), false),
         ReturnType::Type(_, t) => {
             if let Some(span) = has_impl_trait(t) {
-                errors.at(span, "a task's return type can't be `impl Trait`: name the type");
+                errors.at(
+                    span,
+                    "a task's return type can't be `impl Trait`: name the type",
+                );
             }
             match result_ok_type(t) {
                 Some(ok) => (t.to_token_stream(), ok.to_token_stream(), true),
@@ -273,7 +289,11 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                 GenericParam::Lifetime(l) => {
                     let lt = &l.lifetime;
                     let lb = &l.bounds;
-                    let colon = if lb.is_empty() { quote!(:) } else { quote!(: #lb +) };
+                    let colon = if lb.is_empty() {
+                        quote!(:)
+                    } else {
+                        quote!(: #lb +)
+                    };
                     impl_params.push(quote!(#lt #colon #w));
                 }
                 other => impl_params.push(other.to_token_stream()),
@@ -283,7 +303,11 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     } else {
         impl_params.extend(user_params.iter().map(|p| p.to_token_stream()));
     }
-    let call_lt = if any_borrow { quote!(#w) } else { quote!('static) };
+    let call_lt = if any_borrow {
+        quote!(#w)
+    } else {
+        quote!('static)
+    };
     let args_ty = quote!((#(#call_types,)*));
 
     let body_call = quote!(#fn_name::body);
@@ -306,9 +330,10 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let next_args = if opts.retries == 0 {
         quote!(__args.take().expect("a task without retries runs once"))
     } else {
-        let clones = call_types.iter().zip(idx).map(|(ty, i)| {
-            quote_spanned!(ty.span()=> ::weft::__private::clone_for_retry(&__a.#i))
-        });
+        let clones = call_types
+            .iter()
+            .zip(idx)
+            .map(|(ty, i)| quote_spanned!(ty.span()=> ::weft::__private::clone_for_retry(&__a.#i)));
         quote! {
             if __last {
                 __args.take().expect("arguments are kept until the last attempt")
@@ -391,19 +416,22 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                 state_handlers: #handlers,
                 blocking: #blocking,
             };
+            type Output = #output_ty;
         }
 
         #(#cfg_attrs)*
         impl<#(#impl_params),*> ::weft::__private::TaskBody<#args_ty> for #fn_name
         where #where_preds
         {
-            type Output = #output_ty;
             fn next_args(__args: &mut ::core::option::Option<#args_ty>, __last: bool) -> #args_ty {
                 let _ = __last;
                 #next_args
             }
-            fn attempt(__args: #args_ty) -> impl ::core::future::Future<Output = ::weft::__private::Attempt<#output_ty>> + ::core::marker::Send {
-                #attempt_body
+            fn attempt<'__weft_a>(__args: #args_ty) -> ::weft::__private::BoxFuture<'__weft_a, ::weft::__private::Attempt<#output_ty>>
+            where
+                #args_ty: '__weft_a,
+            {
+                ::weft::__private::Box::pin(#attempt_body)
             }
         }
 

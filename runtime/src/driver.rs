@@ -371,7 +371,10 @@ impl<'w, D: TaskBody<A>, A: Send + 'w> IntoNode for MapCall<'w, D, A> {
         let state = if bad == 0 {
             State::of(StateKind::Completed)
         } else {
-            State::failed(format!("{bad} of {} mapped runs did not succeed", runs.len()))
+            State::failed(format!(
+                "{bad} of {} mapped runs did not succeed",
+                runs.len()
+            ))
         };
         cx.record(crate::task::TaskRunReport {
             id: TaskRunId {
@@ -390,22 +393,29 @@ impl<'w, D: TaskBody<A>, A: Send + 'w> IntoNode for MapCall<'w, D, A> {
 }
 
 /// Runs a node: checks its trigger against its upstream states, then runs it.
-pub async fn run_node<C: IntoNode>(
-    cx: &FlowCtx,
+///
+/// Boxed on purpose: awaiting an opaque future generic over borrowed task arguments inside the
+/// spawned driver makes rustc demand `TaskBody` impls "for any lifetime" (its higher-ranked
+/// auto-trait check); a `dyn Future + Send` ends that check here.
+pub fn run_node<'s, C>(
+    cx: &'s FlowCtx,
     node: u32,
-    upstream: &[(&'static str, &State)],
+    upstream: &'s [(&'static str, &'s State)],
     call: C,
-) -> (State, C::Run)
+) -> crate::task::BoxFuture<'s, (State, C::Run)>
 where
+    C: IntoNode + Send + 's,
     C::Run: FromNeverRan,
 {
-    let opts = call.options();
-    if let Err(why) = opts.trigger.check(upstream.iter().copied()) {
-        let run: C::Run = never_ran_node(cx, node, opts, State::not_run(why));
-        return (run.state(), run);
-    }
-    let run = call.run(cx, node).await;
-    (run.state(), run)
+    Box::pin(async move {
+        let opts = call.options();
+        if let Err(why) = opts.trigger.check(upstream.iter().copied()) {
+            let run: C::Run = never_ran_node(cx, node, opts, State::not_run(why));
+            return (run.state(), run);
+        }
+        let run = call.run(cx, node).await;
+        (run.state(), run)
+    })
 }
 
 /// A node run that never started.
@@ -467,12 +477,10 @@ pub fn missing_input(
     opts: &'static TaskOptions,
     upstream: &[(&'static str, &State)],
 ) -> State {
-    let state = match upstream
-        .iter()
-        .find(|(_, s)| !s.is_successful())
-        .copied()
-    {
-        Some((name, s)) if s.is_skipped() => State::skipped(format!("upstream '{name}' was skipped")),
+    let state = match upstream.iter().find(|(_, s)| !s.is_successful()).copied() {
+        Some((name, s)) if s.is_skipped() => {
+            State::skipped(format!("upstream '{name}' was skipped"))
+        }
         Some((name, s)) => State::not_run(format!("upstream '{name}' ended {}", s.kind)),
         None => State::not_run("an input was not available"),
     };

@@ -23,7 +23,11 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
     let name = opts.name;
     let mut tracker = Tracker::new(cx, id, name, opts.state_handlers);
     let _permit = match cx.limit() {
-        Some(sem) => Some(sem.acquire().await.expect("the flow's semaphore is never closed")),
+        Some(sem) => Some(
+            sem.acquire()
+                .await
+                .expect("the flow's semaphore is never closed"),
+        ),
         None => None,
     };
     if cx.is_cancelled() {
@@ -38,7 +42,11 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
         let attempt = tracker.attempts + 1;
         tracker.attempts = attempt;
         if attempt == 1 {
-            log(quiet, Level::INFO, format_args!("Task '{name}': Starting task run..."));
+            log(
+                quiet,
+                Level::INFO,
+                format_args!("Task '{name}': Starting task run..."),
+            );
         } else {
             log(
                 quiet,
@@ -135,10 +143,9 @@ impl<T> Outcome<T> {
             Outcome::Done(Attempt::Fail(m) | Attempt::Retry(m) | Attempt::Skip(m)) => m.clone(),
             Outcome::Done(Attempt::Panic(m)) => format!("panicked: {m}"),
             Outcome::Done(Attempt::Ok(_)) => String::new(),
-            Outcome::TimedOut => format!(
-                "timed out after {}",
-                humanize(timeout.unwrap_or_default())
-            ),
+            Outcome::TimedOut => {
+                format!("timed out after {}", humanize(timeout.unwrap_or_default()))
+            }
             Outcome::Cancelled => "cancelled".to_owned(),
         }
     }

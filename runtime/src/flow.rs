@@ -244,10 +244,7 @@ impl FlowCtx {
                     state.kind
                 );
             }
-            flag.cancel(format!(
-                "fail_fast: task '{task}' ended {}",
-                state.kind
-            ));
+            flag.cancel(format!("fail_fast: task '{task}' ended {}", state.kind));
         }
     }
 
@@ -354,7 +351,11 @@ impl<R> FlowRun<R> {
 }
 
 /// Runs a flow: spawns the driver on a tokio worker, then builds the report.
-pub(crate) async fn run_flow<R, F, Fut>(def: &'static FlowDef, config: RunConfig, driver: F) -> FlowRun<R>
+pub(crate) async fn run_flow<R, F, Fut>(
+    def: &'static FlowDef,
+    config: RunConfig,
+    driver: F,
+) -> FlowRun<R>
 where
     F: FnOnce(Arc<FlowCtx>) -> Fut,
     Fut: Future<Output = Result<R, FlowError>> + Send + 'static,

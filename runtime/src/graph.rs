@@ -135,12 +135,18 @@ impl FlowGraph {
 
     /// Ids of the nodes `id` depends on directly.
     pub fn upstream(&self, id: u32) -> impl Iterator<Item = u32> + '_ {
-        self.edges.iter().filter(move |e| e.to == id).map(|e| e.from)
+        self.edges
+            .iter()
+            .filter(move |e| e.to == id)
+            .map(|e| e.from)
     }
 
     /// Ids of the nodes that depend on `id` directly.
     pub fn downstream(&self, id: u32) -> impl Iterator<Item = u32> + '_ {
-        self.edges.iter().filter(move |e| e.from == id).map(|e| e.to)
+        self.edges
+            .iter()
+            .filter(move |e| e.from == id)
+            .map(|e| e.to)
     }
 
     /// A topological order of the node ids (Kahn's algorithm, ties by id), or the first cycle.
@@ -150,8 +156,9 @@ impl FlowGraph {
         for e in self.edges.iter() {
             indegree[e.to as usize] += 1;
         }
-        let mut ready: std::collections::BTreeSet<u32> =
-            (0..n as u32).filter(|&i| indegree[i as usize] == 0).collect();
+        let mut ready: std::collections::BTreeSet<u32> = (0..n as u32)
+            .filter(|&i| indegree[i as usize] == 0)
+            .collect();
         let mut order = Vec::with_capacity(n);
         while let Some(id) = ready.pop_first() {
             order.push(id);
@@ -165,7 +172,9 @@ impl FlowGraph {
         if order.len() == n {
             Ok(order)
         } else {
-            Err(self.find_cycle().expect("Kahn's algorithm stalled, so a cycle exists"))
+            Err(self
+                .find_cycle()
+                .expect("Kahn's algorithm stalled, so a cycle exists"))
         }
     }
 

@@ -43,7 +43,9 @@ mod tests {
     #[test]
     fn handlers_chain_and_panics_are_contained() {
         fn to_cancelled(c: &StateChange) -> Option<State> {
-            c.new.is_failed().then(|| State::cancelled("stopped by handler"))
+            c.new
+                .is_failed()
+                .then(|| State::cancelled("stopped by handler"))
         }
         fn explodes(_: &StateChange) -> Option<State> {
             panic!("handler bug")

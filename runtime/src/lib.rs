@@ -27,9 +27,11 @@ pub use task::{
 pub mod __private {
     pub use crate::driver::*;
     pub use crate::engine::blocking;
-    pub use crate::task::{Attempt, MapCall, Signal, Task, TaskBody, TaskCall, TaskOptions, Trigger};
-    pub use crate::{FlowCtx, FlowDef, FlowError, FlowRun, RunConfig, State};
     pub use crate::graph::{Edge, EdgeKind, FlowGraph, Node, NodeKind};
+    pub use crate::task::{
+        Attempt, BoxFuture, MapCall, Signal, Task, TaskBody, TaskCall, TaskOptions, Trigger,
+    };
+    pub use crate::{FlowCtx, FlowDef, FlowError, FlowRun, RunConfig, State};
     pub use std::borrow::Cow;
     pub use std::boxed::Box;
     pub use std::time::Duration;

@@ -37,7 +37,11 @@ impl FlowGraph {
     fn dot_with(&self, states: &HashMap<u32, StateKind>) -> String {
         let mut out = format!("digraph \"{}\" {{\n    rankdir=TB;\n", esc(&self.name));
         for n in self.task_nodes() {
-            let shape = if n.kind == NodeKind::Map { "box3d" } else { "box" };
+            let shape = if n.kind == NodeKind::Map {
+                "box3d"
+            } else {
+                "box"
+            };
             let _ = write!(out, "    \"{}\" [shape={shape}", esc(n.label()));
             if let Some(k) = states.get(&n.id) {
                 let _ = write!(
@@ -53,7 +57,12 @@ impl FlowGraph {
             if from.kind == NodeKind::Glue || to.kind == NodeKind::Glue {
                 continue;
             }
-            let _ = write!(out, "    \"{}\" -> \"{}\"", esc(from.label()), esc(to.label()));
+            let _ = write!(
+                out,
+                "    \"{}\" -> \"{}\"",
+                esc(from.label()),
+                esc(to.label())
+            );
             let style = match e.kind {
                 EdgeKind::Data => None,
                 EdgeKind::Order => Some("dashed"),

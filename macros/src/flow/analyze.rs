@@ -168,7 +168,7 @@ pub fn task_call(expr: &Expr) -> Option<(&syn::ExprCall, bool)> {
 }
 
 /// Identifiers a token stream mentions (macros included; format-string captures are not seen).
-fn idents_in(tokens: TokenStream, out: &mut Vec<Ident>) {
+pub fn idents_in(tokens: TokenStream, out: &mut Vec<Ident>) {
     for tt in tokens {
         match tt {
             TokenTree::Ident(i) => out.push(i),
@@ -178,9 +178,20 @@ fn idents_in(tokens: TokenStream, out: &mut Vec<Ident>) {
     }
 }
 
+/// How an argument mentions an identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// `&x`
+    Ref,
+    /// `x.method()`
+    Receiver,
+    /// anything else
+    Bare,
+}
+
 /// Mentions of plain identifiers in a task call's arguments, with how each is used.
 struct ArgUse {
-    uses: Vec<(Ident, Mode)>,
+    uses: Vec<(Ident, Use)>,
 }
 
 impl<'ast> Visit<'ast> for ArgUse {
@@ -188,13 +199,13 @@ impl<'ast> Visit<'ast> for ArgUse {
         match e {
             Expr::Reference(r) if r.mutability.is_none() => {
                 if let Some(id) = plain_ident(&r.expr) {
-                    self.uses.push((id.clone(), Mode::Borrow));
+                    self.uses.push((id.clone(), Use::Ref));
                     return;
                 }
             }
             Expr::MethodCall(m) => {
                 if let Some(id) = plain_ident(&m.receiver) {
-                    self.uses.push((id.clone(), Mode::Borrow));
+                    self.uses.push((id.clone(), Use::Receiver));
                     for a in &m.args {
                         self.visit_expr(a);
                     }
@@ -203,7 +214,7 @@ impl<'ast> Visit<'ast> for ArgUse {
             }
             Expr::Path(_) => {
                 if let Some(id) = plain_ident(e) {
-                    self.uses.push((id.clone(), Mode::Own));
+                    self.uses.push((id.clone(), Use::Bare));
                     return;
                 }
             }
@@ -214,7 +225,7 @@ impl<'ast> Visit<'ast> for ArgUse {
     fn visit_macro(&mut self, m: &'ast syn::Macro) {
         let mut ids = Vec::new();
         idents_in(m.tokens.clone(), &mut ids);
-        self.uses.extend(ids.into_iter().map(|i| (i, Mode::Own)));
+        self.uses.extend(ids.into_iter().map(|i| (i, Use::Bare)));
     }
 }
 
@@ -275,11 +286,16 @@ fn stmt_text(stmt: &Stmt) -> String {
     let s = stmt.to_token_stream().to_string();
     let s = s.replace(" (", "(").replace("( ", "(").replace(" )", ")");
     let s = s.replace(" ?", "?").replace(" ,", ",").replace(" ;", ";");
-    s.replace(" . ", ".").replace(" :: ", "::").replace("& ", "&")
+    s.replace(" . ", ".")
+        .replace(" :: ", "::")
+        .replace("& ", "&")
 }
 
 /// Takes `#[wait_for(..)]` off a statement's attributes.
-fn take_wait_for(attrs: &mut Vec<syn::Attribute>, errors: &mut crate::options::Errors) -> Vec<Ident> {
+fn take_wait_for(
+    attrs: &mut Vec<syn::Attribute>,
+    errors: &mut crate::options::Errors,
+) -> Vec<Ident> {
     let mut out = Vec::new();
     attrs.retain(|a| {
         if !a.path().is_ident("wait_for") {
@@ -287,7 +303,10 @@ fn take_wait_for(attrs: &mut Vec<syn::Attribute>, errors: &mut crate::options::E
         }
         match a.parse_args_with(Punctuated::<Ident, Token![,]>::parse_terminated) {
             Ok(ids) if !ids.is_empty() => out.extend(ids),
-            Ok(_) => errors.at(a.span(), "`#[wait_for(..)]` names at least one task output: `#[wait_for(table)]`"),
+            Ok(_) => errors.at(
+                a.span(),
+                "`#[wait_for(..)]` names at least one task output: `#[wait_for(table)]`",
+            ),
             Err(e) => errors.push(syn::Error::new(
                 e.span(),
                 "`#[wait_for(..)]` takes the names of earlier task outputs: `#[wait_for(a, b)]`",
@@ -335,8 +354,11 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
         })
         .collect();
     // Name → binding, innermost last.
-    let mut scope: Vec<(String, BindingId)> =
-        params.iter().enumerate().map(|(i, p)| (p.to_string(), i)).collect();
+    let mut scope: Vec<(String, BindingId)> = params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.to_string(), i))
+        .collect();
     let lookup = |scope: &Vec<(String, BindingId)>, name: &str| {
         scope.iter().rev().find(|(n, _)| n == name).map(|(_, b)| *b)
     };
@@ -418,7 +440,9 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
                     ),
                 }
             }
-            let Expr::Path(func) = &*call.func else { unreachable!("task_call checked it") };
+            let Expr::Path(func) = &*call.func else {
+                unreachable!("task_call checked it")
+            };
             let mut path = func.path.clone();
             let is_map = path.segments.len() >= 2 && path.segments.last().unwrap().ident == "map";
             if is_map {
@@ -435,20 +459,32 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
             for a in &call.args {
                 uses.visit_expr(a);
             }
+            // A handle is borrowed when only referenced (`&x`, `x.m()`); a local only needs to
+            // stay put for `&x` (other uses are evaluated when the node is created).
             let mut inputs: Vec<Input> = Vec::new();
-            for (id, mode) in uses.uses {
-                let Some(b) = lookup(&scope, &id.to_string()) else { continue };
+            for (id, how) in uses.uses {
+                let Some(b) = lookup(&scope, &id.to_string()) else {
+                    continue;
+                };
+                let via_handle = bindings[b].is_task() && bindings[b].glue_reads_at.is_none();
+                let mode = match (via_handle, how) {
+                    (_, Use::Ref) | (true, Use::Receiver) => Mode::Borrow,
+                    _ => Mode::Own,
+                };
                 match inputs.iter_mut().find(|i| i.binding == b) {
                     Some(existing) => {
-                        if mode == Mode::Own {
+                        if mode == Mode::Own && (via_handle || how == Use::Bare) {
                             existing.mode = Mode::Own;
                         }
+                        if !via_handle && how == Use::Ref {
+                            existing.mode = Mode::Borrow;
+                        }
                     }
-                    None => {
-                        let via_handle =
-                            bindings[b].is_task() && bindings[b].glue_reads_at.is_none();
-                        inputs.push(Input { binding: b, mode, via_handle });
-                    }
+                    None => inputs.push(Input {
+                        binding: b,
+                        mode,
+                        via_handle,
+                    }),
                 }
             }
             // wait_for targets.
@@ -495,7 +531,12 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
                 if input.via_handle {
                     b.handle_readers.push((idx, input.mode));
                     if let BindingKind::Task { stmt, .. } = b.kind {
-                        edges.insert(Edge { from: stmt, to: idx, kind: EdgeKind::Data, binding: b.name.to_string() });
+                        edges.insert(Edge {
+                            from: stmt,
+                            to: idx,
+                            kind: EdgeKind::Data,
+                            binding: b.name.to_string(),
+                        });
                     }
                 } else {
                     if input.mode == Mode::Borrow {
@@ -503,16 +544,31 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
                     }
                     start_after = start_after.max(last_glue_touch[input.binding]);
                     for &p in &b.provenance {
-                        edges.insert(Edge { from: p, to: idx, kind: EdgeKind::Glue, binding: b.name.to_string() });
+                        edges.insert(Edge {
+                            from: p,
+                            to: idx,
+                            kind: EdgeKind::Glue,
+                            binding: b.name.to_string(),
+                        });
                     }
                     if let BindingKind::Glue { stmt } = b.kind {
-                        edges.insert(Edge { from: stmt, to: idx, kind: EdgeKind::Data, binding: b.name.to_string() });
+                        edges.insert(Edge {
+                            from: stmt,
+                            to: idx,
+                            kind: EdgeKind::Data,
+                            binding: b.name.to_string(),
+                        });
                     }
                 }
             }
             for &w in &wait_for {
                 if let BindingKind::Task { stmt, .. } = bindings[w].kind {
-                    edges.insert(Edge { from: stmt, to: idx, kind: EdgeKind::Order, binding: bindings[w].name.to_string() });
+                    edges.insert(Edge {
+                        from: stmt,
+                        to: idx,
+                        kind: EdgeKind::Order,
+                        binding: bindings[w].name.to_string(),
+                    });
                 }
             }
             let binding = bind_ident.map(|id| {
@@ -560,7 +616,9 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
         let mut provenance = BTreeSet::new();
         let mut seen = BTreeSet::new();
         for id in mentioned {
-            let Some(b) = lookup(&scope, &id.to_string()) else { continue };
+            let Some(b) = lookup(&scope, &id.to_string()) else {
+                continue;
+            };
             if !seen.insert(b) {
                 continue;
             }
@@ -569,7 +627,12 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
                 if bind.glue_reads_at.is_none() {
                     bind.glue_reads_at = Some(idx);
                     resolves.push(b);
-                    edges.insert(Edge { from: stmt, to: idx, kind: EdgeKind::Data, binding: bind.name.to_string() });
+                    edges.insert(Edge {
+                        from: stmt,
+                        to: idx,
+                        kind: EdgeKind::Data,
+                        binding: bind.name.to_string(),
+                    });
                 }
             }
             provenance.extend(bind.provenance.iter().copied());
@@ -597,7 +660,11 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
         }
         let is_tail = idx + 1 == n_stmts && matches!(stmt, Stmt::Expr(_, None));
         nodes.push(Node {
-            stmt: NodeStmt::Glue(GlueStmt { stmt, resolves, is_tail }),
+            stmt: NodeStmt::Glue(GlueStmt {
+                stmt,
+                resolves,
+                is_tail,
+            }),
             text,
             line,
         });
@@ -618,7 +685,10 @@ mod tests {
 
     fn model(params: &[&str], body: TokenStream) -> syn::Result<FlowModel> {
         let block: syn::Block = syn::parse2(quote!({ #body })).unwrap();
-        let params: Vec<Ident> = params.iter().map(|p| Ident::new(p, Span::call_site())).collect();
+        let params: Vec<Ident> = params
+            .iter()
+            .map(|p| Ident::new(p, Span::call_site()))
+            .collect();
         analyze(&params, block.stmts)
     }
 
@@ -645,10 +715,20 @@ mod tests {
         assert_eq!(m.nodes.len(), 8);
         let mut got = edges(&m);
         got.sort();
-        let want: Vec<(usize, usize, EdgeKind)> = [(0, 2), (1, 2), (2, 3), (3, 4), (3, 5), (1, 6), (5, 6), (1, 7), (2, 7)]
-            .iter()
-            .map(|&(a, b)| (a, b, EdgeKind::Order))
-            .collect();
+        let want: Vec<(usize, usize, EdgeKind)> = [
+            (0, 2),
+            (1, 2),
+            (2, 3),
+            (3, 4),
+            (3, 5),
+            (1, 6),
+            (5, 6),
+            (1, 7),
+            (2, 7),
+        ]
+        .iter()
+        .map(|&(a, b)| (a, b, EdgeKind::Order))
+        .collect();
         let mut want = want;
         want.sort();
         assert_eq!(got, want);
@@ -680,30 +760,48 @@ mod tests {
         // `raw` is read by glue first, so `transform` gets the glue local, created after glue 2.
         let t = m.task(3).unwrap();
         assert_eq!(t.start_after, Some(2));
-        assert!(t.inputs.iter().all(|i| !i.via_handle || m.bindings[i.binding].name == "n"));
+        assert!(t
+            .inputs
+            .iter()
+            .all(|i| !i.via_handle || m.bindings[i.binding].name == "n"));
         // `db` is a borrowed param; `table` and `extract` start at once.
         assert_eq!(m.task(0).unwrap().inputs[0].mode, Mode::Borrow);
         assert_eq!(m.task(1).unwrap().start_after, None);
         // `load` borrows db and reads `rows` through its handle.
         let load = m.task(4).unwrap();
         assert_eq!(load.start_after, None);
-        assert!(load.inputs.iter().any(|i| i.via_handle && i.mode == Mode::Own));
+        assert!(load
+            .inputs
+            .iter()
+            .any(|i| i.via_handle && i.mode == Mode::Own));
     }
 
     #[test]
     fn an_output_read_by_two_tasks_counts_two_owners() {
-        let m = model(&[], quote! { let a = one()?; let b = two(a)?; let c = three(a)?; let d = four(&a)?; }).unwrap();
+        let m = model(
+            &[],
+            quote! { let a = one()?; let b = two(a)?; let c = three(a)?; let d = four(&a)?; },
+        )
+        .unwrap();
         let a = &m.bindings[0];
         assert_eq!(a.handle_readers.len(), 3);
         assert!(a.shared());
-        let m = model(&[], quote! { let a = one()?; let b = two(a)?; let c = three(a)?; }).unwrap();
+        let m = model(
+            &[],
+            quote! { let a = one()?; let b = two(a)?; let c = three(a)?; },
+        )
+        .unwrap();
         assert_eq!(m.bindings[0].owned_readers(), 2);
         assert!(!m.bindings[0].shared());
     }
 
     #[test]
     fn tasks_do_not_start_ahead_of_an_early_return() {
-        let m = model(&["x"], quote! { let a = one(x)?; if x > 3 { return 0; } let b = two()?; b }).unwrap();
+        let m = model(
+            &["x"],
+            quote! { let a = one(x)?; if x > 3 { return 0; } let b = two()?; b },
+        )
+        .unwrap();
         assert_eq!(m.task(0).unwrap().start_after, None);
         assert_eq!(m.task(2).unwrap().start_after, Some(1));
     }
@@ -731,15 +829,25 @@ mod tests {
         let err = model(&[], quote! { #[wait_for(b)] let a = one(); let b = two(); }).unwrap_err();
         assert!(err.to_string().contains("bound later in the flow"), "{err}");
         let err = model(&[], quote! { #[wait_for(nope)] let a = one(); }).unwrap_err();
-        assert!(err.to_string().contains("no task output named `nope`"), "{err}");
+        assert!(
+            err.to_string().contains("no task output named `nope`"),
+            "{err}"
+        );
         let err = model(&["p"], quote! { #[wait_for(p)] let a = one(); }).unwrap_err();
         assert!(err.to_string().contains("plain value"), "{err}");
         let err = model(&[], quote! { let a = one(); #[wait_for(a)] println!("x"); }).unwrap_err();
-        assert!(err.to_string().contains("goes on a statement that calls a task"), "{err}");
-        let errs: Vec<_> = model(&[], quote! { let (a, b) = one()?; #[wait_for(zz)] let c = two(); })
-            .unwrap_err()
-            .into_iter()
-            .collect();
+        assert!(
+            err.to_string()
+                .contains("goes on a statement that calls a task"),
+            "{err}"
+        );
+        let errs: Vec<_> = model(
+            &[],
+            quote! { let (a, b) = one()?; #[wait_for(zz)] let c = two(); },
+        )
+        .unwrap_err()
+        .into_iter()
+        .collect();
         assert_eq!(errs.len(), 2, "every error is reported");
     }
 }

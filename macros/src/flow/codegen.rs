@@ -92,7 +92,12 @@ impl VisitMut for Unref<'_> {
     }
 }
 
-pub fn generate(func: &ItemFn, opts: &FlowOpts, params: &[FlowParam], m: &FlowModel) -> TokenStream {
+pub fn generate(
+    func: &ItemFn,
+    opts: &FlowOpts,
+    params: &[FlowParam],
+    m: &FlowModel,
+) -> TokenStream {
     let fn_name = &func.sig.ident;
     let vis = &func.vis;
     let attrs = &func.attrs;
@@ -180,7 +185,9 @@ pub fn generate(func: &ItemFn, opts: &FlowOpts, params: &[FlowParam], m: &FlowMo
 
     // Handles: one per task node; `()` when nobody reads the value.
     let handles = m.nodes.iter().enumerate().filter_map(|(i, n)| {
-        let NodeStmt::Task(t) = &n.stmt else { return None };
+        let NodeStmt::Task(t) = &n.stmt else {
+            return None;
+        };
         let h = handle(i);
         let comp = &t.companion;
         let name = quote_spanned!(comp.span()=> <#comp as ::weft::__private::Task>::OPTIONS.name);
@@ -195,7 +202,7 @@ pub fn generate(func: &ItemFn, opts: &FlowOpts, params: &[FlowParam], m: &FlowMo
     });
     // Slots for glue locals that tasks borrow.
     let slots = m.bindings.iter().enumerate().filter_map(|(b, bind)| {
-        (matches!(bind.kind, BindingKind::Glue { .. }) && !bind.local_borrowers.is_empty()).then(|| {
+        (bind.kind != BindingKind::Param && !bind.local_borrowers.is_empty()).then(|| {
             let s = slot(b);
             quote!(let #s = ::weft::__private::Slot::new();)
         })
@@ -214,18 +221,21 @@ pub fn generate(func: &ItemFn, opts: &FlowOpts, params: &[FlowParam], m: &FlowMo
             })
             .collect::<Vec<_>>()
     };
-    let emit_creations = |point: Option<usize>, seq: &mut TokenStream, put_done: &mut BTreeSet<usize>| {
-        for (i, t) in creations_after(point) {
-            seq.extend(node_creation(m, i, t, &cx, &set, put_done));
-        }
-    };
+    let emit_creations =
+        |point: Option<usize>, seq: &mut TokenStream, put_done: &mut BTreeSet<usize>| {
+            for (i, t) in creations_after(point) {
+                seq.extend(node_creation(m, i, t, &cx, &set, put_done));
+            }
+        };
     emit_creations(None, &mut seq, &mut put_done);
     let mut tail = quote!(());
     for (j, n) in m.nodes.iter().enumerate() {
         let NodeStmt::Glue(g) = &n.stmt else { continue };
         for &b in &g.resolves {
             let bind = &m.bindings[b];
-            let BindingKind::Task { stmt: p, .. } = bind.kind else { continue };
+            let BindingKind::Task { stmt: p, .. } = bind.kind else {
+                continue;
+            };
             let h = handle(p);
             let name = &bind.name;
             let name_str = name.to_string();
@@ -343,11 +353,37 @@ fn node_creation(
     let mut refs: BTreeSet<usize> = BTreeSet::new();
     refs.insert(i);
 
+    // Arguments that read no handle are evaluated now, in written order, like any Rust call;
+    // the others inside the node once their handles deliver.
+    let handle_names: BTreeSet<String> = t
+        .inputs
+        .iter()
+        .filter(|i| i.via_handle)
+        .map(|i| m.bindings[i.binding].name.to_string())
+        .collect();
+    let mut call = match &t.call {
+        Expr::Call(c) => c.clone(),
+        _ => unreachable!("task statements hold calls"),
+    };
+    let mut deferred_idents: BTreeSet<String> = BTreeSet::new();
+    let mut eager: Vec<(usize, Expr)> = Vec::new();
+    for (k, arg) in call.args.iter().enumerate() {
+        let mut ids = Vec::new();
+        super::analyze::idents_in(quote!(#arg), &mut ids);
+        if ids.iter().any(|id| handle_names.contains(&id.to_string())) {
+            deferred_idents.extend(ids.iter().map(|i| i.to_string()));
+        } else {
+            eager.push((k, arg.clone()));
+        }
+    }
+    let mut slotted: BTreeSet<String> = BTreeSet::new();
     for input in &t.inputs {
         let b = &m.bindings[input.binding];
         let name = &b.name;
         if input.via_handle {
-            let BindingKind::Task { stmt: p, .. } = b.kind else { continue };
+            let BindingKind::Task { stmt: p, .. } = b.kind else {
+                continue;
+            };
             refs.insert(p);
             let h = handle(p);
             let read = match (b.shared(), input.mode) {
@@ -363,24 +399,38 @@ fn node_creation(
             upstream.push(quote!(#h.upstream()));
             missing_names.push(name.clone());
         } else if input.mode == Mode::Borrow {
-            borrowed.insert(name.to_string());
-            let r = format_ident!("__b_{}", name, span = Span::mixed_site());
-            match b.kind {
-                BindingKind::Glue { .. } => {
-                    let s = slot(input.binding);
-                    if put_done.insert(input.binding) {
-                        prelude.extend(quote!(let #name = #s.put(#name);));
-                    }
+            // The borrow must outlive the body's block: a local is parked in a slot first.
+            if b.kind != BindingKind::Param {
+                slotted.insert(name.to_string());
+                let s = slot(input.binding);
+                if put_done.insert(input.binding) {
+                    prelude.extend(quote!(let #name = #s.put(#name);));
+                }
+            }
+            if deferred_idents.contains(&name.to_string()) {
+                borrowed.insert(name.to_string());
+                let r = format_ident!("__b_{}", name, span = Span::mixed_site());
+                if b.kind == BindingKind::Param {
+                    prelude.extend(quote!(let #r = &#name;));
+                } else {
                     prelude.extend(quote!(let #r = #name;));
                 }
-                _ => prelude.extend(quote!(let #r = &#name;)),
+                locals.extend(quote!(let #name = #r;));
             }
-            locals.extend(quote!(let #name = #r;));
         }
-        // Owned locals are moved into the `async move` block by the call itself.
+        // Owned locals are moved into the node by the call itself.
+    }
+    for (k, arg) in eager {
+        let mut arg = arg;
+        Unref { borrowed: &slotted }.visit_expr_mut(&mut arg);
+        let a = format_ident!("__a{}", k, span = Span::mixed_site());
+        prelude.extend(quote_spanned!(arg.span()=> let #a = #arg;));
+        call.args[k] = syn::parse_quote!(#a);
     }
     for &w in &t.wait_for {
-        let BindingKind::Task { stmt: p, .. } = m.bindings[w].kind else { continue };
+        let BindingKind::Task { stmt: p, .. } = m.bindings[w].kind else {
+            continue;
+        };
         refs.insert(p);
         let h = handle(p);
         waits.extend(quote!(#h.finished().await;));
@@ -392,7 +442,11 @@ fn node_creation(
     }
 
     let opts = quote_spanned!(comp.span()=> &<#comp as ::weft::__private::Task>::OPTIONS);
-    let never_ran = if t.checked || t.is_map || t.binding.is_none_or(|b| !m.bindings[b].shared() && m.bindings[b].owned_readers() == 0) {
+    let never_ran = if t.checked
+        || t.is_map
+        || t.binding
+            .is_none_or(|b| !m.bindings[b].shared() && m.bindings[b].owned_readers() == 0)
+    {
         quote!(set_never_ran)
     } else {
         quote!(set_never_ran_result)
@@ -400,7 +454,9 @@ fn node_creation(
     let missing_check = if missing_names.is_empty() {
         quote!()
     } else {
-        let somes = missing_names.iter().map(|n| quote!(::core::option::Option::Some(#n)));
+        let somes = missing_names
+            .iter()
+            .map(|n| quote!(::core::option::Option::Some(#n)));
         quote! {
             let (#(#missing_names,)*) = match (#(#missing_names,)*) {
                 (#(#somes,)*) => (#(#missing_names,)*),
@@ -412,15 +468,20 @@ fn node_creation(
             };
         }
     };
-    let mut call = t.call.clone();
-    Unref { borrowed: &borrowed }.visit_expr_mut(&mut call);
+    let mut call = Expr::Call(call);
+    Unref {
+        borrowed: &borrowed,
+    }
+    .visit_expr_mut(&mut call);
     let reads_value = t
         .binding
         .is_some_and(|b| m.bindings[b].shared() || m.bindings[b].owned_readers() > 0);
     let store = match (reads_value, t.checked) {
         (false, _) => quote!(#me.set(__st, ::core::option::Option::None)),
         (true, true) => quote!(#me.set(__st, ::weft::__private::NodeRun::value(__run))),
-        (true, false) => quote!(#me.set(__st, ::core::option::Option::Some(::weft::__private::NodeRun::full(__run)))),
+        (true, false) => {
+            quote!(#me.set(__st, ::core::option::Option::Some(::weft::__private::NodeRun::full(__run))))
+        }
     };
     let n_up = upstream.len();
     let call_span = t.call.span();

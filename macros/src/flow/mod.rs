@@ -34,9 +34,7 @@ fn parse_opts(args: TokenStream, errors: &mut Errors) -> FlowOpts {
             "name" => o.name = options::non_empty_string(&arg, errors),
             "state_handlers" => o.state_handlers = options::paths(&arg, errors),
             "fail_fast" => o.fail_fast = options::boolean(&arg, errors).unwrap_or(false),
-            "max_concurrency" => {
-                o.max_concurrency = options::int(&arg, errors, 1, u32::MAX as u64)
-            }
+            "max_concurrency" => o.max_concurrency = options::int(&arg, errors, 1, u32::MAX as u64),
             _ => options::unknown_option(errors, &arg, KNOWN, "flow"),
         }
     }
@@ -76,7 +74,10 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         );
     }
     if !sig.generics.params.is_empty() {
-        errors.at(sig.generics.span(), "a flow can't be generic: give its parameters concrete types");
+        errors.at(
+            sig.generics.span(),
+            "a flow can't be generic: give its parameters concrete types",
+        );
     }
     if let Some(u) = &sig.unsafety {
         errors.at(u.span(), "a flow can't be an `unsafe fn`");
@@ -84,15 +85,23 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let mut params = Vec::new();
     for input in &sig.inputs {
         match input {
-            FnArg::Receiver(r) => errors.at(r.span(), "#[flow] goes on a free function, not a method taking `self`"),
+            FnArg::Receiver(r) => errors.at(
+                r.span(),
+                "#[flow] goes on a free function, not a method taking `self`",
+            ),
             FnArg::Typed(pt) => {
                 match &*pt.pat {
-                    Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => params.push(FlowParam {
-                        ident: pi.ident.clone(),
-                        mutable: pi.mutability.is_some(),
-                        ty: (*pt.ty).clone(),
-                    }),
-                    other => errors.at(other.span(), "a flow parameter is a plain name: `size: u32`"),
+                    Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
+                        params.push(FlowParam {
+                            ident: pi.ident.clone(),
+                            mutable: pi.mutability.is_some(),
+                            ty: (*pt.ty).clone(),
+                        })
+                    }
+                    other => errors.at(
+                        other.span(),
+                        "a flow parameter is a plain name: `size: u32`",
+                    ),
                 }
                 if borrows(&pt.ty) {
                     errors.at(
@@ -106,7 +115,10 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     }
     if let syn::ReturnType::Type(_, t) = &sig.output {
         if matches!(**t, syn::Type::ImplTrait(_)) {
-            errors.at(t.span(), "a flow's return type can't be `impl Trait`: name the type");
+            errors.at(
+                t.span(),
+                "a flow's return type can't be `impl Trait`: name the type",
+            );
         }
     }
     let idents: Vec<syn::Ident> = params.iter().map(|p| p.ident.clone()).collect();
@@ -118,5 +130,10 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         }
     };
     errors.finish()?;
-    Ok(codegen::generate(&func, &opts, &params, &model.expect("no errors, so a model")))
+    Ok(codegen::generate(
+        &func,
+        &opts,
+        &params,
+        &model.expect("no errors, so a model"),
+    ))
 }
