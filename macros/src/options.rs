@@ -22,6 +22,10 @@ impl Errors {
     pub fn at(&mut self, span: Span, msg: impl std::fmt::Display) {
         self.push(syn::Error::new(span, msg));
     }
+    /// An error covering all of `tokens` (a span of one token would underline only its start).
+    pub fn spanned(&mut self, tokens: impl quote::ToTokens, msg: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, msg));
+    }
     pub fn finish(self) -> syn::Result<()> {
         match self.0 {
             Some(e) => Err(e),

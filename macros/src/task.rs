@@ -209,8 +209,8 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let mut any_borrow = false;
     for (i, input) in sig.inputs.iter().enumerate() {
         match input {
-            FnArg::Receiver(r) => errors.at(
-                r.span(),
+            FnArg::Receiver(r) => errors.spanned(
+                r,
                 "#[task] goes on a free function, not on a method taking `self`: make it a free \
                  function and pass the value as a parameter",
             ),
@@ -230,8 +230,8 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                 names.push(name);
                 let borrowed = borrows(&pt.ty);
                 if borrowed && !is_async {
-                    errors.at(
-                        pt.ty.span(),
+                    errors.spanned(
+                        &pt.ty,
                         format!(
                             "sync task `{fn_name}` runs on tokio's blocking pool, so its inputs must be \
                              owned: parameter `{}` borrows; take `Arc<..>` or an owned value, or make \

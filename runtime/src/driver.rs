@@ -10,7 +10,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 use tokio::sync::Notify;
 
@@ -62,10 +62,27 @@ pub struct Owned<T> {
     readers: AtomicU32,
 }
 
-/// A task output that some node borrows: it stays in the flow until the run ends.
+/// A task output that some node borrows. Borrowing nodes share it; the flow body, if it reads
+/// the output, takes it once every reading node has finished (as Rust lets you move a value
+/// once its borrows end).
 pub struct Shared<T> {
     done: Done,
-    value: OnceLock<Option<T>>,
+    value: Mutex<Option<Arc<T>>>,
+    readers: AtomicU32,
+    released: Notify,
+}
+
+/// Held by a node reading a [`Shared`] output; dropping it tells the flow body the node is done.
+pub struct ReaderGuard<'a> {
+    readers: &'a AtomicU32,
+    released: &'a Notify,
+}
+
+impl Drop for ReaderGuard<'_> {
+    fn drop(&mut self) {
+        self.readers.fetch_sub(1, Ordering::AcqRel);
+        self.released.notify_waiters();
+    }
 }
 
 /// Marker for a task output moved into more than one node.
@@ -94,6 +111,17 @@ impl<T: Clone> BorrowedAndMoved for T {}
 )]
 pub trait RetryInput: Clone {}
 impl<T: Clone> RetryInput for T {}
+
+/// The clone function of an output moved into several nodes; generated code calls this at the
+/// second reader so that a missing `Clone` is reported there, once.
+pub fn moved_twice<T: MovedTwice>(_: &Owned<T>) -> fn(&T) -> T {
+    T::clone
+}
+
+/// The clone function of a borrowed output that a node also takes by value.
+pub fn borrowed_and_moved<T: BorrowedAndMoved>(_: &Shared<T>) -> fn(&T) -> T {
+    T::clone
+}
 
 /// Clones an input for the next attempt of a task with retries.
 pub fn clone_for_retry<T: RetryInput>(v: &T) -> T {
@@ -159,49 +187,71 @@ impl<T> Owned<T> {
         self.done.wait().await;
         self.value.lock().unwrap().take()
     }
-    /// The value, cloned for every reader but the last, which takes it.
-    pub async fn take_or_clone(&self) -> Option<T>
-    where
-        T: MovedTwice,
-    {
+    /// The value, cloned (with `clone`, from [`moved_twice`]) for every reader but the last,
+    /// which takes it.
+    pub async fn take_or_clone(&self, clone: fn(&T) -> T) -> Option<T> {
         self.done.wait().await;
         let mut slot = self.value.lock().unwrap();
         if self.readers.fetch_sub(1, Ordering::AcqRel) <= 1 {
             slot.take()
         } else {
-            slot.clone()
+            slot.as_ref().map(clone)
         }
     }
 }
 
 impl<T> Shared<T> {
-    /// A handle for the output of `task`, borrowed by some node.
-    pub fn new(task: &'static str) -> Self {
+    /// A handle for the output of `task`, read by `readers` task nodes.
+    pub fn new(task: &'static str, readers: u32) -> Self {
         Shared {
             done: Done::new(task),
-            value: OnceLock::new(),
+            value: Mutex::new(None),
+            readers: AtomicU32::new(readers),
+            released: Notify::new(),
         }
     }
     /// Stores the producer's final state and value (None: no value).
     pub fn set(&self, state: State, value: Option<T>) {
-        let _ = self.value.set(value);
+        *self.value.lock().unwrap() = value.map(Arc::new);
         self.done.finish(state);
     }
     /// Records a producer that never ran: no value.
     pub fn set_never_ran(&self, state: State) {
         self.set(state, None);
     }
-    /// The value, borrowed.
-    pub async fn get(&self) -> Option<&T> {
-        self.done.wait().await;
-        self.value.get().and_then(Option::as_ref)
+    /// Marks a reading node; the guard releases it when the node ends, however it ends.
+    pub fn reader(&self) -> ReaderGuard<'_> {
+        ReaderGuard {
+            readers: &self.readers,
+            released: &self.released,
+        }
     }
-    /// A clone of the value.
-    pub async fn get_cloned(&self) -> Option<T>
-    where
-        T: BorrowedAndMoved,
-    {
-        self.get().await.cloned()
+    /// The value, shared.
+    pub async fn get(&self) -> Option<Arc<T>> {
+        self.done.wait().await;
+        self.value.lock().unwrap().clone()
+    }
+    /// A clone of the value (`clone` from [`borrowed_and_moved`]).
+    pub async fn get_cloned(&self, clone: fn(&T) -> T) -> Option<T> {
+        self.get().await.map(|v| clone(&v))
+    }
+    /// The value, moved out once every reading node has finished (the flow body's read).
+    pub async fn take_after_readers(&self) -> Option<T> {
+        self.done.wait().await;
+        loop {
+            let released = self.released.notified();
+            let mut released = pin!(released);
+            released.as_mut().enable();
+            if self.readers.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            released.await;
+        }
+        let shared = self.value.lock().unwrap().take()?;
+        Some(
+            Arc::try_unwrap(shared)
+                .unwrap_or_else(|_| unreachable!("every reading node has dropped its share")),
+        )
     }
 }
 
@@ -328,9 +378,9 @@ impl<T> NodeRun for MapRun<T> {
 
 /// A value a flow body can run as a node: a task call or a mapped task call.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a task call",
-    label = "a statement `f(..)` in a #[flow] body must call a #[task] function",
-    note = "mark the function with #[task], or run plain code as glue: wrap it in a block, `let x = {{ f(..) }};`"
+    message = "this statement calls a function that is not a #[task] (it returns `{Self}`)",
+    label = "not a #[task]: a statement `f(..)` or `let x = f(..)?;` in a #[flow] body must call a task",
+    note = "mark the function with #[task], or run it as plain code (glue) by wrapping the call in a block: `let x = {{ f(..) }};`"
 )]
 pub trait IntoNode {
     /// What the node produces.

@@ -419,6 +419,11 @@ where
         .filter(|r| !(r.state.is_successful() || r.state.is_skipped()))
         .collect();
     let proposed = match (&result, failed.first()) {
+        // A value the body needed is missing: its task's state decides (a skip is no failure).
+        (Err(FlowError::Upstream { .. }), None) => State::new(
+            StateKind::Completed,
+            Some("All reference tasks succeeded.".to_owned()),
+        ),
         (Err(e), _) => State::failed(e.to_string()),
         (Ok(_), Some(first)) => State::failed(format!(
             "{} of {} task runs did not succeed; first: '{}' ended {}",

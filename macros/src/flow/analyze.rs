@@ -49,18 +49,23 @@ impl Binding {
     pub fn is_task(&self) -> bool {
         matches!(self.kind, BindingKind::Task { .. })
     }
-    /// Some task node (or glue) borrows the handle: the value stays put, owners clone.
+    /// Some task node borrows the output: readers share it, owners clone it, and glue takes it
+    /// once they all finished.
     pub fn shared(&self) -> bool {
         self.handle_readers.iter().any(|(_, m)| *m == Mode::Borrow)
     }
-    /// Nodes that take the handle's value (glue counts once).
+    /// Readers that take the output by value (glue counts once), for an unshared output.
     pub fn owned_readers(&self) -> u32 {
         let tasks = self
             .handle_readers
             .iter()
             .filter(|(_, m)| *m == Mode::Own)
             .count() as u32;
-        tasks + u32::from(self.glue_reads_at.is_some() && !self.shared())
+        tasks + u32::from(self.glue_reads_at.is_some())
+    }
+    /// Whether anyone reads the output at all.
+    pub fn is_read(&self) -> bool {
+        !self.handle_readers.is_empty() || self.glue_reads_at.is_some()
     }
 }
 
@@ -69,6 +74,8 @@ pub type BindingId = usize;
 #[derive(Debug)]
 pub struct Input {
     pub binding: BindingId,
+    /// Where the call first mentions it.
+    pub span: Span,
     pub mode: Mode,
     /// Read through the handle (true) or as a local of the body (false).
     pub via_handle: bool,
@@ -482,6 +489,7 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
                     }
                     None => inputs.push(Input {
                         binding: b,
+                        span: id.span(),
                         mode,
                         via_handle,
                     }),

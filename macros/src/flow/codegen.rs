@@ -55,12 +55,15 @@ impl VisitMut for Glue {
             }
             Expr::Try(t) => {
                 let inner = &t.expr;
+                let residual = quote_spanned!(t.question_token.span=>
+                    ::weft::__private::FromGlueResidual::from_residual(__r)
+                );
                 *e = syn::parse_quote_spanned!(span=>
                     match ::weft::__private::GlueTry::branch(#inner) {
                         ::core::ops::ControlFlow::Continue(__v) => __v,
                         ::core::ops::ControlFlow::Break(__r) => {
                             #set.drain().await;
-                            return ::core::result::Result::Ok(::weft::__private::FromGlueResidual::from_residual(__r));
+                            return ::core::result::Result::Ok(#residual);
                         }
                     }
                 );
@@ -192,7 +195,10 @@ pub fn generate(
         let comp = &t.companion;
         let name = quote_spanned!(comp.span()=> <#comp as ::weft::__private::Task>::OPTIONS.name);
         Some(match t.binding.map(|b| &m.bindings[b]) {
-            Some(b) if b.shared() => quote!(let #h = ::weft::__private::Shared::new(#name);),
+            Some(b) if b.shared() => {
+                let n = b.handle_readers.len() as u32;
+                quote!(let #h = ::weft::__private::Shared::new(#name, #n);)
+            }
             Some(b) if b.owned_readers() > 0 => {
                 let n = b.owned_readers();
                 quote!(let #h = ::weft::__private::Owned::new(#name, #n);)
@@ -240,14 +246,16 @@ pub fn generate(
             let name = &bind.name;
             let name_str = name.to_string();
             let read = if bind.shared() {
-                quote!(get)
+                quote!(take_after_readers())
             } else if bind.owned_readers() >= 2 {
-                quote!(take_or_clone)
+                let hl = Ident::new(&h.to_string(), Span::mixed_site().located_at(name.span()));
+                let c = quote_spanned!(name.span()=> { let __weft_reader = &#hl; ::weft::__private::moved_twice(__weft_reader) });
+                quote!(take_or_clone(#c))
             } else {
-                quote!(take)
+                quote!(take())
             };
             seq.extend(quote_spanned! {name.span()=>
-                let #name = match #set.drive(#h.#read()).await {
+                let #name = match #set.drive(#h.#read).await {
                     ::core::option::Option::Some(__v) => __v,
                     ::core::option::Option::None => {
                         #set.drain().await;
@@ -349,6 +357,8 @@ fn node_creation(
     let mut upstream = Vec::new();
     let mut missing_names = Vec::new();
     let mut locals = TokenStream::new();
+    let mut guards = TokenStream::new(); // inside, first: release shared outputs however we end
+    let mut deref = TokenStream::new(); // inside, after the missing check: `Arc<T>` -> `&T`
     let mut borrowed: BTreeSet<String> = BTreeSet::new();
     let mut refs: BTreeSet<usize> = BTreeSet::new();
     refs.insert(i);
@@ -387,15 +397,28 @@ fn node_creation(
             refs.insert(p);
             let h = handle(p);
             let read = match (b.shared(), input.mode) {
-                (true, Mode::Borrow) => quote!(get),
-                (true, Mode::Own) => quote!(get_cloned),
-                (false, _) if b.owned_readers() >= 2 => quote!(take_or_clone),
-                (false, _) => quote!(take),
+                (true, Mode::Borrow) => quote!(get()),
+                (true, Mode::Own) => {
+                    let h = Ident::new(&h.to_string(), Span::mixed_site().located_at(input.span));
+                    let c = quote_spanned!(input.span=> { let __weft_reader = #h; ::weft::__private::borrowed_and_moved(__weft_reader) });
+                    quote!(get_cloned(#c))
+                }
+                (false, _) if b.owned_readers() >= 2 => {
+                    let h = Ident::new(&h.to_string(), Span::mixed_site().located_at(input.span));
+                    let c = quote_spanned!(input.span=> { let __weft_reader = #h; ::weft::__private::moved_twice(__weft_reader) });
+                    quote!(take_or_clone(#c))
+                }
+                (false, _) => quote!(take()),
             };
-            if b.shared() && input.mode == Mode::Borrow {
-                borrowed.insert(name.to_string());
+            if b.shared() {
+                let g = format_ident!("__g{}", p, span = Span::mixed_site());
+                guards.extend(quote!(let #g = #h.reader();));
+                if input.mode == Mode::Borrow {
+                    borrowed.insert(name.to_string());
+                    deref.extend(quote!(let #name = &*#name;));
+                }
             }
-            waits.extend(quote_spanned!(name.span()=> let #name = #h.#read().await;));
+            waits.extend(quote!(let #name = #h.#read.await;));
             upstream.push(quote!(#h.upstream()));
             missing_names.push(name.clone());
         } else if input.mode == Mode::Borrow {
@@ -473,9 +496,7 @@ fn node_creation(
         borrowed: &borrowed,
     }
     .visit_expr_mut(&mut call);
-    let reads_value = t
-        .binding
-        .is_some_and(|b| m.bindings[b].shared() || m.bindings[b].owned_readers() > 0);
+    let reads_value = t.binding.is_some_and(|b| m.bindings[b].is_read());
     let store = match (reads_value, t.checked) {
         (false, _) => quote!(#me.set(__st, ::core::option::Option::None)),
         (true, true) => quote!(#me.set(__st, ::weft::__private::NodeRun::value(__run))),
@@ -493,9 +514,11 @@ fn node_creation(
             #prelude
             let #cx = #cx;
             #set.push(::weft::__private::Box::pin(async move {
+                #guards
                 #waits
                 let __up: [(&'static str, &::weft::State); #n_up] = [#(#upstream),*];
                 #missing_check
+                #deref
                 #locals
                 let (__st, __run) = #run.await;
                 let _ = &__run;

@@ -104,8 +104,8 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                     ),
                 }
                 if borrows(&pt.ty) {
-                    errors.at(
-                        pt.ty.span(),
+                    errors.spanned(
+                        &pt.ty,
                         "flow parameters must be owned (no references or lifetimes): a flow run is \
                          spawned on a tokio worker; pass `T` or `Arc<T>` and let tasks borrow it with `&x`",
                     );

@@ -1,0 +1,314 @@
+//! Engine overhead of weft against hand-written tokio doing the same work.
+//!
+//! ```text
+//! cargo run --release --example bench 2>/dev/null
+//! ```
+//!
+//! The default console subscriber stays on at its default level (INFO), as in a real program;
+//! its lines go to stderr, so `2>/dev/null` keeps the terminal quiet. The table goes to stdout.
+//! Every case runs once to warm up, then `REPS` times; the table shows medians.
+//!
+//! - (a) `inc::map(0..100_000)`: one task run per trivial element, in µs per task run, against
+//!   `tokio::spawn` of the same body 100,000 times and joining every handle.
+//! - (b) a diamond flow of 10 tasks (1 source → 8 middle tasks reading its output → 1 sink
+//!   reading all 8), run 10,000 times, in µs per flow run: awaited straight from the
+//!   `#[tokio::main]` body (block_on) and from inside a `tokio::spawn`ed task. Baseline: the same
+//!   diamond with one `tokio::spawn` per node, awaiting the join handles.
+//! - (c) `nap::map(0..10_000)`, each sleeping 10 ms, wall time, against 10,000 spawned sleeps.
+//!
+//! It asserts at the end that every weft run succeeded, so a broken engine cannot report good
+//! numbers.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use weft::prelude::*;
+
+const REPS: usize = 5;
+const MAP_N: u64 = 100_000;
+const DIAMOND_RUNS: u64 = 10_000;
+const NAP_N: u64 = 10_000;
+const NAP: Duration = Duration::from_millis(10);
+
+// ---- (a) a trivial mapped task ----
+
+#[task]
+async fn inc(x: u64) -> u64 {
+    x + 1
+}
+
+#[flow]
+async fn map_inc(n: u64) -> Vec<u64> {
+    let ys = inc::map(0..n)?;
+    ys
+}
+
+// ---- (b) the diamond: source -> 8 middles -> sink ----
+
+#[task]
+async fn source(seed: u64) -> u64 {
+    seed
+}
+
+#[task]
+async fn middle(x: u64, k: u64) -> u64 {
+    x * 10 + k
+}
+
+#[allow(clippy::too_many_arguments)]
+#[task]
+async fn sink(a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h: u64) -> u64 {
+    a + b + c + d + e + f + g + h
+}
+
+#[flow]
+async fn diamond(seed: u64) -> u64 {
+    let s = source(seed)?;
+    let m1 = middle(s, 1)?;
+    let m2 = middle(s, 2)?;
+    let m3 = middle(s, 3)?;
+    let m4 = middle(s, 4)?;
+    let m5 = middle(s, 5)?;
+    let m6 = middle(s, 6)?;
+    let m7 = middle(s, 7)?;
+    let m8 = middle(s, 8)?;
+    let total = sink(m1, m2, m3, m4, m5, m6, m7, m8)?;
+    total
+}
+
+/// What `diamond(seed)` returns.
+fn diamond_expected(seed: u64) -> u64 {
+    seed * 80 + 36
+}
+
+/// The same diamond by hand: one `tokio::spawn` per node.
+async fn tokio_diamond(seed: u64) -> u64 {
+    let s = tokio::spawn(source::body(seed)).await.unwrap();
+    let handles: Vec<_> = (1..=8).map(|k| tokio::spawn(middle::body(s, k))).collect();
+    let mut m = [0u64; 8];
+    for (slot, h) in m.iter_mut().zip(handles) {
+        *slot = h.await.unwrap();
+    }
+    tokio::spawn(sink::body(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]))
+        .await
+        .unwrap()
+}
+
+// ---- (c) many sleeping tasks ----
+
+#[task]
+async fn nap(i: u64) -> u64 {
+    tokio::time::sleep(NAP).await;
+    i
+}
+
+#[flow]
+async fn map_nap(n: u64) -> Vec<u64> {
+    let ys = nap::map(0..n)?;
+    ys
+}
+
+// ---- measuring ----
+
+/// Runs `f` once to warm up, then `REPS` times; the median duration.
+async fn median<F, Fut>(mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Duration>,
+{
+    f().await;
+    let mut times = Vec::with_capacity(REPS);
+    for _ in 0..REPS {
+        times.push(f().await);
+    }
+    times.sort();
+    times[REPS / 2]
+}
+
+/// Counts weft runs, failing ones apart.
+#[derive(Default)]
+struct Tally {
+    runs: Cell<u64>,
+    failed: Cell<u64>,
+}
+
+impl Tally {
+    fn check<R>(&self, run: &FlowRun<R>) {
+        self.runs.set(self.runs.get() + 1);
+        if !run.is_successful() {
+            self.failed.set(self.failed.get() + 1);
+            eprintln!("flow run '{}' ended {}", run.name, run.state);
+        }
+    }
+    fn add(&self, other: Tally) {
+        self.runs.set(self.runs.get() + other.runs.get());
+        self.failed.set(self.failed.get() + other.failed.get());
+    }
+}
+
+/// `n` diamond flow runs one after the other; their wall time.
+async fn diamonds(n: u64) -> (Duration, Tally) {
+    let tally = Tally::default();
+    let t = Instant::now();
+    for seed in 0..n {
+        let run = diamond(seed).await;
+        tally.check(&run);
+        assert_eq!(run.result.ok(), Some(diamond_expected(seed)));
+    }
+    (t.elapsed(), tally)
+}
+
+/// `n` hand-written diamonds one after the other; their wall time.
+async fn tokio_diamonds(n: u64) -> Duration {
+    let t = Instant::now();
+    for seed in 0..n {
+        assert_eq!(tokio_diamond(seed).await, diamond_expected(seed));
+    }
+    t.elapsed()
+}
+
+struct Row {
+    case: &'static str,
+    weft: String,
+    tokio: String,
+    ratio: f64,
+    target: &'static str,
+    met: bool,
+}
+
+fn us(d: Duration, per: u64) -> f64 {
+    d.as_secs_f64() * 1e6 / per as f64
+}
+
+#[tokio::main]
+async fn main() {
+    let tally = Tally::default();
+    let mut rows = Vec::new();
+
+    // (a)
+    let weft_a = median(|| async {
+        let t = Instant::now();
+        let run = map_inc(MAP_N).await;
+        let d = t.elapsed();
+        tally.check(&run);
+        let ys = run.result.expect("map_inc returns its values");
+        assert!(ys.iter().copied().eq(1..=MAP_N));
+        d
+    })
+    .await;
+    let tokio_a = median(|| async {
+        let t = Instant::now();
+        let handles: Vec<_> = (0..MAP_N).map(|x| tokio::spawn(inc::body(x))).collect();
+        let mut sum = 0;
+        for h in handles {
+            sum += h.await.unwrap();
+        }
+        let d = t.elapsed();
+        assert_eq!(sum, MAP_N * (MAP_N + 1) / 2);
+        d
+    })
+    .await;
+    let (w, b) = (us(weft_a, MAP_N), us(tokio_a, MAP_N));
+    rows.push(Row {
+        case: "(a) `inc::map(0..100_000)`, µs per task run",
+        weft: format!("{w:.3} µs"),
+        tokio: format!("{b:.3} µs"),
+        ratio: w / b,
+        target: "≤ 3 µs and ≤ 3×",
+        met: w <= 3.0 && w / b <= 3.0,
+    });
+
+    // (b) from the #[tokio::main] body, then from a spawned task.
+    let tokio_b = median(|| tokio_diamonds(DIAMOND_RUNS)).await;
+    let weft_b = median(|| async {
+        let (d, t) = diamonds(DIAMOND_RUNS).await;
+        tally.add(t);
+        d
+    })
+    .await;
+    let tokio_b_spawned =
+        median(|| async { tokio::spawn(tokio_diamonds(DIAMOND_RUNS)).await.unwrap() }).await;
+    let weft_b_spawned = median(|| async {
+        let (d, t) = tokio::spawn(diamonds(DIAMOND_RUNS)).await.unwrap();
+        tally.add(t);
+        d
+    })
+    .await;
+    for (case, weft, base) in [
+        (
+            "(b) 10-task diamond, awaited in main (block_on), µs per flow run",
+            weft_b,
+            tokio_b,
+        ),
+        (
+            "(b) 10-task diamond, inside `tokio::spawn`, µs per flow run",
+            weft_b_spawned,
+            tokio_b_spawned,
+        ),
+    ] {
+        let (w, b) = (us(weft, DIAMOND_RUNS), us(base, DIAMOND_RUNS));
+        rows.push(Row {
+            case,
+            weft: format!("{w:.1} µs"),
+            tokio: format!("{b:.1} µs"),
+            ratio: w / b,
+            target: "≤ 50 µs",
+            met: w <= 50.0,
+        });
+    }
+
+    // (c)
+    let weft_c = median(|| async {
+        let t = Instant::now();
+        let run = map_nap(NAP_N).await;
+        let d = t.elapsed();
+        tally.check(&run);
+        assert_eq!(run.result.map(|v| v.len()).ok(), Some(NAP_N as usize));
+        d
+    })
+    .await;
+    let tokio_c = median(|| async {
+        let t = Instant::now();
+        let handles: Vec<_> = (0..NAP_N).map(|i| tokio::spawn(nap::body(i))).collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+        t.elapsed()
+    })
+    .await;
+    let (w, b) = (weft_c.as_secs_f64() * 1e3, tokio_c.as_secs_f64() * 1e3);
+    rows.push(Row {
+        case: "(c) `nap::map(0..10_000)` of 10 ms sleeps, wall time",
+        weft: format!("{w:.1} ms"),
+        tokio: format!("{b:.1} ms"),
+        ratio: w / b,
+        target: "≤ 150 ms",
+        met: w <= 150.0,
+    });
+
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    println!("weft engine overhead: median of {REPS} runs after a warm-up, {workers} tokio workers, console log at its default level");
+    println!();
+    println!("| case | weft | tokio baseline | ratio | target | met? |");
+    println!("|---|---:|---:|---:|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {:.2}× | {} | {} |",
+            r.case,
+            r.weft,
+            r.tokio,
+            r.ratio,
+            r.target,
+            if r.met { "yes" } else { "NO" }
+        );
+    }
+    println!();
+    println!("command: cargo run --release --example bench   (add 2>/dev/null to hide the log)");
+
+    let (runs, failed) = (tally.runs.get(), tally.failed.get());
+    assert_eq!(
+        failed, 0,
+        "{failed} of {runs} weft flow runs did not succeed"
+    );
+    println!("all {runs} weft flow runs succeeded");
+}

@@ -1,0 +1,6 @@
+use weft::prelude::*;
+
+#[flow]
+fn f() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use weft::prelude::*;
+
+#[task(trigger = sometimes)]
+fn cleanup() {}
+
+fn main() {}
