@@ -55,7 +55,6 @@ async fn middle(x: u64, k: u64) -> u64 {
     x * 10 + k
 }
 
-#[allow(clippy::too_many_arguments)]
 #[task]
 async fn sink(a: u64, b: u64, c: u64, d: u64, e: u64, f: u64, g: u64, h: u64) -> u64 {
     a + b + c + d + e + f + g + h

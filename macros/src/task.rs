@@ -333,7 +333,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         let clones = call_types
             .iter()
             .zip(idx)
-            .map(|(ty, i)| quote_spanned!(ty.span()=> ::weft::__private::clone_for_retry(&__a.#i)));
+            .map(|(ty, i)| quote_spanned!(ty.span()=> { let __weft_input = &__a.#i; ::weft::__private::clone_for_retry(__weft_input) }));
         quote! {
             if __last {
                 __args.take().expect("arguments are kept until the last attempt")

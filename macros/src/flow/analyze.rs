@@ -174,13 +174,45 @@ pub fn task_call(expr: &Expr) -> Option<(&syn::ExprCall, bool)> {
     lowercase.then_some((call, checked))
 }
 
-/// Identifiers a token stream mentions (macros included; format-string captures are not seen).
+/// Identifiers a token stream mentions, macros included, and the implicit captures of format
+/// strings (`"{name}"`, `"{name:>8}"`), so `println!("{raw:?}")` reads `raw`.
 pub fn idents_in(tokens: TokenStream, out: &mut Vec<Ident>) {
     for tt in tokens {
         match tt {
             TokenTree::Ident(i) => out.push(i),
             TokenTree::Group(g) => idents_in(g.stream(), out),
-            _ => {}
+            TokenTree::Literal(l) => format_captures(&l, out),
+            TokenTree::Punct(_) => {}
+        }
+    }
+}
+
+fn format_captures(lit: &proc_macro2::Literal, out: &mut Vec<Ident>) {
+    let text = lit.to_string();
+    if !(text.starts_with('"') || text.starts_with("r\"") || text.starts_with("r#")) {
+        return;
+    }
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'{' {
+            if bytes.get(i + 1) == Some(&b'{') {
+                i += 2;
+                continue;
+            }
+            let start = i + 1;
+            let mut end = start;
+            while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+                end += 1;
+            }
+            let name = &text[start..end];
+            let closes = matches!(bytes.get(end), Some(b'}') | Some(b':'));
+            if closes && name.starts_with(|c: char| c.is_alphabetic() || c == '_') {
+                out.push(Ident::new(name, lit.span()));
+            }
+            i = end;
+        } else {
+            i += 1;
         }
     }
 }
@@ -823,6 +855,20 @@ mod tests {
         // The tail task call is bound and then returned.
         assert!(m.task(1).is_some());
         assert!(matches!(&m.nodes[2].stmt, NodeStmt::Glue(g) if g.is_tail));
+    }
+
+    #[test]
+    fn format_string_captures_count_as_reads() {
+        let m = model(
+            &[],
+            quote! { let a = one()?; println!("{a:?} {{not}} {}", 1); },
+        )
+        .unwrap();
+        assert_eq!(m.bindings[0].glue_reads_at, Some(1));
+        let mut ids = Vec::new();
+        idents_in(quote!(format!("{x}{{y}}{z:>8}{0}")), &mut ids);
+        let names: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        assert_eq!(names, ["format", "x", "z"]);
     }
 
     #[test]

@@ -1,0 +1,306 @@
+//! What a flow body may contain and how values move: borrows, clones, glue, early exits, the
+//! compile-time graph, and tasks called outside flows.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use weft::prelude::*;
+use weft::{EdgeKind, NodeKind};
+
+struct Db {
+    rows: std::sync::Mutex<Vec<String>>,
+}
+
+#[task]
+async fn create_table(db: &Db) -> usize {
+    db.rows.lock().unwrap().clear();
+    0
+}
+
+#[task(retries = 1)]
+async fn extract(size: u32) -> Result<Vec<String>, String> {
+    Ok((0..size).map(|i| format!("complaint {i}")).collect())
+}
+
+#[task]
+fn transform(raw: Vec<String>) -> Vec<String> {
+    raw.into_iter().map(|r| r.to_uppercase()).collect()
+}
+
+#[task]
+async fn load(rows: Vec<String>, db: &Db) -> usize {
+    let mut t = db.rows.lock().unwrap();
+    t.extend(rows);
+    t.len()
+}
+
+#[task]
+async fn count(rows: &Vec<String>) -> usize {
+    rows.len()
+}
+
+#[task]
+async fn first(rows: Vec<String>) -> Option<String> {
+    rows.into_iter().next()
+}
+
+/// Seed 000's ETL shape: the table is created concurrently with extract; load waits for it.
+#[flow(name = "etl")]
+async fn etl(
+    size: u32,
+    db: Arc<Db>,
+) -> Result<(usize, usize, Option<String>, Vec<String>), String> {
+    let table = create_table(&db);
+    let raw = extract(size)?;
+    let rows = transform(raw)?;
+    let n = count(&rows)?; // borrows the output
+    let head = first(rows.clone())?; // takes a copy
+    #[wait_for(table)]
+    let loaded = load(rows.clone(), &db)?;
+    if loaded == 0 && size > 0 {
+        return Err("nothing loaded".into());
+    }
+    Ok((loaded, n, head, rows)) // the body takes `rows` once its readers are done
+}
+
+#[tokio::test]
+async fn etl_moves_borrows_and_orders_as_written() {
+    let db = Arc::new(Db {
+        rows: Default::default(),
+    });
+    let run = etl(3, db.clone()).await;
+    assert!(run.is_successful(), "{}", run.state);
+    let (loaded, n, head, rows) = run.result.unwrap().unwrap();
+    assert_eq!((loaded, n), (3, 3));
+    assert_eq!(head.as_deref(), Some("COMPLAINT 0"));
+    assert_eq!(rows.len(), 3);
+    assert_eq!(db.rows.lock().unwrap().len(), 3);
+    assert_eq!(run.task_runs.len(), 6);
+    assert!(run.task_runs.iter().all(|r| r.attempts == 1));
+}
+
+#[tokio::test]
+async fn the_graph_is_known_without_running() {
+    let g = etl::graph();
+    assert_eq!(g.name, "etl");
+    let tasks: Vec<&str> = g.task_nodes().map(|n| n.task.as_ref()).collect();
+    assert_eq!(
+        tasks,
+        [
+            "create_table",
+            "extract",
+            "transform",
+            "count",
+            "first",
+            "load"
+        ]
+    );
+    let edge = |from: &str, to: &str| {
+        let (f, t) = (g.node(from).unwrap().id, g.node(to).unwrap().id);
+        g.edges
+            .iter()
+            .find(|e| e.from == f && e.to == t)
+            .map(|e| e.kind)
+    };
+    assert_eq!(edge("extract", "transform"), Some(EdgeKind::Data));
+    assert_eq!(edge("transform", "count"), Some(EdgeKind::Data));
+    assert_eq!(edge("create_table", "load"), Some(EdgeKind::Order));
+    assert_eq!(edge("extract", "load"), None);
+    assert!(g.topo_order().is_ok());
+    let node = g.node("raw").unwrap();
+    assert_eq!(node.kind, NodeKind::Task);
+    assert!(
+        node.statement.contains("extract(size)?"),
+        "{}",
+        node.statement
+    );
+    assert!(node.line > 0);
+    // The graph is data: it serializes.
+    let json = serde_json::to_string(g).unwrap();
+    let back: weft::FlowGraph = serde_json::from_str(&json).unwrap();
+    assert_eq!(&back, g);
+    let dot = g.to_dot();
+    assert!(
+        dot.contains("\"create_table\" -> \"load\" [style=dashed, label=\"table\"]"),
+        "{dot}"
+    );
+    let mermaid = g.to_mermaid();
+    assert!(mermaid.starts_with("flowchart TD"));
+}
+
+#[tokio::test]
+async fn a_failed_run_draws_its_states() {
+    let run = glue_errors("x".into()).await;
+    let dot = run.to_dot();
+    assert!(
+        dot.contains("fillcolor=\"#28a745\""),
+        "completed nodes are green: {dot}"
+    );
+}
+
+// ---------- glue: `?`, return, plain code
+
+#[task]
+async fn parse_size(s: String) -> Result<u32, std::num::ParseIntError> {
+    s.parse()
+}
+
+#[task]
+async fn double(x: u32) -> u32 {
+    x * 2
+}
+
+#[flow]
+async fn glue_errors(input: String) -> Result<u32, String> {
+    let parsed = parse_size(input.clone());
+    let doubled = double(7)?;
+    let value = parsed.map_err(|e| format!("bad input {input:?}: {e}"))?;
+    Ok(value + doubled)
+}
+
+#[tokio::test]
+async fn results_without_question_mark_reach_glue_and_glue_question_mark_returns() {
+    let ok = glue_errors("5".into()).await;
+    assert_eq!(ok.result, Ok(Ok(19)));
+    let bad = glue_errors("x".into()).await;
+    let err = bad.result.clone().unwrap().unwrap_err();
+    assert!(
+        err.starts_with("bad input \"x\": task 'parse_size' ended Failed"),
+        "{err}"
+    );
+    assert_eq!(bad.task("double").unwrap().state.kind, StateKind::Completed);
+}
+
+static LATE: AtomicU32 = AtomicU32::new(0);
+
+#[task]
+async fn late() -> u32 {
+    LATE.fetch_add(1, Ordering::SeqCst);
+    1
+}
+
+#[flow]
+async fn early_exit(stop: bool) -> u32 {
+    let a = double(1)?;
+    if stop {
+        return a;
+    }
+    let b = late()?;
+    a + b
+}
+
+#[tokio::test]
+async fn tasks_written_after_an_early_return_never_start() {
+    let before = LATE.load(Ordering::SeqCst);
+    let run = early_exit(true).await;
+    assert_eq!(run.result, Ok(2));
+    assert_eq!(LATE.load(Ordering::SeqCst), before, "late() did not run");
+    assert_eq!(run.task("late").unwrap().state.kind, StateKind::NotRun);
+    let run = early_exit(false).await;
+    assert_eq!(run.result, Ok(3));
+}
+
+#[task]
+async fn shout(s: String) -> String {
+    s.to_uppercase()
+}
+
+#[flow]
+async fn mixed(names: Vec<String>) -> String {
+    let joined = names.join(" and ");
+    let loud = shout(joined)?;
+    let exclaimed = format!("{loud}!");
+    let again = shout(exclaimed.clone())?;
+    again
+}
+
+#[tokio::test]
+async fn glue_locals_feed_tasks_in_written_order() {
+    let run = mixed(vec!["ann".into(), "bob".into()]).await;
+    assert_eq!(run.result.unwrap(), "ANN AND BOB!");
+    let g = mixed::graph();
+    assert_eq!(
+        g.nodes.iter().filter(|n| n.kind == NodeKind::Glue).count(),
+        3
+    );
+    let (loud, again) = (g.node("loud").unwrap().id, g.node("again").unwrap().id);
+    assert!(
+        g.edges
+            .iter()
+            .any(|e| e.from == loud && e.to == again && e.kind == EdgeKind::Glue),
+        "the value reaches `again` through glue"
+    );
+}
+
+#[flow]
+async fn tail_call(x: u32) -> u32 {
+    double(x)?
+}
+
+#[tokio::test]
+async fn a_task_call_can_be_the_body_tail() {
+    assert_eq!(tail_call(4).await.result, Ok(8));
+}
+
+#[flow]
+async fn no_tasks(x: u32) -> u32 {
+    x + 1
+}
+
+#[tokio::test]
+async fn a_flow_without_tasks_completes() {
+    let run = no_tasks(1).await;
+    assert_eq!(run.result, Ok(2));
+    assert!(run.is_successful());
+    assert!(run.task_runs.is_empty());
+}
+
+// ---------- tasks outside flows
+
+#[task]
+fn blocking_add(a: u32, b: u32) -> u32 {
+    a + b
+}
+
+#[tokio::test]
+async fn tasks_run_orchestrated_outside_flows_and_bodies_stay_callable() {
+    let run = blocking_add(2, 3).await;
+    assert_eq!((run.state.kind, run.attempts), (StateKind::Completed, 1));
+    assert_eq!(run.result.unwrap(), 5);
+    assert_eq!(blocking_add::body(2, 3), 5);
+    let db = Db {
+        rows: Default::default(),
+    };
+    let run = load(vec!["a".into()], &db).run().await;
+    assert_eq!(run.result.unwrap(), 1);
+    let runs = double::map([1, 2, 3]).await;
+    let values: Vec<u32> = runs.into_iter().map(|r| r.result.unwrap()).collect();
+    assert_eq!(values, [2, 4, 6]);
+}
+
+#[test]
+fn calling_a_flow_outside_tokio_says_how_to_fix_it() {
+    let err = std::panic::catch_unwind(|| {
+        let _ = futures_lite_block_on(no_tasks(1));
+    })
+    .unwrap_err();
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("outside a tokio runtime"), "{msg}");
+}
+
+/// A minimal executor, to poll a future without tokio.
+fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = Waker::from(Arc::new(Noop));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
