@@ -34,7 +34,7 @@ async fn load(rows: Vec<String>, db: &Db) -> usize {
 }
 
 #[task]
-async fn count(rows: &Vec<String>) -> usize {
+async fn count(rows: &[String]) -> usize {
     rows.len()
 }
 

@@ -420,6 +420,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         }
 
         #(#cfg_attrs)*
+        #[allow(clippy::all)]
         impl<#(#impl_params),*> ::weft::__private::TaskBody<#args_ty> for #fn_name
         where #where_preds
         {
@@ -436,7 +437,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         }
 
         #(#attrs)*
-        #[allow(clippy::too_many_arguments)]
+        #[allow(clippy::all)]
         #vis fn #fn_name<#(#impl_params),*>(#(#names: #call_types),*) -> ::weft::__private::TaskCall<#call_lt, #fn_name, #args_ty> #where_clause {
             ::weft::__private::TaskCall::new((#(#names,)*))
         }

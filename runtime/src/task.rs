@@ -295,6 +295,9 @@ impl TaskRunReport {
     }
 }
 
+/// Ties a call to its task `D` and to the lifetime `'w` of borrowed arguments.
+type CallMarker<'w, D> = PhantomData<(fn() -> D, &'w ())>;
+
 /// A call of a task with its arguments, not yet run. Await it (or `.run()` it) to run it as one
 /// orchestrated task run outside a flow; inside a `#[flow]` body it becomes a node of the graph.
 ///
@@ -314,7 +317,7 @@ impl TaskRunReport {
 #[must_use = "a task call does nothing until it is awaited or used in a #[flow] body"]
 pub struct TaskCall<'w, D, A> {
     pub(crate) args: A,
-    _marker: PhantomData<(fn() -> D, &'w ())>,
+    _marker: CallMarker<'w, D>,
 }
 
 impl<'w, D: TaskBody<A>, A: Send + 'w> TaskCall<'w, D, A> {
@@ -344,7 +347,7 @@ impl<'w, D: TaskBody<A>, A: Send + 'w> IntoFuture for TaskCall<'w, D, A> {
 #[must_use = "a mapped call does nothing until it is awaited or used in a #[flow] body"]
 pub struct MapCall<'w, D, A> {
     pub(crate) items: Vec<A>,
-    _marker: PhantomData<(fn() -> D, &'w ())>,
+    _marker: CallMarker<'w, D>,
 }
 
 impl<'w, D: TaskBody<A>, A: Send + 'w> MapCall<'w, D, A> {

@@ -207,12 +207,15 @@ pub fn generate(
         })
     });
     // Slots for glue locals that tasks borrow.
-    let slots = m.bindings.iter().enumerate().filter_map(|(b, bind)| {
-        (bind.kind != BindingKind::Param && !bind.local_borrowers.is_empty()).then(|| {
+    let slots = m
+        .bindings
+        .iter()
+        .enumerate()
+        .filter(|(_, bind)| bind.kind != BindingKind::Param && !bind.local_borrowers.is_empty())
+        .map(|(b, _)| {
             let s = slot(b);
             quote!(let #s = ::weft::__private::Slot::new();)
-        })
-    });
+        });
 
     // The sequence: node creations at their start points, interleaved with glue.
     let mut put_done: BTreeSet<usize> = BTreeSet::new();
