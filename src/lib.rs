@@ -35,6 +35,6 @@ pub mod prelude {
     pub use weft_macros::{flow, task};
     pub use weft_runtime::{
         EventSink, FlowError, FlowGraph, FlowRun, RunConfig, RunEvent, Signal, State, StateChange,
-        StateKind, TaskCall, TaskError, TaskRun, Trigger,
+        StateKind, TaskCall, TaskError, TaskRun, TaskRunReport, Trigger,
     };
 }

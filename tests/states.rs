@@ -487,3 +487,57 @@ async fn event_sinks_receive_every_transition_in_order() {
     assert_eq!(of("check"), [Pending, Running, Completed]);
     assert_eq!(of("report"), [Pending, Running, Completed]);
 }
+
+#[task]
+fn maybe(x: u32) -> Result<u32, Signal> {
+    if x == 0 {
+        Err(Signal::skip("zero"))
+    } else {
+        Ok(x)
+    }
+}
+
+#[task]
+fn sum_all(xs: Vec<u32>) -> u32 {
+    xs.iter().sum()
+}
+
+#[flow]
+async fn partly_skipped(xs: Vec<u32>) -> u32 {
+    let ys = maybe::map(xs)?;
+    let s = sum_all(ys)?;
+    s
+}
+
+#[tokio::test]
+async fn a_skipped_element_skips_the_dependents_of_a_mapped_value() {
+    let run = partly_skipped(vec![0, 1, 2]).await;
+    assert_eq!(kind(&run, "maybe"), StateKind::Skipped);
+    assert_eq!(kind(&run, "sum_all"), StateKind::Skipped);
+    assert!(run.is_successful(), "skips are no failure: {}", run.state);
+    let indexes: Vec<_> = run.runs_of("maybe").map(|r| r.id.map_index).collect();
+    assert_eq!(indexes, [None, Some(0), Some(1), Some(2)], "summary first, then input order");
+    assert_eq!(partly_skipped(vec![1, 2]).await.result, Ok(3));
+}
+
+#[task]
+fn half(x: i32) -> Result<i32, String> {
+    if x == 0 {
+        Err("zero".into())
+    } else {
+        Ok(x / 2)
+    }
+}
+
+#[flow]
+async fn halves() -> usize {
+    let r = half::map(vec![0, 2]);
+    r.len()
+}
+
+#[tokio::test]
+async fn the_flow_counts_task_runs_not_mapped_summaries() {
+    let run = halves().await;
+    let msg = run.state.message.clone().unwrap();
+    assert!(msg.starts_with("1 of 2 task runs did not succeed"), "{msg}");
+}

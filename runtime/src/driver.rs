@@ -366,9 +366,6 @@ impl<T> NodeRun for MapRun<T> {
         self.state.clone()
     }
     fn value(self) -> Option<Vec<T>> {
-        if !self.state.is_successful() {
-            return None;
-        }
         self.runs.into_iter().map(|r| r.result.ok()).collect()
     }
     fn full(self) -> Vec<Result<T, TaskError>> {
@@ -414,17 +411,24 @@ impl<'w, D: TaskBody<A>, A: Send + 'w> IntoNode for MapCall<'w, D, A> {
     async fn run(self, cx: &FlowCtx, node: u32) -> MapRun<D::Output> {
         let started = chrono::Utc::now();
         let runs = engine::execute_map::<D, A>(cx, node, self.items).await;
-        let bad = runs
+        let failed = runs
             .iter()
             .filter(|r| !(r.state.is_successful() || r.state.is_skipped()))
             .count();
-        let state = if bad == 0 {
-            State::of(StateKind::Completed)
-        } else {
+        let skipped = runs.iter().filter(|r| r.state.is_skipped()).count();
+        // A skipped element leaves a hole in the list: `?` dependents are skipped as well.
+        let state = if failed > 0 {
             State::failed(format!(
-                "{bad} of {} mapped runs did not succeed",
+                "{failed} of {} mapped runs did not succeed",
                 runs.len()
             ))
+        } else if skipped > 0 {
+            State::skipped(format!(
+                "{skipped} of {} mapped runs were skipped",
+                runs.len()
+            ))
+        } else {
+            State::of(StateKind::Completed)
         };
         cx.record(crate::task::TaskRunReport {
             id: TaskRunId {

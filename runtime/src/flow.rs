@@ -314,7 +314,8 @@ pub struct FlowRun<R> {
     pub state: State,
     /// What the flow body returned, or why it could not.
     pub result: Result<R, FlowError>,
-    /// Every task run (elements of mapped tasks included), in the order they ended.
+    /// Every task run, by node in written order; a mapped node has a summary (no map index)
+    /// followed by its elements in input order.
     pub task_runs: Vec<TaskRunReport>,
     /// When the run began.
     pub started: DateTime<Utc>,
@@ -414,8 +415,24 @@ where
         }
     }
 
-    let failed: Vec<&TaskRunReport> = reports
+    // Report by node, a mapped node's summary before its elements in input order.
+    reports.sort_by_key(|r| (r.id.node, r.id.map_index.map_or(0, |i| i as u64 + 1)));
+    // A mapped node's summary is not a task run of its own: count its elements.
+    let is_summary = |r: &TaskRunReport| {
+        r.id.map_index.is_none()
+            && def
+                .graph
+                .nodes
+                .get(r.id.node as usize)
+                .is_some_and(|n| n.kind == NodeKind::Map)
+            && reports
+                .iter()
+                .any(|e| e.id.node == r.id.node && e.id.map_index.is_some())
+    };
+    let counted: Vec<&TaskRunReport> = reports.iter().filter(|r| !is_summary(r)).collect();
+    let failed: Vec<&TaskRunReport> = counted
         .iter()
+        .copied()
         .filter(|r| !(r.state.is_successful() || r.state.is_skipped()))
         .collect();
     let proposed = match (&result, failed.first()) {
@@ -428,7 +445,7 @@ where
         (Ok(_), Some(first)) => State::failed(format!(
             "{} of {} task runs did not succeed; first: '{}' ended {}",
             failed.len(),
-            reports.len(),
+            counted.len(),
             first.task,
             first.state
         )),
