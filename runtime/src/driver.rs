@@ -463,8 +463,8 @@ where
 {
     Box::pin(async move {
         let opts = call.options();
-        if let Err(why) = opts.trigger.check(upstream.iter().copied()) {
-            let run: C::Run = never_ran_node(cx, node, opts, State::not_run(why));
+        if let Err(state) = opts.trigger.check(upstream.iter().copied()) {
+            let run: C::Run = never_ran_node(cx, node, opts, state);
             return (run.state(), run);
         }
         let run = call.run(cx, node).await;

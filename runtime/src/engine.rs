@@ -403,7 +403,9 @@ pub(crate) async fn run_standalone<D: TaskBody<A>, A: Send>(
         node: 0,
         map_index: None,
     };
-    execute::<D, A>(&cx, id, call.args, false).await
+    let run = execute::<D, A>(&cx, id, call.args, false).await;
+    crate::logging::flush();
+    run
 }
 
 /// Runs a mapped call outside any flow.
@@ -412,7 +414,9 @@ pub(crate) async fn run_standalone_map<D: TaskBody<A>, A: Send>(
 ) -> Vec<TaskRun<D::Output>> {
     crate::logging::ensure_default();
     let cx = FlowCtx::standalone();
-    execute_map::<D, A>(&cx, 0, call.items).await
+    let runs = execute_map::<D, A>(&cx, 0, call.items).await;
+    crate::logging::flush();
+    runs
 }
 
 /// Runs a sync task body on tokio's blocking pool. Its thread cannot be stopped: on timeout or

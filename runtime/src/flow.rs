@@ -376,12 +376,25 @@ where
     let mut flow_state = State::of(StateKind::Pending);
     flow_state = flow_transition(&cx, def, flow_state, State::of(StateKind::Running));
 
-    let result = match tokio::spawn(driver(cx.clone())).await {
-        Ok(r) => r,
-        Err(e) if e.is_panic() => Err(FlowError::Panicked(crate::engine::panic_message(
-            &*e.into_panic(),
-        ))),
-        Err(_) => Err(FlowError::Cancelled("the runtime shut down".to_owned())),
+    // On a runtime worker the driver runs in place; from `block_on` (a `#[tokio::main]` body)
+    // it is spawned onto a worker, where node wake-ups stay on one thread.
+    let result = if tokio::task::try_id().is_some() {
+        use futures_util::FutureExt;
+        match std::panic::AssertUnwindSafe(driver(cx.clone()))
+            .catch_unwind()
+            .await
+        {
+            Ok(r) => r,
+            Err(panic) => Err(FlowError::Panicked(crate::engine::panic_message(&*panic))),
+        }
+    } else {
+        match tokio::spawn(driver(cx.clone())).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => Err(FlowError::Panicked(crate::engine::panic_message(
+                &*e.into_panic(),
+            ))),
+            Err(_) => Err(FlowError::Cancelled("the runtime shut down".to_owned())),
+        }
     };
 
     let mut reports = std::mem::take(&mut *cx.reports.lock().unwrap());
@@ -464,6 +477,7 @@ where
             flow_state.message.as_deref().unwrap_or("")
         );
     }
+    crate::logging::flush();
     FlowRun {
         id: cx.run_id,
         name: def.name,

@@ -4,16 +4,147 @@
 //! A flow run installs it on first use unless a global `tracing` subscriber is already set, so
 //! users who install their own keep it. The level comes from `WEFT_LOG` (then `RUST_LOG`),
 //! default `info`; `WEFT_LOG=off` silences weft.
+//!
+//! weft's own INFO lines are the hot path (two per task run), so they are not written one system
+//! call each: they collect in a buffer that a background thread writes every few milliseconds,
+//! and that every flow run (and task run outside a flow) flushes when it ends. Warnings, errors
+//! and every event that is not weft's are written at once, after whatever is buffered, so the
+//! order on the console is the order of the events.
 
+use chrono::{FixedOffset, Timelike, Utc};
 use std::fmt;
-use std::sync::Once;
-use tracing::{Event, Subscriber};
+use std::io::Write;
+use std::sync::{Mutex, MutexGuard, Once, OnceLock};
+use std::time::Duration;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
-struct WeftFormat;
+/// Buffered weft lines waiting for the console.
+struct Console {
+    pending: Mutex<Vec<u8>>,
+    /// Held while writing to stderr, so flushes never interleave.
+    out: Mutex<()>,
+}
+
+/// How often the background thread writes buffered lines.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+
+static CONSOLE: OnceLock<Console> = OnceLock::new();
+
+fn console() -> &'static Console {
+    CONSOLE.get_or_init(|| {
+        let _ = std::thread::Builder::new()
+            .name("weft-console".into())
+            .spawn(|| loop {
+                std::thread::sleep(FLUSH_EVERY);
+                flush();
+            });
+        Console {
+            pending: Mutex::new(Vec::with_capacity(64 * 1024)),
+            out: Mutex::new(()),
+        }
+    })
+}
+
+/// Writes the buffered console lines now. Flow runs call it when they end.
+pub fn flush() {
+    if let Some(console) = CONSOLE.get() {
+        console.write_through(&[]);
+    }
+}
+
+impl Console {
+    /// Writes what is buffered, then `line`. Lock order: `out`, then `pending`.
+    fn write_through(&self, line: &[u8]) {
+        let _out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if pending.is_empty() && line.is_empty() {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(&pending);
+        let _ = err.write_all(line);
+    }
+}
+
+struct ConsoleWriter;
+
+/// One event's bytes: appended to the buffer, or written through after a flush.
+enum Line<'a> {
+    Buffered(MutexGuard<'a, Vec<u8>>),
+    Direct(Vec<u8>),
+}
+
+impl Write for Line<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Line::Buffered(b) => b.extend_from_slice(buf),
+            Line::Direct(v) => v.extend_from_slice(buf),
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Line<'_> {
+    fn drop(&mut self) {
+        if let Line::Direct(v) = self {
+            console().write_through(v);
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for ConsoleWriter {
+    type Writer = Line<'a>;
+    fn make_writer(&'a self) -> Line<'a> {
+        Line::Direct(Vec::new())
+    }
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Line<'a> {
+        // tracing orders levels by verbosity: INFO, DEBUG and TRACE are `>= INFO`.
+        if meta.target().starts_with("weft") && *meta.level() >= Level::INFO {
+            Line::Buffered(console().pending.lock().unwrap_or_else(|e| e.into_inner()))
+        } else {
+            Line::Direct(Vec::with_capacity(128))
+        }
+    }
+}
+
+struct WeftFormat {
+    offset: FixedOffset,
+}
+
+/// Writes the message as is (no escaping pass) and other fields as ` key=value`.
+struct Fields<'a, 'w> {
+    writer: &'a mut Writer<'w>,
+    result: fmt::Result,
+}
+
+impl Visit for Fields<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.result = self.result.and_then(|_| self.writer.write_str(value));
+        } else {
+            self.result = self
+                .result
+                .and_then(|_| write!(self.writer, " {}={value:?}", field.name()));
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.result = self.result.and_then(|_| {
+            if field.name() == "message" {
+                write!(self.writer, "{value:?}")
+            } else {
+                write!(self.writer, " {}={value:?}", field.name())
+            }
+        });
+    }
+}
 
 impl<S, N> FormatEvent<S, N> for WeftFormat
 where
@@ -22,18 +153,26 @@ where
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, N>,
+        _ctx: &FmtContext<'_, S, N>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let now = chrono::Local::now();
+        let now = Utc::now().with_timezone(&self.offset);
         write!(
             writer,
-            "{} | {:<7} | ",
-            now.format("%H:%M:%S%.3f"),
+            "{:02}:{:02}:{:02}.{:03} | {:<7} | ",
+            now.hour(),
+            now.minute(),
+            now.second(),
+            now.nanosecond() / 1_000_000 % 1000,
             event.metadata().level()
         )?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        let mut fields = Fields {
+            writer: &mut writer,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
         writeln!(writer)
     }
 }
@@ -43,6 +182,8 @@ where
 ///
 /// ```
 /// weft::logging::init();
+/// tracing::info!(target: "weft", "buffered until the next flush");
+/// weft::logging::flush();
 /// ```
 pub fn init() -> bool {
     let filter = std::env::var("WEFT_LOG")
@@ -50,10 +191,12 @@ pub fn init() -> bool {
         .or_else(|| std::env::var("RUST_LOG").ok())
         .and_then(|s| EnvFilter::try_new(s).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    // The local offset is looked up once: asking for it on every line costs a time zone lookup.
+    let offset = *chrono::Local::now().offset();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .event_format(WeftFormat)
+        .with_writer(ConsoleWriter)
+        .event_format(WeftFormat { offset })
         .try_init()
         .is_ok()
 }

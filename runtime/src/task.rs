@@ -24,28 +24,29 @@ pub enum Trigger {
 
 impl Trigger {
     /// `Ok(())` when a task with this trigger may run after upstream tasks in `upstream`
-    /// states; otherwise the reason it may not.
+    /// states; otherwise the state it ends in instead: NotRun when an upstream task failed,
+    /// Skipped when `any_failed` finds nothing to react to.
     pub fn check<'a>(
         self,
         upstream: impl IntoIterator<Item = (&'a str, &'a State)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), State> {
         let mut any_failed = false;
         for (name, state) in upstream {
             let ok = state.is_successful() || state.is_skipped();
             if !ok {
                 any_failed = true;
                 if self == Trigger::AllSuccessful {
-                    return Err(format!(
+                    return Err(State::not_run(format!(
                         "trigger all_successful: upstream '{name}' ended {}",
                         state.kind
-                    ));
+                    )));
                 }
             }
         }
         match self {
-            Trigger::AnyFailed if !any_failed => {
-                Err("trigger any_failed: no upstream task failed".to_owned())
-            }
+            Trigger::AnyFailed if !any_failed => Err(State::skipped(
+                "trigger any_failed: no upstream task failed",
+            )),
             _ => Ok(()),
         }
     }
@@ -408,15 +409,19 @@ mod tests {
         let bad = State::failed("boom");
         let skip = State::skipped("nothing");
         let up = [("a", &ok), ("b", &bad)];
-        assert!(Trigger::AllSuccessful
-            .check(up)
-            .unwrap_err()
-            .contains("'b' ended Failed"));
+        let not_run = Trigger::AllSuccessful.check(up).unwrap_err();
+        assert_eq!(not_run.kind, StateKind::NotRun);
+        assert!(not_run.message.unwrap().contains("'b' ended Failed"));
         assert!(Trigger::AllFinished.check(up).is_ok());
         assert!(Trigger::AnyFailed.check(up).is_ok());
-        assert!(Trigger::AnyFailed
+        let quiet = Trigger::AnyFailed
             .check([("a", &ok), ("s", &skip)])
-            .is_err());
+            .unwrap_err();
+        assert_eq!(
+            quiet.kind,
+            StateKind::Skipped,
+            "nothing to react to is no failure"
+        );
         assert!(Trigger::AllSuccessful
             .check([("a", &ok), ("s", &skip)])
             .is_ok());
