@@ -304,3 +304,159 @@ fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
         std::thread::yield_now();
     }
 }
+
+// ---------- the body reads as Rust (cases found in review)
+
+static DELETED: AtomicU32 = AtomicU32::new(0);
+
+#[task]
+async fn find_user(id: u32) -> Result<String, String> {
+    if id == 0 {
+        Err("no such user".into())
+    } else {
+        Ok(format!("user {id}"))
+    }
+}
+
+#[task]
+async fn delete_all() {
+    DELETED.fetch_add(1, Ordering::SeqCst);
+}
+
+#[flow]
+async fn guarded(id: u32) -> String {
+    let user = find_user(id)?;
+    println!("found {user}");
+    delete_all();
+    user
+}
+
+#[tokio::test]
+async fn a_read_of_a_missing_value_stops_the_body_before_later_tasks() {
+    let before = DELETED.load(Ordering::SeqCst);
+    let run = guarded(0).await;
+    assert!(matches!(
+        run.result,
+        Err(FlowError::Upstream {
+            binding: "user",
+            ..
+        })
+    ));
+    assert_eq!(
+        DELETED.load(Ordering::SeqCst),
+        before,
+        "delete_all never started"
+    );
+    assert_eq!(
+        run.task("delete_all").unwrap().state.kind,
+        StateKind::NotRun
+    );
+}
+
+#[task]
+async fn send(tx: tokio::sync::mpsc::Sender<u32>) {
+    tx.send(42).await.unwrap();
+}
+
+#[flow]
+async fn awaits_in_macros() -> u32 {
+    let (tx, rx) = { tokio::sync::mpsc::channel(1) };
+    let mut rx = rx;
+    send(tx);
+    let v = tokio::select! { v = rx.recv() => v.unwrap() };
+    v
+}
+
+#[tokio::test]
+async fn awaiting_inside_a_macro_keeps_nodes_running() {
+    let run = tokio::time::timeout(std::time::Duration::from_secs(10), awaits_in_macros())
+        .await
+        .expect("no hang");
+    assert_eq!(run.result, Ok(42));
+}
+
+#[task]
+async fn len_of(s: &str) -> usize {
+    s.len()
+}
+
+#[task]
+async fn nums() -> Vec<u32> {
+    vec![1, 2, 3]
+}
+
+#[task]
+async fn words() -> Vec<String> {
+    vec!["a".into(), "b".into()]
+}
+
+#[task]
+async fn join(w: Vec<String>) -> String {
+    w.join(",")
+}
+
+#[task]
+async fn add(x: usize) -> usize {
+    x + 1
+}
+
+#[flow]
+async fn plain_rust(
+    name: String,
+) -> Result<(usize, usize, Vec<u32>, String, usize, u32), std::num::ParseIntError> {
+    let cfg = format!("{name}.toml");
+    let a = len_of(&cfg)?;
+    let b = len_of(&cfg)?; // lent twice
+    println!("still mine: {cfg}"); // and still the body's
+    let mut v = nums()?;
+    v.push(4);
+    let w = words()?;
+    let j = join(w.into_iter().map(|s| s + "!").collect())?;
+    let n = add(a + name.len())?;
+    println!("{name}");
+    let m = u32::max(1, 2);
+    println!("{}", "7".parse::<u32>()?);
+    Ok((a, b, v, j, n, m))
+}
+
+#[tokio::test]
+async fn lending_mutating_and_methods_work_as_in_plain_rust() {
+    let run = plain_rust("app".into()).await;
+    assert!(run.is_successful(), "{}", run.state);
+    let (a, b, v, j, n, m) = run.result.unwrap().unwrap();
+    assert_eq!((a, b), (8, 8));
+    assert_eq!(v, [1, 2, 3, 4]);
+    assert_eq!(j, "a!,b!");
+    assert_eq!(n, 12);
+    assert_eq!(m, 2);
+}
+
+#[flow]
+async fn ends_in_return(x: u32) -> u32 {
+    let a = double(x)?;
+    return a + 1;
+}
+
+#[tokio::test]
+async fn a_body_may_end_in_return() {
+    assert_eq!(ends_in_return(2).await.result, Ok(5));
+}
+
+static STEP: AtomicU32 = AtomicU32::new(0);
+
+#[task]
+async fn show(x: u32) -> u32 {
+    x
+}
+
+#[flow]
+async fn effects_in_order() -> u32 {
+    STEP.store(5, Ordering::SeqCst);
+    let a = show(STEP.load(Ordering::SeqCst))?;
+    a
+}
+
+#[tokio::test]
+async fn arguments_with_effects_see_the_glue_before_them() {
+    assert_eq!(effects_in_order().await.result, Ok(5));
+}

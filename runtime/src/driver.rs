@@ -280,48 +280,73 @@ impl<T> Default for Slot<T> {
 
 type NodeFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
-/// The running nodes of a flow run, polled while the flow body waits.
+/// The running nodes of a flow run. The flow body pushes nodes into it while [`drive_flow`]
+/// polls them next to the body, so whatever the body awaits (a task output, a timer, a
+/// `select!`), the nodes keep going.
 pub struct NodeSet<'a> {
-    running: FuturesUnordered<NodeFuture<'a>>,
+    running: Mutex<FuturesUnordered<NodeFuture<'a>>>,
 }
 
 impl<'a> NodeSet<'a> {
     /// No node running.
     pub fn new() -> Self {
         NodeSet {
-            running: FuturesUnordered::new(),
+            running: Mutex::new(FuturesUnordered::new()),
         }
     }
-    /// Starts a node.
-    pub fn push(&mut self, node: NodeFuture<'a>) {
-        self.running.push(node);
-    }
-    /// Awaits `fut` while the running nodes make progress.
-    pub async fn drive<F: Future>(&mut self, fut: F) -> F::Output {
-        let mut fut = pin!(fut);
-        poll_fn(|cx| loop {
-            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-                return Poll::Ready(v);
-            }
-            let mut progressed = false;
-            while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {
-                progressed = true;
-            }
-            if !progressed {
-                return Poll::Pending;
-            }
-        })
-        .await
-    }
-    /// Waits for every running node.
-    pub async fn drain(&mut self) {
-        while self.running.next().await.is_some() {}
+    /// Starts a node (it is first polled right after the body yields).
+    pub fn push(&self, node: NodeFuture<'a>) {
+        self.running.lock().unwrap().push(node);
     }
 }
 
 impl Default for NodeSet<'_> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The flow body stopped because a value it needed (`let x = t()?;` then a read of `x`) is
+/// missing. Carried by an unwind so that the body keeps its own return type for `return` and
+/// `?`; never seen by users.
+struct GlueAbort(FlowError);
+
+/// Stops the flow body: the run ends with `err` once the running nodes have finished.
+pub fn abort_glue(err: FlowError) -> ! {
+    // `resume_unwind` skips the panic hook: this is control flow, not a crash.
+    std::panic::resume_unwind(Box::new(GlueAbort(err)))
+}
+
+/// Runs the flow body next to its nodes until both are done. A panic in the body ends the run
+/// Failed; the nodes already started still finish.
+pub async fn drive_flow<R>(
+    nodes: &NodeSet<'_>,
+    body: impl Future<Output = R>,
+) -> Result<R, FlowError> {
+    use futures_util::FutureExt;
+    let mut body = pin!(std::panic::AssertUnwindSafe(body).catch_unwind());
+    let mut out = None;
+    poll_fn(|cx| {
+        if out.is_none() {
+            if let Poll::Ready(r) = body.as_mut().poll(cx) {
+                out = Some(r);
+            }
+        }
+        let mut running = nodes.running.lock().unwrap();
+        while let Poll::Ready(Some(())) = running.poll_next_unpin(cx) {}
+        if out.is_some() && running.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    match out.expect("the body finished") {
+        Ok(r) => Ok(r),
+        Err(payload) => match payload.downcast::<GlueAbort>() {
+            Ok(abort) => Err(abort.0),
+            Err(panic) => Err(FlowError::Panicked(engine::panic_message(&*panic))),
+        },
     }
 }
 

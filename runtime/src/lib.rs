@@ -49,59 +49,6 @@ pub mod __private {
         }
     }
 
-    /// `?` in flow-body glue: splits a `Result` or an `Option` like the `Try` trait does.
-    pub trait GlueTry {
-        /// The value on success.
-        type Output;
-        /// What is left on failure.
-        type Residual;
-        /// Continue with the value, or break with the residual.
-        fn branch(self) -> std::ops::ControlFlow<Self::Residual, Self::Output>;
-    }
-    impl<T, E> GlueTry for Result<T, E> {
-        type Output = T;
-        type Residual = Result<std::convert::Infallible, E>;
-        fn branch(self) -> std::ops::ControlFlow<Self::Residual, T> {
-            match self {
-                Ok(v) => std::ops::ControlFlow::Continue(v),
-                Err(e) => std::ops::ControlFlow::Break(Err(e)),
-            }
-        }
-    }
-    impl<T> GlueTry for Option<T> {
-        type Output = T;
-        type Residual = Option<std::convert::Infallible>;
-        fn branch(self) -> std::ops::ControlFlow<Self::Residual, T> {
-            match self {
-                Some(v) => std::ops::ControlFlow::Continue(v),
-                None => std::ops::ControlFlow::Break(None),
-            }
-        }
-    }
-    /// The flow's return value built from a glue `?` residual (the flow returns `Result` or
-    /// `Option`).
-    #[diagnostic::on_unimplemented(
-        message = "`?` in a flow body returns from the flow, so the flow must return `Result` (or `Option`)",
-        label = "the flow returns `{Self}`"
-    )]
-    pub trait FromGlueResidual<R> {
-        /// Converts the residual.
-        fn from_residual(r: R) -> Self;
-    }
-    impl<T, E, F: From<E>> FromGlueResidual<Result<std::convert::Infallible, E>> for Result<T, F> {
-        fn from_residual(r: Result<std::convert::Infallible, E>) -> Self {
-            match r {
-                Err(e) => Err(F::from(e)),
-                Ok(never) => match never {},
-            }
-        }
-    }
-    impl<T> FromGlueResidual<Option<std::convert::Infallible>> for Option<T> {
-        fn from_residual(_: Option<std::convert::Infallible>) -> Self {
-            None
-        }
-    }
-
     /// Runs a flow (see [`crate::flow`]).
     pub async fn run_flow<R, F, Fut>(
         def: &'static FlowDef,

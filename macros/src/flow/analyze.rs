@@ -7,7 +7,7 @@
 //! it; from then on it is a glue local like any other. A task node starts as early as the glue
 //! locals it reads allow, and waits for the handles it reads.
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Spacing, Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use std::collections::BTreeSet;
 use syn::punctuated::Punctuated;
@@ -34,6 +34,8 @@ pub enum BindingKind {
 #[derive(Debug, Clone)]
 pub struct Binding {
     pub name: Ident,
+    /// `let mut x = task()?;`: the body may mutate it once it reads it.
+    pub mutable: bool,
     pub kind: BindingKind,
     /// Task nodes that read this output while it is still a handle, in order.
     pub handle_readers: Vec<(usize, Mode)>,
@@ -165,7 +167,15 @@ pub fn task_call(expr: &Expr) -> Option<(&syn::ExprCall, bool)> {
     if p.qself.is_some() {
         return None;
     }
-    // Modules and functions are snake_case; types and enum variants (`Vec::new`, `Some`) are not.
+    // Modules and functions are snake_case; types and enum variants (`Vec::new`, `Some`) are not,
+    // and neither are the primitive types (`u32::max`).
+    const PRIMITIVES: &[&str] = &[
+        "bool", "char", "str", "f32", "f64", "i8", "i16", "i32", "i64", "i128", "isize", "u8",
+        "u16", "u32", "u64", "u128", "usize",
+    ];
+    if p.path.segments.len() > 1 && PRIMITIVES.iter().any(|t| p.path.segments[0].ident == t) {
+        return None;
+    }
     let lowercase = p.path.segments.iter().all(|s| {
         s.ident
             .to_string()
@@ -177,11 +187,31 @@ pub fn task_call(expr: &Expr) -> Option<(&syn::ExprCall, bool)> {
 /// Identifiers a token stream mentions, macros included, and the implicit captures of format
 /// strings (`"{name}"`, `"{name:>8}"`), so `println!("{raw:?}")` reads `raw`.
 pub fn idents_in(tokens: TokenStream, out: &mut Vec<Ident>) {
-    for tt in tokens {
+    let tts: Vec<TokenTree> = tokens.into_iter().collect();
+    let punct = |i: usize| match tts.get(i) {
+        Some(TokenTree::Punct(p)) => Some((p.as_char(), p.spacing())),
+        _ => None,
+    };
+    for (i, tt) in tts.iter().enumerate() {
         match tt {
-            TokenTree::Ident(i) => out.push(i),
+            TokenTree::Ident(id) => {
+                // `x.len`, `a::b`: a member or a path segment, not a local. (`a..b` is a range.)
+                let member = i >= 1
+                    && punct(i - 1).is_some_and(|(c, _)| c == '.')
+                    && !(i >= 2 && punct(i - 2).is_some_and(|(c, _)| c == '.'));
+                let segment = i >= 2
+                    && punct(i - 1).is_some_and(|(c, _)| c == ':')
+                    && punct(i - 2).is_some_and(|(c, sp)| c == ':' && sp == Spacing::Joint);
+                // `name!(..)` is a macro, `name::` a path prefix.
+                let macro_or_prefix = punct(i + 1).is_some_and(|(c, sp)| {
+                    (c == '!' && sp == Spacing::Alone) || (c == ':' && sp == Spacing::Joint)
+                });
+                if !member && !segment && !macro_or_prefix {
+                    out.push(id.clone());
+                }
+            }
             TokenTree::Group(g) => idents_in(g.stream(), out),
-            TokenTree::Literal(l) => format_captures(&l, out),
+            TokenTree::Literal(l) => format_captures(l, out),
             TokenTree::Punct(_) => {}
         }
     }
@@ -228,9 +258,18 @@ enum Use {
     Bare,
 }
 
-/// Mentions of plain identifiers in a task call's arguments, with how each is used.
+/// Mentions of plain identifiers in a task call's arguments, with how each is used, and
+/// whether the arguments do more than read values (call a function, use a macro, read a
+/// path such as a static): such arguments are evaluated where the statement stands.
 struct ArgUse {
     uses: Vec<(Ident, Use)>,
+    effects: bool,
+}
+
+/// `Some`, `Config`, `Color::Red`: a constructor or a type, which reads nothing.
+fn camel(id: &Ident) -> bool {
+    let s = id.to_string();
+    s.starts_with(|c: char| c.is_uppercase()) && s.chars().any(|c| c.is_lowercase())
 }
 
 impl<'ast> Visit<'ast> for ArgUse {
@@ -251,17 +290,30 @@ impl<'ast> Visit<'ast> for ArgUse {
                     return;
                 }
             }
-            Expr::Path(_) => {
+            Expr::Path(p) => {
                 if let Some(id) = plain_ident(e) {
                     self.uses.push((id.clone(), Use::Bare));
-                    return;
+                } else if !p.path.segments.last().is_some_and(|s| camel(&s.ident)) {
+                    self.effects = true;
                 }
+                return;
+            }
+            Expr::Call(c) => {
+                match &*c.func {
+                    Expr::Path(p) if p.path.segments.last().is_some_and(|s| camel(&s.ident)) => {}
+                    _ => self.effects = true,
+                }
+                for a in &c.args {
+                    self.visit_expr(a);
+                }
+                return;
             }
             _ => {}
         }
         syn::visit::visit_expr(self, e);
     }
     fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        self.effects = true;
         let mut ids = Vec::new();
         idents_in(m.tokens.clone(), &mut ids);
         self.uses.extend(ids.into_iter().map(|i| (i, Use::Bare)));
@@ -292,9 +344,16 @@ fn may_exit(stmt: &Stmt) -> bool {
         fn visit_expr_async(&mut self, _: &'ast syn::ExprAsync) {}
         fn visit_item(&mut self, _: &'ast syn::Item) {}
         fn visit_macro(&mut self, m: &'ast syn::Macro) {
-            // `?` or `return` hidden in a macro's tokens.
-            let s = m.tokens.to_string();
-            if s.contains('?') || s.contains("return") {
+            // `?` or `return` hidden in a macro's tokens (not in its strings: `"{x:?}"`).
+            fn exits(tokens: TokenStream) -> bool {
+                tokens.into_iter().any(|tt| match tt {
+                    TokenTree::Punct(p) => p.as_char() == '?',
+                    TokenTree::Ident(i) => i == "return",
+                    TokenTree::Group(g) => exits(g.stream()),
+                    TokenTree::Literal(_) => false,
+                })
+            }
+            if exits(m.tokens.clone()) {
                 self.0 = true;
             }
         }
@@ -385,6 +444,7 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
         .iter()
         .map(|p| Binding {
             name: p.clone(),
+            mutable: false,
             kind: BindingKind::Param,
             handle_readers: Vec::new(),
             glue_reads_at: None,
@@ -436,7 +496,10 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
     let mut barrier: Option<usize> = None;
     // For each binding, the last glue statement that mentioned or defined it.
     let mut last_glue_touch: Vec<Option<usize>> = vec![None; bindings.len()];
+    // The latest glue statement so far, and where each task node starts.
+    let mut last_glue: Option<usize> = None;
     let n_stmts = stmts.len();
+    let mut node_start: Vec<Option<usize>> = vec![None; n_stmts];
 
     for (idx, mut stmt) in stmts.into_iter().enumerate() {
         let span = stmt.span();
@@ -462,6 +525,7 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
         if let Some((call, checked, pat)) = call_info {
             // The binding, if any.
             let mut bind_ident = None;
+            let mut bind_mut = false;
             if let Some(pat) = pat {
                 let inner = match pat {
                     Pat::Type(t) => &*t.pat,
@@ -470,12 +534,14 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
                 match inner {
                     Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
                         bind_ident = Some(pi.ident.clone());
+                        bind_mut = pi.mutability.is_some();
                     }
                     Pat::Wild(_) => {}
                     other => errors.at(
                         other.span(),
-                        "bind a task's output to one name (`let rows = transform(raw)?;`), then \
-                         destructure it in a following statement",
+                        "a task statement binds the task's output to one name (`let rows = transform(raw)?;`); \
+                         destructure it in a following statement. (If the function called here is not a \
+                         #[task], it is plain code: wrap the call in a block, `let (a, b) = { f(..) };`)",
                     ),
                 }
             }
@@ -494,37 +560,58 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
             }
 
             // Inputs.
-            let mut uses = ArgUse { uses: Vec::new() };
-            for a in &call.args {
-                uses.visit_expr(a);
-            }
-            // A handle is borrowed when only referenced (`&x`, `x.m()`); a local only needs to
-            // stay put for `&x` (other uses are evaluated when the node is created).
+            // How each argument reads each binding. A handle is borrowed only for `&x` (the
+            // node then lends it); anything else takes the value. An argument that reads no
+            // handle is evaluated when the node is created, so a local needs to stay put only
+            // for `&x`; in an argument that waits for a handle, a local read by `&x` or
+            // `x.m()` is lent to the node, and moved otherwise.
+            let handle_now = |b: BindingId, bindings: &Vec<Binding>| {
+                bindings[b].is_task() && bindings[b].glue_reads_at.is_none()
+            };
             let mut inputs: Vec<Input> = Vec::new();
-            for (id, how) in uses.uses {
-                let Some(b) = lookup(&scope, &id.to_string()) else {
-                    continue;
+            let mut effects = false;
+            for arg in &call.args {
+                let mut uses = ArgUse {
+                    uses: Vec::new(),
+                    effects: false,
                 };
-                let via_handle = bindings[b].is_task() && bindings[b].glue_reads_at.is_none();
-                let mode = match (via_handle, how) {
-                    (_, Use::Ref) | (true, Use::Receiver) => Mode::Borrow,
-                    _ => Mode::Own,
-                };
-                match inputs.iter_mut().find(|i| i.binding == b) {
-                    Some(existing) => {
-                        if mode == Mode::Own && (via_handle || how == Use::Bare) {
-                            existing.mode = Mode::Own;
+                uses.visit_expr(arg);
+                effects |= uses.effects;
+                let deferred = uses.uses.iter().any(|(id, _)| {
+                    lookup(&scope, &id.to_string()).is_some_and(|b| handle_now(b, &bindings))
+                });
+                for (id, how) in uses.uses {
+                    let Some(b) = lookup(&scope, &id.to_string()) else {
+                        // A name the flow does not bind (a static, a const): read where written.
+                        if !camel(&id) {
+                            effects = true;
                         }
-                        if !via_handle && how == Use::Ref {
-                            existing.mode = Mode::Borrow;
+                        continue;
+                    };
+                    let via_handle = handle_now(b, &bindings);
+                    let mode = match (via_handle, deferred, how) {
+                        (true, _, Use::Ref) => Mode::Borrow,
+                        (true, _, _) => Mode::Own,
+                        (false, true, Use::Bare) => Mode::Own,
+                        (false, true, _) => Mode::Borrow,
+                        (false, false, Use::Ref) => Mode::Borrow,
+                        (false, false, _) => Mode::Own,
+                    };
+                    match inputs.iter_mut().find(|i| i.binding == b) {
+                        Some(existing) => {
+                            // A handle taken anywhere is taken; a local lent anywhere is lent.
+                            let wins = if via_handle { Mode::Own } else { Mode::Borrow };
+                            if mode == wins {
+                                existing.mode = wins;
+                            }
                         }
+                        None => inputs.push(Input {
+                            binding: b,
+                            span: id.span(),
+                            mode,
+                            via_handle,
+                        }),
                     }
-                    None => inputs.push(Input {
-                        binding: b,
-                        span: id.span(),
-                        mode,
-                        via_handle,
-                    }),
                 }
             }
             // wait_for targets.
@@ -564,13 +651,19 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
                 }
             }
 
-            // Record readers, provenance edges, and where the node can start.
+            // Record readers, provenance edges, and where the node can start: after any glue
+            // that may leave the body, after its producers are created, after the glue that
+            // last touched a local it reads, and where it stands if its arguments have effects.
             let mut start_after = barrier;
+            if effects {
+                start_after = start_after.max(last_glue);
+            }
             for input in &inputs {
                 let b = &mut bindings[input.binding];
                 if input.via_handle {
                     b.handle_readers.push((idx, input.mode));
                     if let BindingKind::Task { stmt, .. } = b.kind {
+                        start_after = start_after.max(node_start[stmt]);
                         edges.insert(Edge {
                             from: stmt,
                             to: idx,
@@ -603,6 +696,7 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
             }
             for &w in &wait_for {
                 if let BindingKind::Task { stmt, .. } = bindings[w].kind {
+                    start_after = start_after.max(node_start[stmt]);
                     edges.insert(Edge {
                         from: stmt,
                         to: idx,
@@ -615,6 +709,7 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
                 let bid = bindings.len();
                 bindings.push(Binding {
                     name: id.clone(),
+                    mutable: bind_mut,
                     kind: BindingKind::Task { stmt: idx, checked },
                     handle_readers: Vec::new(),
                     glue_reads_at: None,
@@ -625,6 +720,7 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
                 scope.push((id.to_string(), bid));
                 bid
             });
+            node_start[idx] = start_after;
             nodes.push(Node {
                 stmt: NodeStmt::Task(TaskStmt {
                     call: Expr::Call(call),
@@ -650,8 +746,19 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
                  which already runs in written order",
             );
         }
+        // What the statement reads: for `let pat = init else { .. };` not the names it binds.
         let mut mentioned = Vec::new();
-        idents_in(stmt.to_token_stream(), &mut mentioned);
+        match &stmt {
+            Stmt::Local(l) => {
+                if let Some(init) = &l.init {
+                    idents_in(init.expr.to_token_stream(), &mut mentioned);
+                    if let Some((_, div)) = &init.diverge {
+                        idents_in(div.to_token_stream(), &mut mentioned);
+                    }
+                }
+            }
+            other => idents_in(other.to_token_stream(), &mut mentioned),
+        }
         let mut resolves = Vec::new();
         let mut provenance = BTreeSet::new();
         let mut seen = BTreeSet::new();
@@ -663,10 +770,14 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
                 continue;
             }
             let bind = &mut bindings[b];
-            if let BindingKind::Task { stmt, .. } = bind.kind {
+            if let BindingKind::Task { stmt, checked } = bind.kind {
                 if bind.glue_reads_at.is_none() {
                     bind.glue_reads_at = Some(idx);
                     resolves.push(b);
+                    // A missing `?` value stops the body here, like `?` would.
+                    if checked {
+                        barrier = Some(idx);
+                    }
                     edges.insert(Edge {
                         from: stmt,
                         to: idx,
@@ -681,6 +792,7 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
         if may_exit(&stmt) {
             barrier = Some(idx);
         }
+        last_glue = Some(idx);
         if let Stmt::Local(l) = &stmt {
             let mut ids = Vec::new();
             pattern_idents(&l.pat, &mut ids);
@@ -688,6 +800,7 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
                 let bid = bindings.len();
                 bindings.push(Binding {
                     name: id.clone(),
+                    mutable: false,
                     kind: BindingKind::Glue { stmt: idx },
                     handle_readers: Vec::new(),
                     glue_reads_at: None,
@@ -809,7 +922,7 @@ mod tests {
         assert_eq!(m.task(1).unwrap().start_after, None);
         // `load` borrows db and reads `rows` through its handle.
         let load = m.task(4).unwrap();
-        assert_eq!(load.start_after, None);
+        assert_eq!(load.start_after, Some(2), "after its producer `transform`");
         assert!(load
             .inputs
             .iter()
@@ -868,12 +981,91 @@ mod tests {
         let mut ids = Vec::new();
         idents_in(quote!(format!("{x}{{y}}{z:>8}{0}")), &mut ids);
         let names: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-        assert_eq!(names, ["format", "x", "z"]);
+        assert_eq!(names, ["x", "z"], "macro names are not reads");
+    }
+
+    #[test]
+    fn reading_a_checked_output_in_glue_is_a_barrier() {
+        let m = model(
+            &[],
+            quote! { let user = find()?; println!("{user}"); delete_all(); },
+        )
+        .unwrap();
+        assert_eq!(
+            m.task(2).unwrap().start_after,
+            Some(1),
+            "the body may stop at the read"
+        );
+        let m = model(&[], quote! { let r = find(); println!("{r:?}"); other(); }).unwrap();
+        assert_eq!(
+            m.task(2).unwrap().start_after,
+            None,
+            "a Result read cannot stop the body"
+        );
+    }
+
+    #[test]
+    fn member_names_are_not_reads() {
+        let m = model(
+            &["v"],
+            quote! { let len = slow()?; let n = v.len(); let f = fast(n)?; },
+        )
+        .unwrap();
+        assert_eq!(
+            m.bindings[1].glue_reads_at, None,
+            "`v.len()` does not read the output `len`"
+        );
+    }
+
+    #[test]
+    fn arguments_with_effects_run_where_they_stand() {
+        let m = model(
+            &[],
+            quote! { STEP.store(5); let a = show(STEP.load())?; let b = show(7)?; },
+        )
+        .unwrap();
+        assert_eq!(m.task(1).unwrap().start_after, Some(0));
+        assert_eq!(m.task(2).unwrap().start_after, None);
+        let m = model(
+            &["x"],
+            quote! { println!("go"); let a = show(make(x))?; let b = show(Some(x))?; },
+        )
+        .unwrap();
+        assert_eq!(m.task(1).unwrap().start_after, Some(0), "a function call");
+        assert_eq!(m.task(2).unwrap().start_after, None, "a constructor");
+    }
+
+    #[test]
+    fn a_method_on_an_output_takes_it() {
+        let m = model(
+            &[],
+            quote! { let w = words()?; let j = join(w.into_iter().collect())?; },
+        )
+        .unwrap();
+        assert_eq!(m.task(1).unwrap().inputs[0].mode, Mode::Own);
+        let m = model(
+            &["name"],
+            quote! { let a = one()?; let b = add(a + name.len())?; println!("{name}"); },
+        )
+        .unwrap();
+        let name_input = m
+            .task(1)
+            .unwrap()
+            .inputs
+            .iter()
+            .find(|i| !i.via_handle)
+            .unwrap();
+        assert_eq!(
+            name_input.mode,
+            Mode::Borrow,
+            "lent to the node, still the body's"
+        );
     }
 
     #[test]
     fn constructors_and_awaits_are_glue() {
-        let m = model(&[], quote! { let v = Vec::new(); let s = Some(1); let r = fetch().await; let z = helper(1)?; }).unwrap();
+        let m = model(&[], quote! { let v = Vec::new(); let s = Some(1); let r = fetch().await; let z = helper(1)?; let m = u32::max(1, 2); }).unwrap();
+        assert!(m.task(4).is_none(), "primitive types' functions are glue");
         assert!(m.task(0).is_none() && m.task(1).is_none() && m.task(2).is_none());
         assert!(m.task(3).is_some());
     }

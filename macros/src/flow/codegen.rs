@@ -23,57 +23,6 @@ fn slot(b: usize) -> Ident {
     format_ident!("__s{}", b, span = Span::mixed_site())
 }
 
-/// Rewrites glue so that it cooperates with the running nodes: `.await` keeps them polled, and
-/// `return` / `?` wait for them before leaving.
-struct Glue {
-    set: Ident,
-}
-
-impl VisitMut for Glue {
-    fn visit_expr_mut(&mut self, e: &mut Expr) {
-        match e {
-            Expr::Closure(_) | Expr::Async(_) => return,
-            _ => syn::visit_mut::visit_expr_mut(self, e),
-        }
-        let set = &self.set;
-        let span = e.span();
-        match e {
-            Expr::Await(a) => {
-                let inner = &a.base;
-                *e = syn::parse_quote_spanned!(span=> #set.drive(#inner).await);
-            }
-            Expr::Return(r) => {
-                let value = match &r.expr {
-                    Some(v) => quote!(#v),
-                    None => quote!(()),
-                };
-                *e = syn::parse_quote_spanned!(span=> {
-                    let __v = #value;
-                    #set.drain().await;
-                    return ::core::result::Result::Ok(__v);
-                });
-            }
-            Expr::Try(t) => {
-                let inner = &t.expr;
-                let residual = quote_spanned!(t.question_token.span=>
-                    ::weft::__private::FromGlueResidual::from_residual(__r)
-                );
-                *e = syn::parse_quote_spanned!(span=>
-                    match ::weft::__private::GlueTry::branch(#inner) {
-                        ::core::ops::ControlFlow::Continue(__v) => __v,
-                        ::core::ops::ControlFlow::Break(__r) => {
-                            #set.drain().await;
-                            return ::core::result::Result::Ok(#residual);
-                        }
-                    }
-                );
-            }
-            _ => {}
-        }
-    }
-    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
-}
-
 /// `&x` → `x` where the node already holds `x` as a reference.
 struct Unref<'a> {
     borrowed: &'a BTreeSet<String>,
@@ -233,11 +182,12 @@ pub fn generate(
     let emit_creations =
         |point: Option<usize>, seq: &mut TokenStream, put_done: &mut BTreeSet<usize>| {
             for (i, t) in creations_after(point) {
-                seq.extend(node_creation(m, i, t, &cx, &set, put_done));
+                let node = node_creation(m, i, t, &cx, &set, put_done, seq);
+                seq.extend(node);
             }
         };
     emit_creations(None, &mut seq, &mut put_done);
-    let mut tail = quote!(());
+    let mut tail = quote!();
     for (j, n) in m.nodes.iter().enumerate() {
         let NodeStmt::Glue(g) = &n.stmt else { continue };
         for &b in &g.resolves {
@@ -257,18 +207,15 @@ pub fn generate(
             } else {
                 quote!(take())
             };
+            let mutability = if bind.mutable { quote!(mut) } else { quote!() };
             seq.extend(quote_spanned! {name.span()=>
-                let #name = match #set.drive(#h.#read).await {
+                let #mutability #name = match #h.#read.await {
                     ::core::option::Option::Some(__v) => __v,
-                    ::core::option::Option::None => {
-                        #set.drain().await;
-                        return ::core::result::Result::Err(#h.missing(#name_str));
-                    }
+                    ::core::option::Option::None => ::weft::__private::abort_glue(#h.missing(#name_str)),
                 };
             });
         }
-        let mut stmt = g.stmt.clone();
-        Glue { set: set.clone() }.visit_stmt_mut(&mut stmt);
+        let stmt = &g.stmt;
         if g.is_tail {
             if let syn::Stmt::Expr(e, None) = &stmt {
                 tail = quote!(#e);
@@ -324,13 +271,12 @@ pub fn generate(
                     #(#items)*
                     #(#handles)*
                     #(#slots)*
-                    let mut #set = ::weft::__private::NodeSet::new();
-                    let __out: #ret_ty = {
+                    let #set = ::weft::__private::NodeSet::new();
+                    ::weft::__private::drive_flow::<#ret_ty>(&#set, async {
                         #seq
                         #tail
-                    };
-                    #set.drain().await;
-                    ::core::result::Result::Ok(__out)
+                    })
+                    .await
                 })
                 .await
             }
@@ -351,6 +297,7 @@ fn node_creation(
     cx: &Ident,
     set: &Ident,
     put_done: &mut BTreeSet<usize>,
+    body: &mut TokenStream,
 ) -> TokenStream {
     let me = handle(i);
     let node = i as u32;
@@ -429,8 +376,9 @@ fn node_creation(
             if b.kind != BindingKind::Param {
                 slotted.insert(name.to_string());
                 let s = slot(input.binding);
+                // In the body, not the node's block: the body goes on with the lent `&T`.
                 if put_done.insert(input.binding) {
-                    prelude.extend(quote!(let #name = #s.put(#name);));
+                    body.extend(quote!(let #name = #s.put(#name);));
                 }
             }
             if deferred_idents.contains(&name.to_string()) {
