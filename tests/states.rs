@@ -553,3 +553,26 @@ async fn the_flow_counts_task_runs_not_mapped_summaries() {
     let msg = run.state.message.clone().unwrap();
     assert!(msg.starts_with("1 of 2 task runs did not succeed"), "{msg}");
 }
+
+#[derive(Debug)]
+struct MyErr;
+
+impl std::fmt::Display for MyErr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("my error")
+    }
+}
+
+type AppResult<T> = Result<T, MyErr>;
+
+#[task(retries = 1)]
+async fn app_fails() -> AppResult<u32> {
+    Err(MyErr)
+}
+
+#[tokio::test]
+async fn result_aliases_named_like_result_are_fallible() {
+    let run = app_fails().await;
+    assert_eq!((run.state.kind, run.attempts), (StateKind::Failed, 2));
+    assert_eq!(run.state.message.as_deref(), Some("my error"));
+}

@@ -140,11 +140,13 @@ fn borrows(ty: &Type) -> bool {
     probe.found
 }
 
-/// The `T` of a body returning `Result<T, E>` (any path ending in `Result` with arguments).
+/// The `T` of a body returning `Result<T, E>`: any type whose name ends in `Result` and has
+/// type arguments (`io::Result<T>`, `anyhow::Result<T>`, an `AppResult<T>` alias); a macro sees
+/// names, not types, so another alias of `Result` must follow that naming to be fallible.
 fn result_ok_type(ret: &Type) -> Option<Type> {
     let Type::Path(p) = ret else { return None };
     let last = p.path.segments.last()?;
-    if last.ident != "Result" {
+    if !last.ident.to_string().ends_with("Result") {
         return None;
     }
     let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
