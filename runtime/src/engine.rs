@@ -1,5 +1,8 @@
 //! Runs task runs and flow runs: triggers, retries, timeouts, cancellation, concurrency limits,
 //! mapping, state events and the flow report.
+//!
+//! Internal: the engine runs behind task calls and `#[flow]` functions; nothing here is called
+//! by hand.
 
 use crate::flow::{FlowCtx, RunEvent};
 use crate::handlers;
@@ -420,7 +423,9 @@ pub(crate) async fn run_standalone_map<D: TaskBody<A>, A: Send>(
 }
 
 /// Runs a sync task body on tokio's blocking pool. Its thread cannot be stopped: on timeout or
-/// cancellation the run ends but the thread finishes the body in the background.
+/// cancellation the run ends but the thread finishes the body in the background. Called by the
+/// code `#[task]` generates for a plain `fn`; not meant to be called by hand.
+#[doc(hidden)]
 pub async fn blocking<T: Send + 'static>(
     body: impl FnOnce() -> Attempt<T> + Send + 'static,
 ) -> Attempt<T> {

@@ -13,7 +13,25 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
-/// A flow as `#[flow]` defines it: name, options and compile-time graph.
+/// A flow as `#[flow]` defines it: name, options and compile-time graph. `my_flow::definition()`
+/// returns it.
+///
+/// ```
+/// use weft::prelude::*;
+///
+/// #[task] async fn one() -> u32 { 1 }
+///
+/// #[flow(name = "nightly", fail_fast, max_concurrency = 4)]
+/// async fn nightly() -> u32 {
+///     let a = one()?;
+///     a
+/// }
+///
+/// let def = nightly::definition();
+/// assert_eq!((def.name, def.fail_fast, def.max_concurrency), ("nightly", true, Some(4)));
+/// assert!(def.state_handlers.is_empty());
+/// assert!(std::ptr::eq(def.graph, nightly::graph()));
+/// ```
 #[derive(Debug)]
 pub struct FlowDef {
     /// The flow's name.
@@ -28,7 +46,8 @@ pub struct FlowDef {
     pub graph: &'static FlowGraph,
 }
 
-/// One state change of a task run or a flow run, as handed to [`EventSink`]s.
+/// One state change of a task run or a flow run, as handed to [`EventSink`]s (see there for an
+/// example).
 #[derive(Debug, Clone)]
 pub struct RunEvent {
     /// The flow run.
@@ -41,12 +60,42 @@ pub struct RunEvent {
     pub name: &'static str,
     /// The state entered.
     pub state: State,
-    /// The attempt number (task runs).
+    /// The attempt number (task runs; 0 before the first attempt and for flow events).
     pub attempt: u32,
 }
 
 /// Receives every state change of a run, in order, on the engine's thread: keep it short and
-/// never block (queue the event and return).
+/// never block (queue the event and return). Add one to a run with [`RunConfig::sink`].
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use weft::prelude::*;
+///
+/// #[derive(Default)]
+/// struct Collect(Mutex<Vec<String>>);
+///
+/// impl EventSink for Collect {
+///     fn on_event(&self, e: &RunEvent) {
+///         self.0.lock().unwrap().push(format!("{} {}", e.name, e.state.kind));
+///     }
+/// }
+///
+/// #[task] async fn one() -> u32 { 1 }
+///
+/// #[flow]
+/// async fn small() -> u32 {
+///     let a = one()?;
+///     a
+/// }
+///
+/// # #[tokio::main] async fn main() {
+/// let sink = Arc::new(Collect::default());
+/// let run = small::run_with(RunConfig::new().sink(sink.clone())).await;
+/// assert!(run.is_successful());
+/// let seen = sink.0.lock().unwrap().clone();
+/// assert_eq!(seen, ["small Running", "one Pending", "one Running", "one Completed", "small Completed"]);
+/// # }
+/// ```
 pub trait EventSink: Send + Sync {
     /// One state change.
     fn on_event(&self, event: &RunEvent);
@@ -157,7 +206,8 @@ impl CancelFlag {
     }
 }
 
-/// The context of one flow run, shared by its driver and its task runs.
+/// The context of one flow run, shared by its driver and its task runs (used by generated
+/// code).
 pub struct FlowCtx {
     name: &'static str,
     graph: Option<&'static FlowGraph>,
@@ -265,7 +315,30 @@ impl FlowCtx {
     }
 }
 
-/// Why a flow run has no return value.
+/// Why a flow run has no return value: the error of [`FlowRun::result`].
+///
+/// ```
+/// use weft::prelude::*;
+///
+/// #[task] async fn fetch() -> Result<u32, String> { Err("status 503".into()) }
+/// #[task] async fn double(x: u32) -> u32 { x * 2 }
+///
+/// #[flow]
+/// async fn pipeline() -> u32 {
+///     let x = fetch()?;
+///     let y = double(x)?; // NotRun: `fetch` has no value
+///     y
+/// }
+///
+/// # #[tokio::main] async fn main() {
+/// match pipeline().await.result {
+///     Err(FlowError::Upstream { binding, task, state }) => {
+///         assert_eq!((binding, task, state.kind), ("y", "double", StateKind::NotRun));
+///     }
+///     other => panic!("expected a missing upstream value, got {other:?}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum FlowError {
     /// The flow body needed the value of a task that did not produce one (`let x = t()?;`).
@@ -303,6 +376,33 @@ impl fmt::Display for FlowError {
 impl std::error::Error for FlowError {}
 
 /// The report of a finished flow run: its return value, final state and every task run.
+/// Awaiting a `#[flow]` function returns one.
+///
+/// ```
+/// use weft::prelude::*;
+/// use StateKind::{Completed, Failed};
+///
+/// #[task]
+/// fn invert(x: i32) -> Result<f64, String> {
+///     if x == 0 { Err("division by zero".into()) } else { Ok(1.0 / x as f64) }
+/// }
+///
+/// #[flow]
+/// async fn inverses(xs: Vec<i32>) -> usize {
+///     let all = invert::map(xs); // no `?`: one `Result` per element
+///     all.iter().filter(|r| r.is_ok()).count()
+/// }
+///
+/// # #[tokio::main] async fn main() {
+/// let run = inverses(vec![1, 0, 2]).await;
+/// assert_eq!(run.result, Ok(2)); // the body's value...
+/// assert_eq!(run.state.kind, Failed); // ...but a task run failed
+/// assert_eq!(run.task("invert").unwrap().state.kind, Failed); // the mapped node's summary
+/// let states: Vec<_> = run.runs_of("invert").map(|r| r.state.kind).collect();
+/// assert_eq!(states, [Failed, Completed, Failed, Completed]); // summary, then elements
+/// assert!(run.to_dot().contains("fillcolor=\"#dc3545\"")); // drawn red
+/// # }
+/// ```
 #[derive(Debug)]
 #[must_use = "a flow run carries the flow's value and its final state"]
 pub struct FlowRun<R> {
@@ -310,7 +410,9 @@ pub struct FlowRun<R> {
     pub id: Uuid,
     /// The flow's name.
     pub name: &'static str,
-    /// Final state: Completed when every task run ended Completed, Cached or Skipped.
+    /// Final state: Completed when every task run ended Completed, Cached or Skipped; Failed
+    /// otherwise, or when the body panicked or was cancelled. A body stopped by a missing
+    /// upstream value of a Skipped task still Completes, with `result` an `Err`.
     pub state: State,
     /// What the flow body returned, or why it could not.
     pub result: Result<R, FlowError>,
@@ -330,7 +432,7 @@ impl<R> FlowRun<R> {
     pub fn into_result(self) -> Result<R, FlowError> {
         self.result
     }
-    /// True when the run Completed.
+    /// True when the run Completed (the body may still have no value: see [`FlowRun::state`]).
     pub fn is_successful(&self) -> bool {
         self.state.is_successful()
     }

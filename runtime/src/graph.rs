@@ -6,6 +6,26 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// What a node of the graph is.
+///
+/// ```
+/// use weft::prelude::*;
+/// use weft::NodeKind;
+///
+/// #[task] async fn square(x: u64) -> u64 { x * x }
+/// #[task] fn sum(xs: Vec<u64>) -> u64 { xs.iter().sum() }
+///
+/// #[flow]
+/// async fn squares(n: u64) -> u64 {
+///     let sq = square::map(0..n)?;
+///     let s = sum(sq)?;
+///     println!("total: {s}");
+///     s
+/// }
+///
+/// let kinds: Vec<NodeKind> = squares::graph().nodes.iter().map(|n| n.kind).collect();
+/// assert_eq!(&kinds[..2], [NodeKind::Map, NodeKind::Task]);
+/// assert!(kinds[2..].iter().all(|k| *k == NodeKind::Glue)); // the `println!` and the tail
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum NodeKind {
     /// A call of a `#[task]`: one task run.
@@ -17,6 +37,30 @@ pub enum NodeKind {
 }
 
 /// How one node depends on another.
+///
+/// ```
+/// use weft::prelude::*;
+/// use weft::EdgeKind;
+///
+/// #[task] async fn create_table() {}
+/// #[task] async fn extract() -> Vec<u32> { vec![1, 2] }
+/// #[task] async fn load(rows: Vec<u32>) -> usize { rows.len() }
+///
+/// #[flow]
+/// async fn etl() -> usize {
+///     let table = create_table();
+///     let rows = extract()?;
+///     #[wait_for(table)]
+///     let n = load(rows)?;
+///     n
+/// }
+///
+/// let g = etl::graph();
+/// let id = |name: &str| g.node(name).unwrap().id; // by binding or by task name
+/// let kind = |from, to| g.edges.iter().find(|e| (e.from, e.to) == (from, to)).map(|e| e.kind);
+/// assert_eq!(kind(id("rows"), id("n")), Some(EdgeKind::Data));
+/// assert_eq!(kind(id("table"), id("load")), Some(EdgeKind::Order));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EdgeKind {
     /// The task's output is an argument of the dependent.
@@ -28,6 +72,27 @@ pub enum EdgeKind {
 }
 
 /// A node: one statement of the flow body.
+///
+/// ```
+/// use weft::prelude::*;
+///
+/// #[task(name = "fetch rows")]
+/// async fn extract() -> Vec<u32> { vec![1, 2, 3] }
+///
+/// #[flow]
+/// async fn count() -> usize {
+///     let raw = extract()?;
+///     raw.len()
+/// }
+///
+/// let g = count::graph();
+/// let node = g.node("raw").unwrap(); // by binding or by task name
+/// assert_eq!((node.id, node.task.as_ref(), node.label()), (0, "fetch rows", "fetch rows"));
+/// assert_eq!(node.binding.as_deref(), Some("raw"));
+/// assert!(node.statement.contains("extract()?") && node.line > 0);
+/// let glue = &g.nodes[1]; // the tail `raw.len()`
+/// assert_eq!((glue.task.as_ref(), glue.label()), ("", "raw.len()"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     /// Index in [`FlowGraph::nodes`].
@@ -60,7 +125,31 @@ impl Node {
     }
 }
 
-/// An edge `from -> to`.
+/// An edge `from -> to`: node ids in [`FlowGraph::nodes`].
+///
+/// ```
+/// use weft::prelude::*;
+///
+/// #[task] async fn a() -> u32 { 1 }
+/// #[task] async fn b(x: u32) -> u32 { x + 1 }
+///
+/// #[flow]
+/// async fn chain() -> u32 {
+///     let x = a()?;
+///     let y = b(x)?;
+///     y
+/// }
+///
+/// let g = chain::graph();
+/// for e in g.edges.iter() {
+///     let (from, to) = (&g.nodes[e.from as usize], &g.nodes[e.to as usize]);
+///     println!("{} -> {} ({:?})", from.label(), to.label(), e.kind);
+/// }
+/// let (a, b) = (g.node("a").unwrap().id, g.node("b").unwrap().id);
+/// let e = g.edges.iter().find(|e| e.from == a).unwrap();
+/// assert_eq!((e.to, e.binding.as_deref()), (b, Some("x")));
+/// assert_eq!(g.upstream(b).collect::<Vec<_>>(), [a]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Edge {
     /// Upstream node id.
@@ -103,7 +192,24 @@ pub struct FlowGraph {
     pub edges: Cow<'static, [Edge]>,
 }
 
-/// A cycle found in a graph, as the path of node labels that closes it.
+/// A cycle found in a graph, as the path of node labels that closes it. `#[flow]` never builds a
+/// cyclic graph; a graph built by hand may be one.
+///
+/// ```
+/// use weft::{Edge, EdgeKind, FlowGraph, Node, NodeKind};
+///
+/// let node = |id: u32, task: &'static str| Node {
+///     id, kind: NodeKind::Task, task: task.into(), binding: None, statement: "".into(), line: 0,
+/// };
+/// let edge = |from, to| Edge { from, to, kind: EdgeKind::Order, binding: None };
+/// let g = FlowGraph {
+///     name: "loop".into(),
+///     nodes: vec![node(0, "A"), node(1, "B")].into(),
+///     edges: vec![edge(0, 1), edge(1, 0)].into(),
+/// };
+/// let err = g.topo_order().unwrap_err();
+/// assert_eq!((err.path, err.display.as_str()), (vec![0, 1, 0], "A -> B -> A"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CycleError {
     /// Node ids along the cycle; the first is repeated at the end.

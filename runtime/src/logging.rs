@@ -50,7 +50,16 @@ fn console() -> &'static Console {
     })
 }
 
-/// Writes the buffered console lines now. Flow runs call it when they end.
+/// Writes the buffered console lines now, instead of within the next few milliseconds. Flow runs
+/// (and task runs outside a flow) call it when they end; call it yourself before printing to
+/// stderr, or before exiting, after logging with `target: "weft"`.
+///
+/// ```
+/// assert!(weft::logging::init(), "no other subscriber was set");
+/// tracing::info!(target: "weft", "Flow run 'etl': 3 rows loaded"); // buffered
+/// weft::logging::flush(); // on stderr now
+/// assert!(!weft::logging::init(), "the first subscriber stays");
+/// ```
 pub fn flush() {
     if let Some(console) = CONSOLE.get() {
         console.write_through(&[]);

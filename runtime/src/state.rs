@@ -226,7 +226,8 @@ impl fmt::Display for TaskRunId {
 }
 
 /// A state handler: sees each state change of a task or flow run and may replace the new state by
-/// returning `Some`.
+/// returning `Some`. Attach handlers with `#[task(state_handlers = [f, g])]` or
+/// `#[flow(state_handlers = [f])]`; see [`StateChange`] for an example.
 pub type StateHandler = fn(&StateChange) -> Option<State>;
 
 #[cfg(test)]

@@ -1,5 +1,29 @@
 //! Drawing a flow graph, or a finished run colored by state, as Graphviz DOT or Mermaid.
 //! Task nodes are drawn; glue statements are folded into `glue` edges.
+//!
+//! ```
+//! use weft::prelude::*;
+//! use weft::viz::state_color;
+//!
+//! #[task] async fn a() -> u32 { 1 }
+//! #[task] async fn b(x: u32) -> u32 { x + 1 }
+//!
+//! #[flow]
+//! async fn chain() -> u32 {
+//!     let x = a()?;
+//!     let y = b(x)?;
+//!     y
+//! }
+//!
+//! # #[tokio::main] async fn main() {
+//! let plan = chain::graph().to_mermaid(); // before anything runs
+//! assert!(plan.starts_with("flowchart TD") && plan.contains("n0 --> n1"));
+//! let run = chain().await; // after: each task filled with its final state's color
+//! let green = state_color(StateKind::Completed);
+//! assert!(run.to_mermaid().contains(&format!("style n1 fill:{green}")));
+//! assert!(run.to_dot().contains(&format!("fillcolor=\"{green}\"")));
+//! # }
+//! ```
 
 use crate::flow::FlowRun;
 use crate::graph::{EdgeKind, FlowGraph, NodeKind};
@@ -8,6 +32,14 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 /// Fill color of a state: green done, red failed, yellow in progress, blue cached, grey not run.
+///
+/// ```
+/// use weft::prelude::*;
+/// use weft::viz::state_color;
+///
+/// assert_eq!(state_color(StateKind::Completed), "#28a745");
+/// assert_eq!(state_color(StateKind::TimedOut), state_color(StateKind::Failed));
+/// ```
 pub fn state_color(kind: StateKind) -> &'static str {
     use StateKind::*;
     match kind {
@@ -24,12 +56,14 @@ fn esc(s: &str) -> String {
 }
 
 impl FlowGraph {
-    /// Graphviz DOT of the task nodes and the edges between them.
+    /// Graphviz DOT of the task nodes and the edges between them: data edges solid and labelled
+    /// with their binding, `#[wait_for]` edges dashed, edges through glue dotted.
     pub fn to_dot(&self) -> String {
         self.dot_with(&HashMap::new())
     }
 
-    /// Mermaid `flowchart` of the task nodes and the edges between them.
+    /// Mermaid `flowchart` of the task nodes (`n<id>`) and the edges between them (ordering and
+    /// glue edges dotted).
     pub fn to_mermaid(&self) -> String {
         self.mermaid_with(&HashMap::new())
     }
@@ -128,7 +162,8 @@ impl<R> FlowRun<R> {
         self.graph.dot_with(&self.node_states())
     }
 
-    /// Mermaid of the flow graph colored by final state.
+    /// Mermaid of the flow graph colored by final state (a `style n<id> fill:..` line per task
+    /// that ran or was marked).
     pub fn to_mermaid(&self) -> String {
         self.graph.mermaid_with(&self.node_states())
     }
