@@ -194,7 +194,12 @@ async fn tasks_written_after_an_early_return_never_start() {
     let run = early_exit(true).await;
     assert_eq!(run.result, Ok(2));
     assert_eq!(LATE.load(Ordering::SeqCst), before, "late() did not run");
-    assert_eq!(run.task("late").unwrap().state.kind, StateKind::NotRun);
+    assert_eq!(run.task("late").unwrap().state.kind, StateKind::Skipped);
+    assert!(
+        run.is_successful(),
+        "returning early fails nothing: {}",
+        run.state
+    );
     let run = early_exit(false).await;
     assert_eq!(run.result, Ok(3));
 }
@@ -459,4 +464,64 @@ async fn effects_in_order() -> u32 {
 #[tokio::test]
 async fn arguments_with_effects_see_the_glue_before_them() {
     assert_eq!(effects_in_order().await.result, Ok(5));
+}
+
+#[task]
+async fn boom(i: u32) -> Result<u32, String> {
+    if i == 1 {
+        Err(format!("boom {i}"))
+    } else {
+        Ok(i)
+    }
+}
+
+#[flow]
+async fn loops_over_tasks(n: u32) -> u32 {
+    let mut total = 0;
+    for i in 0..n {
+        if let Ok(v) = boom(i).await.result {
+            total += v;
+        }
+    }
+    total
+}
+
+#[tokio::test]
+async fn task_runs_awaited_in_glue_belong_to_the_flow_run() {
+    let run = loops_over_tasks(3).await;
+    assert_eq!(run.result, Ok(2));
+    assert_eq!(
+        run.runs_of("boom").count(),
+        3,
+        "in the report, though not in the graph"
+    );
+    assert!(run.task_runs.iter().all(|r| r.id.flow_run_id == run.id));
+    assert_eq!(run.state.kind, StateKind::Failed, "their failures count");
+    assert!(loops_over_tasks::graph().task_nodes().next().is_none());
+}
+
+#[task]
+async fn maybe_skip(skip: bool) -> Result<u32, Signal> {
+    if skip {
+        Err(Signal::skip("nothing new"))
+    } else {
+        Ok(1)
+    }
+}
+
+#[flow]
+async fn stops_on_a_skip(skip: bool) -> u32 {
+    let a = maybe_skip(skip)?;
+    let b = a + 1;
+    let c = double(b)?;
+    c
+}
+
+#[tokio::test]
+async fn a_body_stopped_by_a_skip_skips_the_rest_and_fails_nothing() {
+    let run = stops_on_a_skip(true).await;
+    assert_eq!(run.task("double").unwrap().state.kind, StateKind::Skipped);
+    assert!(run.is_successful(), "{}", run.state);
+    assert!(run.result.is_err());
+    assert_eq!(stops_on_a_skip(false).await.result, Ok(4));
 }

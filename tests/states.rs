@@ -576,3 +576,53 @@ async fn result_aliases_named_like_result_are_fallible() {
     assert_eq!((run.state.kind, run.attempts), (StateKind::Failed, 2));
     assert_eq!(run.state.message.as_deref(), Some("my error"));
 }
+
+static BODY_RAN: AtomicU32 = AtomicU32::new(0);
+
+fn end_run(change: &StateChange) -> Option<State> {
+    (change.new.kind == StateKind::Running).then(|| State::cancelled("Flow run is cancelled"))
+}
+
+fn claim_success(change: &StateChange) -> Option<State> {
+    change
+        .new
+        .is_failed()
+        .then(|| State::completed("looks fine to me"))
+}
+
+#[task(state_handlers = [end_run])]
+async fn never_starts() -> u32 {
+    BODY_RAN.fetch_add(1, Ordering::SeqCst);
+    1
+}
+
+#[task(state_handlers = [claim_success])]
+async fn fails_anyway() -> Result<u32, String> {
+    Err("real failure".into())
+}
+
+#[tokio::test]
+async fn a_handler_ending_the_run_is_obeyed_and_one_faking_success_is_not() {
+    let sink = Arc::new(Collect::default());
+    let run = never_starts_flow::run_with(RunConfig::new().sink(sink.clone())).await;
+    assert_eq!(kind(&run, "never_starts"), StateKind::Cancelled);
+    assert_eq!(BODY_RAN.load(Ordering::SeqCst), 0, "the body never ran");
+    assert_eq!(
+        kind(&run, "fails_anyway"),
+        StateKind::Failed,
+        "no value, so no success"
+    );
+    let events = sink.0.lock().unwrap().clone();
+    let last = events
+        .iter()
+        .rev()
+        .find(|(n, _)| n == "fails_anyway")
+        .unwrap();
+    assert_eq!(last.1, StateKind::Failed, "sinks see what the report says");
+}
+
+#[flow]
+async fn never_starts_flow() {
+    let _a = never_starts();
+    let _b = fails_anyway();
+}

@@ -41,6 +41,8 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
     let mut args = Some(args);
     let max_attempts = opts.retries + 1;
     let mut value = None;
+    // A state a handler already settled on (it ended the run from Running or Retrying).
+    let mut settled = None;
     let final_state = loop {
         let attempt = tracker.attempts + 1;
         tracker.attempts = attempt;
@@ -58,7 +60,12 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
             );
         }
         tracker.started.get_or_insert_with(chrono::Utc::now);
-        tracker.transition(State::of(StateKind::Running));
+        let now = tracker.transition(State::of(StateKind::Running));
+        if now.is_final() {
+            // A handler ended the run before its body ran (seed 004's ENDRUN).
+            settled = Some(now.clone());
+            break now.clone();
+        }
 
         let call_args = D::next_args(&mut args, attempt == max_attempts);
         let outcome = run_attempt(cx, D::attempt(call_args), opts.timeout).await;
@@ -77,7 +84,11 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
                 "Task '{name}': Attempt {attempt} of {max_attempts} failed: {why}; retrying in {}",
                 humanize(wait)
             );
-            tracker.transition(State::retrying(why));
+            let now = tracker.transition(State::retrying(why));
+            if now.is_final() {
+                settled = Some(now.clone());
+                break now.clone();
+            }
             if !wait.is_zero() && !cx.sleep_unless_cancelled(wait).await {
                 break State::cancelled(cx.cancel_reason());
             }
@@ -93,7 +104,10 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
             Outcome::Cancelled => State::cancelled(cx.cancel_reason()),
         };
     };
-    let mut state = tracker.finish(final_state);
+    let mut state = match settled {
+        Some(s) => s,
+        None => tracker.finish(final_state),
+    };
     if state.is_successful() && value.is_none() {
         tracing::warn!(
             target: "weft",
@@ -101,6 +115,7 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
             state.kind
         );
         state = State::failed("a state handler turned the run successful without a value");
+        tracker.correct(state.clone());
     }
     if !state.is_successful() {
         value = None;
@@ -297,6 +312,13 @@ impl<'a> Tracker<'a> {
         self.transition(state).clone()
     }
 
+    /// Overrides a handler's choice the engine cannot honour; sinks see it, handlers do not
+    /// (they would only ask again).
+    fn correct(&mut self, state: State) {
+        self.current = state;
+        self.emit();
+    }
+
     fn into_run<T>(self, state: State, value: Option<T>) -> TaskRun<T> {
         let run = TaskRun {
             id: self.id,
@@ -399,6 +421,15 @@ pub(crate) async fn execute_map<D: TaskBody<A>, A: Send>(
 pub(crate) async fn run_standalone<D: TaskBody<A>, A: Send>(
     call: TaskCall<'_, D, A>,
 ) -> TaskRun<D::Output> {
+    if let Some(cx) = crate::flow::current() {
+        // Awaited inside a flow run (glue, or an async task's body): a task run of that flow.
+        let id = TaskRunId {
+            flow_run_id: cx.run_id(),
+            node: cx.next_unplanned_node(),
+            map_index: None,
+        };
+        return execute::<D, A>(&cx, id, call.args, false).await;
+    }
     crate::logging::ensure_default();
     let cx = FlowCtx::standalone();
     let id = TaskRunId {
@@ -415,6 +446,10 @@ pub(crate) async fn run_standalone<D: TaskBody<A>, A: Send>(
 pub(crate) async fn run_standalone_map<D: TaskBody<A>, A: Send>(
     call: MapCall<'_, D, A>,
 ) -> Vec<TaskRun<D::Output>> {
+    if let Some(cx) = crate::flow::current() {
+        let node = cx.next_unplanned_node();
+        return execute_map::<D, A>(&cx, node, call.items).await;
+    }
     crate::logging::ensure_default();
     let cx = FlowCtx::standalone();
     let runs = execute_map::<D, A>(&cx, 0, call.items).await;

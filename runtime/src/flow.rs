@@ -7,7 +7,7 @@ use crate::task::TaskRunReport;
 use chrono::{DateTime, Utc};
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
@@ -206,8 +206,19 @@ impl CancelFlag {
     }
 }
 
+tokio::task_local! {
+    /// The flow run whose driver is polling: task calls awaited inside it join its report.
+    static CURRENT_FLOW: Arc<FlowCtx>;
+}
+
+/// The flow run being driven on this tokio task, if any.
+pub(crate) fn current() -> Option<Arc<FlowCtx>> {
+    CURRENT_FLOW.try_with(Arc::clone).ok()
+}
+
 /// The context of one flow run, shared by its driver and its task runs (used by generated
 /// code).
+#[doc(hidden)]
 pub struct FlowCtx {
     name: &'static str,
     graph: Option<&'static FlowGraph>,
@@ -216,6 +227,8 @@ pub struct FlowCtx {
     limit: Option<Semaphore>,
     reports: Mutex<Vec<TaskRunReport>>,
     sinks: Vec<Arc<dyn EventSink>>,
+    /// Ids for task runs that are not nodes of the graph (awaited in glue), after the nodes'.
+    unplanned: AtomicU32,
 }
 
 impl FlowCtx {
@@ -230,6 +243,7 @@ impl FlowCtx {
             limit: limit.map(Semaphore::new),
             reports: Mutex::new(Vec::new()),
             sinks: config.sinks,
+            unplanned: AtomicU32::new(def.graph.nodes.len() as u32),
         }
     }
 
@@ -243,12 +257,17 @@ impl FlowCtx {
             limit: None,
             reports: Mutex::new(Vec::new()),
             sinks: Vec::new(),
+            unplanned: AtomicU32::new(1),
         }
     }
 
     /// This flow run's id.
     pub fn run_id(&self) -> Uuid {
         self.run_id
+    }
+    /// A node id for a task run awaited in glue rather than planned in the graph.
+    pub(crate) fn next_unplanned_node(&self) -> u32 {
+        self.unplanned.fetch_add(1, Ordering::Relaxed)
     }
     pub(crate) fn flow_name(&self) -> &'static str {
         self.name
@@ -490,7 +509,7 @@ where
             Err(panic) => Err(FlowError::Panicked(crate::engine::panic_message(&*panic))),
         }
     } else {
-        match tokio::spawn(driver(cx.clone())).await {
+        match tokio::spawn(CURRENT_FLOW.scope(cx.clone(), driver(cx.clone()))).await {
             Ok(r) => r,
             Err(e) if e.is_panic() => Err(FlowError::Panicked(crate::engine::panic_message(
                 &*e.into_panic(),
@@ -507,17 +526,19 @@ where
             *slot = true;
         }
     }
-    let stop_reason = match &result {
-        Err(e) => e.to_string(),
-        Ok(_) => "the flow body did not reach it".to_owned(),
+    // Why a task was never reached decides its state: a body that returned early or stopped on
+    // a skipped value skipped it; one that stopped on a failure did not run it.
+    let unreached = || match &result {
+        _ if cx.is_cancelled() => State::cancelled(cx.cancel_reason()),
+        Ok(_) => State::skipped("the flow body returned before reaching it"),
+        Err(FlowError::Upstream { task, state, .. }) if state.is_skipped() => State::skipped(
+            format!("the flow body stopped: it needed the value of '{task}', which was skipped"),
+        ),
+        Err(e) => State::not_run(e.to_string()),
     };
     for node in def.graph.nodes.iter() {
         if node.kind != NodeKind::Glue && !reached[node.id as usize] {
-            let state = if cx.is_cancelled() {
-                State::cancelled(cx.cancel_reason())
-            } else {
-                State::not_run(stop_reason.clone())
-            };
+            let state = unreached();
             reports.push(TaskRunReport::never_ran(
                 TaskRunId {
                     flow_run_id: cx.run_id,

@@ -111,6 +111,7 @@ pub struct Node {
 
 impl Node {
     /// The task name, borrowed for as long as the graph lives.
+    #[doc(hidden)]
     pub fn task_static(&'static self) -> &'static str {
         &self.task
     }

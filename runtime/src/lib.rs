@@ -3,7 +3,7 @@
 
 #![warn(missing_docs)]
 
-pub mod engine;
+mod engine;
 pub mod flow;
 pub mod graph;
 mod handlers;
@@ -14,12 +14,11 @@ pub mod viz;
 
 mod driver;
 
-pub use flow::{EventSink, FlowCtx, FlowDef, FlowError, FlowRun, RunConfig, RunEvent};
+pub use flow::{EventSink, FlowDef, FlowError, FlowRun, RunConfig, RunEvent};
 pub use graph::{CycleError, Edge, EdgeKind, FlowGraph, Node, NodeKind};
 pub use state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
 pub use task::{
-    Attempt, MapCall, Signal, Task, TaskBody, TaskCall, TaskError, TaskOptions, TaskRun,
-    TaskRunReport, Trigger,
+    MapCall, Signal, Task, TaskCall, TaskError, TaskOptions, TaskRun, TaskRunReport, Trigger,
 };
 
 /// What macro-generated code calls. Not a public API: names and signatures change freely.
@@ -27,11 +26,12 @@ pub use task::{
 pub mod __private {
     pub use crate::driver::*;
     pub use crate::engine::blocking;
+    pub use crate::flow::FlowCtx;
     pub use crate::graph::{Edge, EdgeKind, FlowGraph, Node, NodeKind};
     pub use crate::task::{
         Attempt, BoxFuture, MapCall, Signal, Task, TaskBody, TaskCall, TaskOptions, Trigger,
     };
-    pub use crate::{FlowCtx, FlowDef, FlowError, FlowRun, RunConfig, State};
+    pub use crate::{FlowDef, FlowError, FlowRun, RunConfig, State};
     pub use std::borrow::Cow;
     pub use std::boxed::Box;
     pub use std::time::Duration;

@@ -130,6 +130,7 @@ impl State {
     }
 
     constructors! {
+        completed => Completed,
         failed => Failed,
         crashed => Crashed,
         timed_out => TimedOut,

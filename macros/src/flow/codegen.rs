@@ -266,7 +266,7 @@ pub fn generate(
             #[allow(clippy::all, unused_braces, unreachable_code)]
             #vis async fn run_with(#config: ::weft::RunConfig, #(#param_idents: #param_types),*) -> ::weft::FlowRun<#ret_ty> {
                 ::weft::__private::run_flow(Self::definition(), #config, move |#cx_arc| async move {
-                    let #cx: &::weft::FlowCtx = &#cx_arc;
+                    let #cx: &::weft::__private::FlowCtx = &#cx_arc;
                     #(#rebind_params)*
                     #(#items)*
                     #(#handles)*
