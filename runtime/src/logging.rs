@@ -5,11 +5,12 @@
 //! users who install their own keep it. The level comes from `WEFT_LOG` (then `RUST_LOG`),
 //! default `info`; `WEFT_LOG=off` silences weft.
 //!
-//! weft's own INFO lines are the hot path (two per task run), so they are not written one system
-//! call each: they collect in a buffer that a background thread writes every few milliseconds,
-//! and that every flow run (and task run outside a flow) flushes when it ends. Warnings, errors
-//! and every event that is not weft's are written at once, after whatever is buffered, so the
-//! order on the console is the order of the events.
+//! On a terminal every line is written at once, so it interleaves in order with what task
+//! bodies print. Elsewhere (a pipe, a file, CI) weft's own INFO lines, the hot path at two per
+//! task run, are not written one system call each: they collect in a buffer that a background
+//! thread writes every few milliseconds and that every flow run (and task run outside a flow)
+//! flushes when it ends. Warnings, errors and every event that is not weft's are written at
+//! once, after whatever is buffered, so the order of the log lines is the order of the events.
 
 use chrono::{FixedOffset, Timelike, Utc};
 use std::fmt;
@@ -80,7 +81,10 @@ impl Console {
     }
 }
 
-struct ConsoleWriter;
+struct ConsoleWriter {
+    /// Buffer weft's INFO lines (stderr is not a terminal).
+    buffer: bool,
+}
 
 /// One event's bytes: appended to the buffer, or written through after a flush.
 enum Line<'a> {
@@ -116,7 +120,7 @@ impl<'a> MakeWriter<'a> for ConsoleWriter {
     }
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Line<'a> {
         // tracing orders levels by verbosity: INFO, DEBUG and TRACE are `>= INFO`.
-        if meta.target().starts_with("weft") && *meta.level() >= Level::INFO {
+        if self.buffer && meta.target().starts_with("weft") && *meta.level() >= Level::INFO {
             Line::Buffered(console().pending.lock().unwrap_or_else(|e| e.into_inner()))
         } else {
             Line::Direct(Vec::with_capacity(128))
@@ -204,7 +208,9 @@ pub fn init() -> bool {
     let offset = *chrono::Local::now().offset();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(ConsoleWriter)
+        .with_writer(ConsoleWriter {
+            buffer: !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        })
         .event_format(WeftFormat { offset })
         .try_init()
         .is_ok()
