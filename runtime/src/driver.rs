@@ -10,7 +10,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Poll;
 use tokio::sync::Notify;
 
@@ -175,7 +175,7 @@ impl<T> Owned<T> {
     }
     /// Stores the producer's final state and value (None: no value).
     pub fn set(&self, state: State, value: Option<T>) {
-        *self.value.lock().unwrap() = value;
+        *self.value.lock().unwrap_or_else(PoisonError::into_inner) = value;
         self.done.finish(state);
     }
     /// Records a producer that never ran: no value.
@@ -185,13 +185,16 @@ impl<T> Owned<T> {
     /// The value, moved out (the only reader).
     pub async fn take(&self) -> Option<T> {
         self.done.wait().await;
-        self.value.lock().unwrap().take()
+        self.value
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
     /// The value, cloned (with `clone`, from [`moved_twice`]) for every reader but the last,
     /// which takes it.
     pub async fn take_or_clone(&self, clone: fn(&T) -> T) -> Option<T> {
         self.done.wait().await;
-        let mut slot = self.value.lock().unwrap();
+        let mut slot = self.value.lock().unwrap_or_else(PoisonError::into_inner);
         if self.readers.fetch_sub(1, Ordering::AcqRel) <= 1 {
             slot.take()
         } else {
@@ -212,7 +215,7 @@ impl<T> Shared<T> {
     }
     /// Stores the producer's final state and value (None: no value).
     pub fn set(&self, state: State, value: Option<T>) {
-        *self.value.lock().unwrap() = value.map(Arc::new);
+        *self.value.lock().unwrap_or_else(PoisonError::into_inner) = value.map(Arc::new);
         self.done.finish(state);
     }
     /// Records a producer that never ran: no value.
@@ -229,7 +232,10 @@ impl<T> Shared<T> {
     /// The value, shared.
     pub async fn get(&self) -> Option<Arc<T>> {
         self.done.wait().await;
-        self.value.lock().unwrap().clone()
+        self.value
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
     /// A clone of the value (`clone` from [`borrowed_and_moved`]).
     pub async fn get_cloned(&self, clone: fn(&T) -> T) -> Option<T> {
@@ -247,7 +253,11 @@ impl<T> Shared<T> {
             }
             released.await;
         }
-        let shared = self.value.lock().unwrap().take()?;
+        let shared = self
+            .value
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
         Some(
             Arc::try_unwrap(shared)
                 .unwrap_or_else(|_| unreachable!("every reading node has dropped its share")),
@@ -296,7 +306,10 @@ impl<'a> NodeSet<'a> {
     }
     /// Starts a node (it is first polled right after the body yields).
     pub fn push(&self, node: NodeFuture<'a>) {
-        self.running.lock().unwrap().push(node);
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(node);
     }
 }
 
@@ -306,33 +319,52 @@ impl Default for NodeSet<'_> {
     }
 }
 
-/// The flow body stopped because a value it needed (`let x = t()?;` then a read of `x`) is
-/// missing. Carried by an unwind so that the body keeps its own return type for `return` and
-/// `?`; never seen by users.
-struct GlueAbort(FlowError);
+/// Why the flow body stopped early: a value it needed (`let x = t()?;` then a read of `x`) is
+/// missing.
+pub struct BodyStop(Mutex<Option<FlowError>>);
 
-/// Stops the flow body: the run ends with `err` once the running nodes have finished.
-pub fn abort_glue(err: FlowError) -> ! {
-    // `resume_unwind` skips the panic hook: this is control flow, not a crash.
-    std::panic::resume_unwind(Box::new(GlueAbort(err)))
+impl BodyStop {
+    /// Not stopped.
+    pub fn new() -> Self {
+        BodyStop(Mutex::new(None))
+    }
+}
+
+impl Default for BodyStop {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Stops the flow body with `err`: it never resumes, and [`drive_flow`] drops it (its locals
+/// drop as in any cancelled future) and ends the run with `err` once the running nodes have
+/// finished. The body keeps its own return type for `return` and `?`.
+pub async fn stop_body(stop: &BodyStop, err: FlowError) -> std::convert::Infallible {
+    *stop.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(err);
+    std::future::pending().await
 }
 
 /// Runs the flow body next to its nodes until both are done. A panic in the body ends the run
 /// Failed; the nodes already started still finish.
 pub async fn drive_flow<R>(
     nodes: &NodeSet<'_>,
+    stop: &BodyStop,
     body: impl Future<Output = R>,
 ) -> Result<R, FlowError> {
     use futures_util::FutureExt;
-    let mut body = pin!(std::panic::AssertUnwindSafe(body).catch_unwind());
-    let mut out = None;
+    let mut body = Some(Box::pin(std::panic::AssertUnwindSafe(body).catch_unwind()));
+    let mut out: Option<Result<R, FlowError>> = None;
     poll_fn(|cx| {
-        if out.is_none() {
-            if let Poll::Ready(r) = body.as_mut().poll(cx) {
-                out = Some(r);
+        if let Some(b) = body.as_mut() {
+            if let Poll::Ready(r) = b.as_mut().poll(cx) {
+                out = Some(r.map_err(|panic| FlowError::Panicked(engine::panic_message(&*panic))));
+                body = None;
+            } else if let Some(err) = stop.0.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                out = Some(Err(err));
+                body = None; // dropped: it was waiting for a value that will never come
             }
         }
-        let mut running = nodes.running.lock().unwrap();
+        let mut running = nodes.running.lock().unwrap_or_else(PoisonError::into_inner);
         while let Poll::Ready(Some(())) = running.poll_next_unpin(cx) {}
         if out.is_some() && running.is_empty() {
             Poll::Ready(())
@@ -341,13 +373,23 @@ pub async fn drive_flow<R>(
         }
     })
     .await;
-    match out.expect("the body finished") {
-        Ok(r) => Ok(r),
-        Err(payload) => match payload.downcast::<GlueAbort>() {
-            Ok(abort) => Err(abort.0),
-            Err(panic) => Err(FlowError::Panicked(engine::panic_message(&*panic))),
-        },
-    }
+    out.expect("the body finished")
+}
+
+/// Runs a node's generated code, catching a panic in it (a panicking `Clone` of an output,
+/// say) so that only this node fails. Returns the panic's message.
+pub async fn catch_node(node: impl Future<Output = ()>) -> Result<(), String> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(node)
+        .catch_unwind()
+        .await
+        .map_err(|panic| engine::panic_message(&*panic))
+}
+
+/// Records a node whose generated code panicked: Crashed, with the panic's message.
+pub fn node_crashed(cx: &FlowCtx, node: u32, opts: &'static TaskOptions, message: String) -> State {
+    let run: TaskRun<()> = never_ran_node(cx, node, opts, State::crashed(message));
+    run.state
 }
 
 /// What a node produced: one task run, or the runs of a mapped task.

@@ -25,13 +25,15 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
     let opts = &D::OPTIONS;
     let name = opts.name;
     let mut tracker = Tracker::new(cx, id, name, opts.state_handlers);
+    // A run awaited inside another task's body shares that body's permit: taking a second one
+    // from the same pool could wait forever.
     let _permit = match cx.limit() {
-        Some(sem) => Some(
+        Some(sem) if !inside_task_body() => Some(
             sem.acquire()
                 .await
                 .expect("the flow's semaphore is never closed"),
         ),
-        None => None,
+        _ => None,
     };
     if cx.is_cancelled() {
         let state = tracker.finish(State::cancelled(cx.cancel_reason()));
@@ -169,11 +171,27 @@ impl<T> Outcome<T> {
     }
 }
 
+tokio::task_local! {
+    /// Set while a task body runs under a concurrency limit.
+    static IN_TASK_BODY: ();
+}
+
+fn inside_task_body() -> bool {
+    IN_TASK_BODY.try_with(|_| ()).is_ok()
+}
+
 async fn run_attempt<T>(
     cx: &FlowCtx,
     body: impl Future<Output = Attempt<T>>,
     timeout: Option<std::time::Duration>,
 ) -> Outcome<T> {
+    let body = async {
+        if cx.limit().is_some() {
+            IN_TASK_BODY.scope((), body).await
+        } else {
+            body.await
+        }
+    };
     let guarded = AssertUnwindSafe(body).catch_unwind().map(|r| match r {
         Ok(a) => a,
         Err(panic) => Attempt::Panic(panic_message(&*panic)),
@@ -349,7 +367,18 @@ pub(crate) fn never_run<T>(
     state: State,
 ) -> TaskRun<T> {
     let mut tracker = Tracker::new(cx, id, name, handlers);
-    let state = tracker.finish(state);
+    let proposed = state.clone();
+    let mut state = tracker.finish(state);
+    if state.is_successful() {
+        tracing::warn!(
+            target: "weft",
+            "Task '{name}': a state handler asked for '{}' but the task never ran; keeping '{}'",
+            state.kind,
+            proposed.kind
+        );
+        state = proposed;
+        tracker.correct(state.clone());
+    }
     let level = if state.kind == StateKind::Skipped {
         Level::INFO
     } else {

@@ -292,7 +292,17 @@ impl FlowCtx {
     }
     pub(crate) fn emit(&self, event: &RunEvent) {
         for s in &self.sinks {
-            s.on_event(event);
+            let delivered =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.on_event(event)));
+            if let Err(panic) = delivered {
+                tracing::error!(
+                    target: "weft",
+                    "An event sink panicked on '{}' -> {}: {}; the run goes on",
+                    event.name,
+                    event.state.kind,
+                    crate::engine::panic_message(&*panic)
+                );
+            }
         }
     }
     pub(crate) fn record(&self, report: TaskRunReport) {
@@ -472,6 +482,15 @@ impl<R> FlowRun<R> {
     }
 }
 
+/// A spawned driver that stops when the flow's future is dropped (a timeout, a `select!`).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs a flow: spawns the driver on a tokio worker, then builds the report.
 pub(crate) async fn run_flow<R, F, Fut>(
     def: &'static FlowDef,
@@ -499,17 +518,20 @@ where
 
     // On a runtime worker the driver runs in place; from `block_on` (a `#[tokio::main]` body)
     // it is spawned onto a worker, where node wake-ups stay on one thread.
+    // On a runtime worker the driver runs in place; from `block_on` (a `#[tokio::main]` body)
+    // it is spawned onto a worker, where node wake-ups stay on one thread. Either way, task runs
+    // awaited inside it find this run through CURRENT_FLOW, and dropping the flow's future
+    // stops the run.
+    let driven = CURRENT_FLOW.scope(cx.clone(), driver(cx.clone()));
     let result = if tokio::task::try_id().is_some() {
         use futures_util::FutureExt;
-        match std::panic::AssertUnwindSafe(driver(cx.clone()))
-            .catch_unwind()
-            .await
-        {
+        match std::panic::AssertUnwindSafe(driven).catch_unwind().await {
             Ok(r) => r,
             Err(panic) => Err(FlowError::Panicked(crate::engine::panic_message(&*panic))),
         }
     } else {
-        match tokio::spawn(CURRENT_FLOW.scope(cx.clone(), driver(cx.clone()))).await {
+        let mut spawned = AbortOnDrop(tokio::spawn(driven));
+        match (&mut spawned.0).await {
             Ok(r) => r,
             Err(e) if e.is_panic() => Err(FlowError::Panicked(crate::engine::panic_message(
                 &*e.into_panic(),

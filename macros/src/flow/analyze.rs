@@ -328,8 +328,9 @@ pub fn plain_ident(e: &Expr) -> Option<&Ident> {
     }
 }
 
-/// Does glue statement code stop the body early (`return`, `?`)? Tasks are not started ahead
-/// of such a statement, so a body that returns early never starts tasks written after it.
+/// Can glue statement code stop the body early (`return`, `?`, a panic: `panic!`, `assert!`,
+/// `.unwrap()`, `.expect(..)`)? Tasks are not started ahead of such a statement, so a body that
+/// stops early never starts tasks written after it.
 fn may_exit(stmt: &Stmt) -> bool {
     struct Find(bool);
     impl<'ast> Visit<'ast> for Find {
@@ -339,6 +340,13 @@ fn may_exit(stmt: &Stmt) -> bool {
         fn visit_expr_try(&mut self, t: &'ast syn::ExprTry) {
             self.0 = true;
             syn::visit::visit_expr_try(self, t);
+        }
+        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+            // `.unwrap()` and `.expect(..)` may panic, which stops the body too.
+            if m.method == "unwrap" || m.method == "expect" {
+                self.0 = true;
+            }
+            syn::visit::visit_expr_method_call(self, m);
         }
         fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
         fn visit_expr_async(&mut self, _: &'ast syn::ExprAsync) {}
@@ -353,7 +361,21 @@ fn may_exit(stmt: &Stmt) -> bool {
                     TokenTree::Literal(_) => false,
                 })
             }
-            if exits(m.tokens.clone()) {
+            const PANICS: &[&str] = &[
+                "panic",
+                "assert",
+                "assert_eq",
+                "assert_ne",
+                "unreachable",
+                "todo",
+                "unimplemented",
+            ];
+            let panics = m
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| PANICS.iter().any(|p| s.ident == p));
+            if panics || exits(m.tokens.clone()) {
                 self.0 = true;
             }
         }

@@ -62,6 +62,7 @@ pub fn generate(
     let cx_arc = hidden("__cx_arc");
     let set = hidden("__set");
     let config = hidden("__weft_config");
+    let stop = hidden("__stop");
 
     // ---- The graph, as data.
     let nodes = m.nodes.iter().enumerate().map(|(i, n)| {
@@ -211,7 +212,9 @@ pub fn generate(
             seq.extend(quote_spanned! {name.span()=>
                 let #mutability #name = match #h.#read.await {
                     ::core::option::Option::Some(__v) => __v,
-                    ::core::option::Option::None => ::weft::__private::abort_glue(#h.missing(#name_str)),
+                    ::core::option::Option::None => {
+                        match ::weft::__private::stop_body(&#stop, #h.missing(#name_str)).await {}
+                    }
                 };
             });
         }
@@ -271,8 +274,9 @@ pub fn generate(
                     #(#items)*
                     #(#handles)*
                     #(#slots)*
+                    let #stop = ::weft::__private::BodyStop::new();
                     let #set = ::weft::__private::NodeSet::new();
-                    ::weft::__private::drive_flow::<#ret_ty>(&#set, async {
+                    ::weft::__private::drive_flow::<#ret_ty>(&#set, &#stop, async {
                         #seq
                         #tail
                     })
@@ -466,14 +470,21 @@ fn node_creation(
             let #cx = #cx;
             #set.push(::weft::__private::Box::pin(async move {
                 #guards
-                #waits
-                let __up: [(&'static str, &::weft::State); #n_up] = [#(#upstream),*];
-                #missing_check
-                #deref
-                #locals
-                let (__st, __run) = #run.await;
-                let _ = &__run;
-                #store;
+                let __done = ::weft::__private::catch_node(async {
+                    #waits
+                    let __up: [(&'static str, &::weft::State); #n_up] = [#(#upstream),*];
+                    #missing_check
+                    #deref
+                    #locals
+                    let (__st, __run) = #run.await;
+                    let _ = &__run;
+                    #store;
+                })
+                .await;
+                if let ::core::result::Result::Err(__panic) = __done {
+                    let __st = ::weft::__private::node_crashed(#cx, #node, #opts, __panic);
+                    #me.#never_ran(__st);
+                }
             }));
         }
     }
