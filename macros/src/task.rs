@@ -18,6 +18,10 @@ const KNOWN: &[&str] = &[
     "state_handlers",
     "trigger",
     "tags",
+    "cache_for",
+    "cache_version",
+    "cache_key",
+    "persist",
 ];
 
 /// Parsed and validated `#[task(...)]` options.
@@ -32,17 +36,23 @@ struct TaskOpts {
     state_handlers: Vec<syn::Path>,
     trigger: Option<syn::Ident>,
     tags: Vec<String>,
+    cache_for: Option<u64>,
+    cache_version: Option<String>,
+    cache_key: Option<syn::Path>,
+    persist: bool,
 }
 
 fn parse_opts(args: TokenStream, errors: &mut Errors) -> TaskOpts {
     let mut o = TaskOpts::default();
     let mut seen: Vec<String> = Vec::new();
+    let mut seen_spans: Vec<(String, Span)> = Vec::new();
     for arg in options::parse_args(args, errors) {
         if seen.contains(&arg.key) {
             errors.at(arg.key_span, format!("`{}` is given twice", arg.key));
             continue;
         }
         seen.push(arg.key.clone());
+        seen_spans.push((arg.key.clone(), arg.key_span));
         match arg.key.as_str() {
             "name" => o.name = options::non_empty_string(&arg, errors),
             "retries" => o.retries = options::int(&arg, errors, 0, 1_000_000).unwrap_or(0),
@@ -60,7 +70,40 @@ fn parse_opts(args: TokenStream, errors: &mut Errors) -> TaskOpts {
             "state_handlers" => o.state_handlers = options::paths(&arg, errors),
             "trigger" => o.trigger = trigger(&arg, errors),
             "tags" => o.tags = options::strings(&arg, errors),
+            "cache_for" => {
+                o.cache_for = options::duration(&arg, errors);
+                if o.cache_for == Some(0) {
+                    errors.at(arg.value.span(), "`cache_for` must be longer than zero");
+                }
+            }
+            "cache_version" => o.cache_version = options::string(&arg, errors).map(|(s, _)| s),
+            "cache_key" => {
+                let mut paths = options::paths(&arg, errors);
+                if paths.len() == 1 {
+                    o.cache_key = paths.pop();
+                } else if !paths.is_empty() {
+                    errors.at(
+                        arg.key_span,
+                        "`cache_key` takes one function: `cache_key = my_key`",
+                    );
+                }
+            }
+            "persist" => o.persist = options::boolean(&arg, errors).unwrap_or(false),
             _ => options::unknown_option(errors, &arg, KNOWN, "task"),
+        }
+    }
+    if o.cache_for.is_none() {
+        for (key, given) in [
+            ("cache_version", o.cache_version.is_some()),
+            ("cache_key", o.cache_key.is_some()),
+        ] {
+            if given {
+                let span = seen_spans.iter().find(|(k, _)| k == key).map(|(_, s)| *s);
+                errors.at(
+                    span.unwrap_or_else(Span::call_site),
+                    format!("`{key}` shapes the cache, which is off: add `cache_for = \"1d\"` (how long a result stays valid)"),
+                );
+            }
         }
     }
     o
@@ -364,6 +407,66 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let tags = &opts.tags;
     let handlers = options::handler_tokens(&opts.state_handlers);
     let blocking = !is_async;
+    let cache_for = match opts.cache_for {
+        Some(n) => {
+            let d = options::duration_tokens(n);
+            quote!(::core::option::Option::Some(#d))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let cache_version = opts.cache_version.clone().unwrap_or_default();
+    let persist = opts.persist;
+    let stores = opts.cache_for.is_some() || opts.persist;
+    let output_codec = if stores {
+        let span = match &sig.output {
+            ReturnType::Type(_, t) => t.span(),
+            ReturnType::Default => sig.ident.span(),
+        };
+        let enc = quote_spanned!(span=> ::weft::__private::encode_output::<#output_ty>(__v));
+        let dec = quote_spanned!(span=> ::weft::__private::decode_output::<#output_ty>(__b));
+        quote! {
+            fn encode_output(__v: &Self::Output) -> ::core::option::Option<::core::result::Result<::std::vec::Vec<u8>, ::std::string::String>> {
+                ::core::option::Option::Some(#enc)
+            }
+            fn decode_output(__b: &[u8]) -> ::core::option::Option<::core::result::Result<Self::Output, ::std::string::String>> {
+                ::core::option::Option::Some(#dec)
+            }
+        }
+    } else {
+        quote!()
+    };
+    let cache_inputs = match (&opts.cache_for, &opts.cache_key) {
+        (None, _) => quote!(),
+        (Some(_), Some(key_fn)) => {
+            // The key function gets every input by reference (reference inputs as they are).
+            let refs = call_types.iter().enumerate().map(|(i, ty)| {
+                let i = syn::Index::from(i);
+                if matches!(ty, Type::Reference(_)) {
+                    quote!(__a.#i)
+                } else {
+                    quote!(&__a.#i)
+                }
+            });
+            quote! {
+                fn cache_inputs(__a: &#args_ty) -> ::core::option::Option<::core::result::Result<::std::vec::Vec<u8>, ::std::string::String>> {
+                    ::core::option::Option::Some(::core::result::Result::Ok(
+                        ::std::string::ToString::to_string(&#key_fn(#(#refs),*)).into_bytes(),
+                    ))
+                }
+            }
+        }
+        (Some(_), None) => {
+            let each = call_types.iter().enumerate().map(|(i, ty)| {
+                let i = syn::Index::from(i);
+                quote_spanned!(ty.span()=> { let __weft_input = &__a.#i; ::weft::__private::cache_input(__weft_input) })
+            });
+            quote! {
+                fn cache_inputs(__a: &#args_ty) -> ::core::option::Option<::core::result::Result<::std::vec::Vec<u8>, ::std::string::String>> {
+                    ::core::option::Option::Some(::weft::__private::encode_inputs(&(#(#each,)*)))
+                }
+            }
+        }
+    };
 
     let map_fn = if names.is_empty() {
         quote!()
@@ -417,8 +520,12 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                 tags: &[#(#tags),*],
                 state_handlers: #handlers,
                 blocking: #blocking,
+                cache_for: #cache_for,
+                cache_version: #cache_version,
+                persist: #persist,
             };
             type Output = #output_ty;
+            #output_codec
         }
 
         #(#cfg_attrs)*
@@ -436,6 +543,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             {
                 ::weft::__private::Box::pin(#attempt_body)
             }
+            #cache_inputs
         }
 
         #(#attrs)*

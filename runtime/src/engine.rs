@@ -7,7 +7,9 @@
 use crate::flow::{FlowCtx, RunEvent};
 use crate::handlers;
 use crate::state::{RunKind, State, StateChange, StateKind, TaskRunId};
-use crate::task::{final_state_of, Attempt, MapCall, TaskBody, TaskCall, TaskError, TaskRun};
+use crate::task::{
+    final_state_of, Attempt, MapCall, Task, TaskBody, TaskCall, TaskError, TaskOptions, TaskRun,
+};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use std::future::Future;
@@ -38,6 +40,26 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
     if cx.is_cancelled() {
         let state = tracker.finish(State::cancelled(cx.cancel_reason()));
         return tracker.into_run(state, None);
+    }
+
+    let cache_key = cache_key::<D, A>(opts, &args);
+    if let Some(key) = &cache_key {
+        if let Some(v) = lookup::<D>(cx, key, name).await {
+            let state = tracker.finish(State::new(
+                StateKind::Cached,
+                Some("a result of the same inputs was reused".to_owned()),
+            ));
+            log(
+                quiet,
+                Level::INFO,
+                format_args!(
+                    "Task '{name}': Finished task run for task with final state: '{}'",
+                    state.kind
+                ),
+            );
+            let value = state.is_successful().then_some(v);
+            return tracker.into_run(state, value);
+        }
     }
 
     let mut args = Some(args);
@@ -122,6 +144,13 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
     if !state.is_successful() {
         value = None;
     }
+    // Encoded here, before any await: the value itself need not be `Sync`.
+    let payload = value
+        .as_ref()
+        .and_then(|v| encode_for_store::<D>(opts, cache_key.is_some(), v));
+    if let Some(payload) = payload {
+        store_result(cx, id, opts, cache_key.as_deref(), payload).await;
+    }
     let level = if state.is_failed() {
         Level::ERROR
     } else {
@@ -149,6 +178,128 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
         cx.note_failure(name, &state);
     }
     tracker.into_run(state, value)
+}
+
+/// `cache/<task>/<blake3 of name, cache_version and inputs>.bin`, for tasks with `cache_for`.
+fn cache_key<D: TaskBody<A>, A>(opts: &TaskOptions, args: &A) -> Option<String> {
+    opts.cache_for?;
+    match D::cache_inputs(args)? {
+        Ok(inputs) => {
+            let mut h = blake3::Hasher::new();
+            for part in [opts.name, opts.cache_version] {
+                h.update(&(part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
+            h.update(&inputs);
+            Some(format!(
+                "cache/{}/{}.bin",
+                file_name(opts.name),
+                h.finalize().to_hex()
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(target: "weft", "Task '{}': inputs not encodable for the cache ({e}); running without it", opts.name);
+            None
+        }
+    }
+}
+
+/// Where a persisted result of run `id` lives.
+pub(crate) fn run_result_key(id: TaskRunId) -> String {
+    match id.map_index {
+        Some(i) => format!("runs/{}/{}-{i}.bin", id.flow_run_id, id.node),
+        None => format!("runs/{}/{}.bin", id.flow_run_id, id.node),
+    }
+}
+
+fn file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A usable cached value under `key`; anything else (missing, expired, corrupted, undecodable)
+/// is a miss, the damaged kinds with a warning.
+async fn lookup<D: Task>(cx: &FlowCtx, key: &str, name: &str) -> Option<D::Output> {
+    let bytes = match cx.results().get(key).await {
+        Ok(found) => found?,
+        Err(e) => {
+            tracing::warn!(target: "weft", "Task '{name}': cache read of {key} failed ({e}); running the task");
+            return None;
+        }
+    };
+    let entry = match crate::results::decode_entry(&bytes) {
+        Ok(e) => e,
+        Err(why) => {
+            tracing::warn!(target: "weft", "Task '{name}': ignoring the damaged cache entry {key} ({why}); running the task");
+            return None;
+        }
+    };
+    if entry.is_expired(chrono::Utc::now()) {
+        tracing::debug!(target: "weft", "Task '{name}': cache entry {key} expired");
+        return None;
+    }
+    match D::decode_output(&entry.payload)? {
+        Ok(v) => Some(v),
+        Err(why) => {
+            tracing::warn!(target: "weft", "Task '{name}': cache entry {key} does not decode as this task's output ({why}); running the task");
+            None
+        }
+    }
+}
+
+/// The encoded result, when it is to be cached or persisted.
+fn encode_for_store<D: Task>(
+    opts: &TaskOptions,
+    cached: bool,
+    value: &D::Output,
+) -> Option<Vec<u8>> {
+    if !cached && !opts.persist {
+        return None;
+    }
+    match D::encode_output(value)? {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(target: "weft", "Task '{}': result not stored ({e})", opts.name);
+            None
+        }
+    }
+}
+
+/// Writes a successful result to the cache and, with `persist`, as the run's checkpoint.
+async fn store_result(
+    cx: &FlowCtx,
+    id: TaskRunId,
+    opts: &TaskOptions,
+    cache_key: Option<&str>,
+    payload: Vec<u8>,
+) {
+    let mut writes = Vec::new();
+    if let (Some(key), Some(ttl)) = (cache_key, opts.cache_for) {
+        let expires =
+            chrono::Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX);
+        writes.push((
+            key.to_owned(),
+            crate::results::encode_entry(&payload, Some(expires)),
+        ));
+    }
+    if opts.persist {
+        writes.push((
+            run_result_key(id),
+            crate::results::encode_entry(&payload, None),
+        ));
+    }
+    for (key, bytes) in writes {
+        if let Err(e) = cx.results().put(&key, bytes).await {
+            tracing::warn!(target: "weft", "Task '{}': could not store its result at {key} ({e})", opts.name);
+        }
+    }
 }
 
 enum Outcome<T> {

@@ -2,6 +2,7 @@
 
 use crate::graph::{FlowGraph, NodeKind};
 use crate::handlers;
+use crate::results::ResultStore;
 use crate::state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
 use crate::task::TaskRunReport;
 use chrono::{DateTime, Utc};
@@ -126,6 +127,7 @@ pub struct RunConfig {
     pub(crate) fail_fast: Option<bool>,
     pub(crate) max_concurrency: Option<Option<usize>>,
     pub(crate) sinks: Vec<Arc<dyn EventSink>>,
+    pub(crate) results: Option<Arc<dyn ResultStore>>,
 }
 
 impl RunConfig {
@@ -148,6 +150,12 @@ impl RunConfig {
         self.max_concurrency = Some((n > 0).then_some(n));
         self
     }
+    /// Keep cached and persisted results in `store` instead of the default
+    /// [`LocalStore`](crate::results::LocalStore) under `$WEFT_HOME/.weft/results`.
+    pub fn result_store(mut self, store: Arc<dyn ResultStore>) -> Self {
+        self.results = Some(store);
+        self
+    }
     /// Send every state change of the run to `sink` too.
     pub fn sink(mut self, sink: Arc<dyn EventSink>) -> Self {
         self.sinks.push(sink);
@@ -162,6 +170,7 @@ impl fmt::Debug for RunConfig {
             .field("fail_fast", &self.fail_fast)
             .field("max_concurrency", &self.max_concurrency)
             .field("sinks", &self.sinks.len())
+            .field("results", &self.results)
             .finish()
     }
 }
@@ -227,6 +236,7 @@ pub struct FlowCtx {
     limit: Option<Semaphore>,
     reports: Mutex<Vec<TaskRunReport>>,
     sinks: Vec<Arc<dyn EventSink>>,
+    results: Arc<dyn ResultStore>,
     /// Ids for task runs that are not nodes of the graph (awaited in glue), after the nodes'.
     unplanned: AtomicU32,
 }
@@ -243,6 +253,7 @@ impl FlowCtx {
             limit: limit.map(Semaphore::new),
             reports: Mutex::new(Vec::new()),
             sinks: config.sinks,
+            results: config.results.unwrap_or_else(crate::results::default_store),
             unplanned: AtomicU32::new(def.graph.nodes.len() as u32),
         }
     }
@@ -257,6 +268,7 @@ impl FlowCtx {
             limit: None,
             reports: Mutex::new(Vec::new()),
             sinks: Vec::new(),
+            results: crate::results::default_store(),
             unplanned: AtomicU32::new(1),
         }
     }
@@ -268,6 +280,9 @@ impl FlowCtx {
     /// A node id for a task run awaited in glue rather than planned in the graph.
     pub(crate) fn next_unplanned_node(&self) -> u32 {
         self.unplanned.fetch_add(1, Ordering::Relaxed)
+    }
+    pub(crate) fn results(&self) -> &dyn ResultStore {
+        &*self.results
     }
     pub(crate) fn flow_name(&self) -> &'static str {
         self.name

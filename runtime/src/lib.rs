@@ -8,6 +8,7 @@ pub mod flow;
 pub mod graph;
 mod handlers;
 pub mod logging;
+pub mod results;
 pub mod state;
 pub mod task;
 pub mod viz;
@@ -48,6 +49,41 @@ pub mod __private {
             },
         }
     }
+
+    /// Encodes a cached or persisted output.
+    pub fn encode_output<T: StorableOutput>(v: &T) -> Result<Vec<u8>, String> {
+        crate::results::encode_value(v)
+    }
+    /// Decodes a cached or persisted output.
+    pub fn decode_output<T: StorableOutput>(bytes: &[u8]) -> Result<T, String> {
+        crate::results::decode_value(bytes)
+    }
+    /// Encodes the inputs of a cache key.
+    pub fn encode_inputs<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, String> {
+        crate::results::encode_value(v)
+    }
+    /// Checks one input of a task with `cache_for` (spanned at its type by the macro).
+    pub fn cache_input<T: CacheInput + ?Sized>(v: &T) -> &T {
+        v
+    }
+
+    /// An output that can be cached or persisted.
+    #[diagnostic::on_unimplemented(
+        message = "task output `{Self}` must implement serde's `Serialize` and `Deserialize` to be cached or persisted",
+        label = "stored in the result store",
+        note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
+    )]
+    pub trait StorableOutput: serde::Serialize + serde::de::DeserializeOwned {}
+    impl<T: serde::Serialize + serde::de::DeserializeOwned> StorableOutput for T {}
+
+    /// An input that takes part in a cache key.
+    #[diagnostic::on_unimplemented(
+        message = "task input `{Self}` must implement serde's `Serialize` to be part of a cache key (`cache_for`)",
+        label = "hashed into the cache key",
+        note = "derive `serde::Serialize`, or give the task `cache_key = my_fn` computing a key from its inputs"
+    )]
+    pub trait CacheInput: serde::Serialize {}
+    impl<T: serde::Serialize + ?Sized> CacheInput for T {}
 
     /// Runs a flow (see [`crate::flow`]).
     pub async fn run_flow<R, F, Fut>(
