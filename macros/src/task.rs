@@ -432,8 +432,24 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                 ::core::option::Option::Some(#dec)
             }
         }
-    } else {
+    } else if output_ty.to_string().contains(['&', '\'']) {
+        // A borrowed output is never stored (and would confuse the specialization below).
         quote!()
+    } else {
+        // Best effort, for flows with `persist` and for resuming runs: serde outputs are
+        // stored, others are not (autoref specialization picks the serde path when it applies).
+        quote! {
+            fn encode_output(__v: &#output_ty) -> ::core::option::Option<::core::result::Result<::std::vec::Vec<u8>, ::std::string::String>> {
+                #[allow(unused_imports)]
+                use ::weft::__private::{StoreFallback as _, StoreViaSerde as _};
+                (&&::weft::__private::Storable(__v)).weft_encode()
+            }
+            fn decode_output(__b: &[u8]) -> ::core::option::Option<::core::result::Result<#output_ty, ::std::string::String>> {
+                #[allow(unused_imports)]
+                use ::weft::__private::{RestoreFallback as _, RestoreViaSerde as _};
+                (&&::weft::__private::Restorable::<#output_ty>(::core::marker::PhantomData)).weft_decode(__b)
+            }
+        }
     };
     let cache_inputs = match (&opts.cache_for, &opts.cache_key) {
         (None, _) => quote!(),

@@ -530,6 +530,15 @@ where
 {
     Box::pin(async move {
         let opts = call.options();
+        // An upstream task that has not run yet (a budgeted run) keeps this one waiting too.
+        if let Some((name, _)) = upstream.iter().find(|(_, s)| s.kind == StateKind::Pending) {
+            let waiting = State::new(
+                StateKind::Pending,
+                Some(format!("waiting for upstream '{name}'")),
+            );
+            let run: C::Run = never_ran_node(cx, node, opts, waiting);
+            return (run.state(), run);
+        }
         if let Err(state) = opts.trigger.check(upstream.iter().copied()) {
             let run: C::Run = never_ran_node(cx, node, opts, state);
             return (run.state(), run);

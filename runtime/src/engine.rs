@@ -42,13 +42,35 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
         return tracker.into_run(state, None);
     }
 
+    // A resumed run restores what it checkpointed; then the cache; then the budget.
+    let mut reused = None;
+    if cx.restores() {
+        if let Some(v) = lookup::<D>(cx, &run_result_key(id), name).await {
+            reused = Some((v, "restored from this run's checkpoint"));
+        }
+    }
     let cache_key = cache_key::<D, A>(opts, &args);
-    if let Some(key) = &cache_key {
+    if let (None, Some(key)) = (&reused, &cache_key) {
         if let Some(v) = lookup::<D>(cx, key, name).await {
-            let state = tracker.finish(State::new(
-                StateKind::Cached,
-                Some("a result of the same inputs was reused".to_owned()),
-            ));
+            reused = Some((v, "a result of the same inputs was reused"));
+        }
+    }
+    if reused.is_none() && !cx.take_budget() {
+        let state = State::new(
+            StateKind::Pending,
+            Some("not started: the run's budget is used up".to_owned()),
+        );
+        log(
+            quiet,
+            Level::INFO,
+            format_args!("Task '{name}': Not started, the run's budget is used up (Pending)"),
+        );
+        tracker.correct(state.clone());
+        return tracker.into_run(state, None);
+    }
+    if let Some((v, why)) = reused {
+        {
+            let state = tracker.finish(State::new(StateKind::Cached, Some(why.to_owned())));
             log(
                 quiet,
                 Level::INFO,
@@ -145,11 +167,12 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
         value = None;
     }
     // Encoded here, before any await: the value itself need not be `Sync`.
+    let persist = opts.persist || cx.persists();
     let payload = value
         .as_ref()
-        .and_then(|v| encode_for_store::<D>(opts, cache_key.is_some(), v));
+        .and_then(|v| encode_for_store::<D>(opts.name, cache_key.is_some() || persist, v));
     if let Some(payload) = payload {
-        store_result(cx, id, opts, cache_key.as_deref(), payload).await;
+        store_result(cx, id, opts, cache_key.as_deref(), persist, payload).await;
     }
     let level = if state.is_failed() {
         Level::ERROR
@@ -255,18 +278,14 @@ async fn lookup<D: Task>(cx: &FlowCtx, key: &str, name: &str) -> Option<D::Outpu
 }
 
 /// The encoded result, when it is to be cached or persisted.
-fn encode_for_store<D: Task>(
-    opts: &TaskOptions,
-    cached: bool,
-    value: &D::Output,
-) -> Option<Vec<u8>> {
-    if !cached && !opts.persist {
+fn encode_for_store<D: Task>(name: &str, wanted: bool, value: &D::Output) -> Option<Vec<u8>> {
+    if !wanted {
         return None;
     }
     match D::encode_output(value)? {
         Ok(p) => Some(p),
         Err(e) => {
-            tracing::warn!(target: "weft", "Task '{}': result not stored ({e})", opts.name);
+            tracing::warn!(target: "weft", "Task '{name}': result not stored ({e})");
             None
         }
     }
@@ -278,6 +297,7 @@ async fn store_result(
     id: TaskRunId,
     opts: &TaskOptions,
     cache_key: Option<&str>,
+    persist: bool,
     payload: Vec<u8>,
 ) {
     let mut writes = Vec::new();
@@ -289,7 +309,7 @@ async fn store_result(
             crate::results::encode_entry(&payload, Some(expires)),
         ));
     }
-    if opts.persist {
+    if persist {
         writes.push((
             run_result_key(id),
             crate::results::encode_entry(&payload, None),
@@ -518,6 +538,19 @@ pub(crate) fn never_run<T>(
     state: State,
 ) -> TaskRun<T> {
     let mut tracker = Tracker::new(cx, id, name, handlers);
+    if state.kind == StateKind::Pending {
+        // Not a change: it simply has not started (a budgeted run will resume it).
+        log(
+            false,
+            Level::INFO,
+            format_args!(
+                "Task '{name}': Not started, {} (Pending)",
+                state.message.as_deref().unwrap_or("")
+            ),
+        );
+        tracker.correct(state.clone());
+        return tracker.into_run(state, None);
+    }
     let proposed = state.clone();
     let mut state = tracker.finish(state);
     if state.is_successful() {

@@ -41,6 +41,9 @@ pub struct FlowDef {
     pub fail_fast: bool,
     /// Most task runs running at once (None: no limit).
     pub max_concurrency: Option<usize>,
+    /// Checkpoint every task's result (those whose output serializes), so a later run under the
+    /// same id can resume.
+    pub persist: bool,
     /// Called on the flow run's state changes.
     pub state_handlers: &'static [StateHandler],
     /// The graph built by the macro.
@@ -126,6 +129,10 @@ pub struct RunConfig {
     pub(crate) run_id: Option<Uuid>,
     pub(crate) fail_fast: Option<bool>,
     pub(crate) max_concurrency: Option<Option<usize>>,
+    pub(crate) persist: Option<bool>,
+    pub(crate) resume: bool,
+    pub(crate) max_task_runs: Option<u64>,
+    pub(crate) deadline: Option<std::time::Instant>,
     pub(crate) sinks: Vec<Arc<dyn EventSink>>,
     pub(crate) results: Option<Arc<dyn ResultStore>>,
 }
@@ -143,6 +150,34 @@ impl RunConfig {
     /// Override `fail_fast`.
     pub fn fail_fast(mut self, on: bool) -> Self {
         self.fail_fast = Some(on);
+        self
+    }
+    /// Continue the run `id`: tasks whose results that run checkpointed are restored (state
+    /// Cached) instead of run again; the others run. Checkpoints come from `persist` (task or
+    /// flow option), so a flow meant to resume has `#[flow(persist)]`.
+    pub fn resume(mut self, id: Uuid) -> Self {
+        self.run_id = Some(id);
+        self.resume = true;
+        self
+    }
+    /// Continue the run a [`Handoff`] describes.
+    pub fn resume_from(self, handoff: &Handoff) -> Self {
+        self.resume(handoff.run_id)
+    }
+    /// Override `persist`.
+    pub fn persist(mut self, on: bool) -> Self {
+        self.persist = Some(on);
+        self
+    }
+    /// Start at most `n` task runs (restored and cached ones are free); the rest stay Pending
+    /// and the run ends Pending, to be resumed (seed 004's serverless invocations).
+    pub fn max_task_runs(mut self, n: u64) -> Self {
+        self.max_task_runs = Some(n);
+        self
+    }
+    /// Start no task run after `deadline`; the rest stay Pending.
+    pub fn deadline(mut self, deadline: std::time::Instant) -> Self {
+        self.deadline = Some(deadline);
         self
     }
     /// Override `max_concurrency` (0: no limit).
@@ -169,6 +204,8 @@ impl fmt::Debug for RunConfig {
             .field("run_id", &self.run_id)
             .field("fail_fast", &self.fail_fast)
             .field("max_concurrency", &self.max_concurrency)
+            .field("resume", &self.resume)
+            .field("max_task_runs", &self.max_task_runs)
             .field("sinks", &self.sinks.len())
             .field("results", &self.results)
             .finish()
@@ -233,6 +270,11 @@ pub struct FlowCtx {
     graph: Option<&'static FlowGraph>,
     run_id: Uuid,
     cancel: Option<CancelFlag>,
+    persist: bool,
+    restore: bool,
+    /// Task runs that may still start (None: no budget).
+    budget: Option<std::sync::atomic::AtomicU64>,
+    deadline: Option<std::time::Instant>,
     limit: Option<Semaphore>,
     reports: Mutex<Vec<TaskRunReport>>,
     sinks: Vec<Arc<dyn EventSink>>,
@@ -250,6 +292,10 @@ impl FlowCtx {
             graph: Some(def.graph),
             run_id: config.run_id.unwrap_or_else(Uuid::new_v4),
             cancel: fail_fast.then(CancelFlag::new),
+            persist: config.persist.unwrap_or(def.persist),
+            restore: config.resume,
+            budget: config.max_task_runs.map(std::sync::atomic::AtomicU64::new),
+            deadline: config.deadline,
             limit: limit.map(Semaphore::new),
             reports: Mutex::new(Vec::new()),
             sinks: config.sinks,
@@ -265,6 +311,10 @@ impl FlowCtx {
             graph: None,
             run_id: Uuid::new_v4(),
             cancel: None,
+            persist: false,
+            restore: false,
+            budget: None,
+            deadline: None,
             limit: None,
             reports: Mutex::new(Vec::new()),
             sinks: Vec::new(),
@@ -280,6 +330,27 @@ impl FlowCtx {
     /// A node id for a task run awaited in glue rather than planned in the graph.
     pub(crate) fn next_unplanned_node(&self) -> u32 {
         self.unplanned.fetch_add(1, Ordering::Relaxed)
+    }
+    pub(crate) fn persists(&self) -> bool {
+        self.persist
+    }
+    pub(crate) fn restores(&self) -> bool {
+        self.restore
+    }
+    /// Takes one task run from the budget; false when it is used up or the deadline passed.
+    pub(crate) fn take_budget(&self) -> bool {
+        if self
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            return false;
+        }
+        match &self.budget {
+            None => true,
+            Some(left) => left
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok(),
+        }
     }
     pub(crate) fn results(&self) -> &dyn ResultStore {
         &*self.results
@@ -471,7 +542,75 @@ pub struct FlowRun<R> {
     pub graph: &'static FlowGraph,
 }
 
+/// The states of a run, to hand to a later invocation that continues it (seed 004's serverless
+/// runs): serde-serializable, e.g. to JSON for a queue message.
+///
+/// ```
+/// use weft::prelude::*;
+/// use weft::Handoff;
+///
+/// #[task] fn step() -> u32 { 1 }
+///
+/// #[flow(persist)]
+/// async fn job() -> u32 {
+///     let a = step()?;
+///     a
+/// }
+///
+/// # #[tokio::main] async fn main() {
+/// # let store = std::sync::Arc::new(weft::results::MemoryStore::default());
+/// let first = job::run_with(RunConfig::new().max_task_runs(0).result_store(store.clone())).await;
+/// assert_eq!(first.state.kind, StateKind::Pending);
+/// let json = serde_json::to_string(&first.handoff()).unwrap();
+/// let handoff: Handoff = serde_json::from_str(&json).unwrap();
+/// let next = job::run_with(RunConfig::new().resume_from(&handoff).result_store(store)).await;
+/// assert_eq!(next.result, Ok(1));
+/// assert_eq!(next.id, first.id);
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Handoff {
+    /// The run to continue.
+    pub run_id: Uuid,
+    /// The flow's name.
+    pub flow: String,
+    /// Every task run's state so far.
+    pub tasks: Vec<HandoffTask>,
+}
+
+/// One task run in a [`Handoff`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HandoffTask {
+    /// The task's name.
+    pub task: String,
+    /// Its node in the flow graph.
+    pub node: u32,
+    /// Its element index, for a mapped task.
+    pub map_index: Option<u32>,
+    /// Its state.
+    pub state: State,
+}
+
 impl<R> FlowRun<R> {
+    /// The run's states, for a later invocation to continue it with
+    /// [`RunConfig::resume_from`].
+    pub fn handoff(&self) -> Handoff {
+        Handoff {
+            run_id: self.id,
+            flow: self.name.to_owned(),
+            tasks: self
+                .task_runs
+                .iter()
+                .map(|r| HandoffTask {
+                    task: r.task.to_owned(),
+                    node: r.id.node,
+                    map_index: r.id.map_index,
+                    state: r.state.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// The flow's return value, or why there is none.
     pub fn into_result(self) -> Result<R, FlowError> {
         self.result
@@ -571,6 +710,12 @@ where
         Err(FlowError::Upstream { task, state, .. }) if state.is_skipped() => State::skipped(
             format!("the flow body stopped: it needed the value of '{task}', which was skipped"),
         ),
+        Err(FlowError::Upstream { task, state, .. }) if state.kind == StateKind::Pending => {
+            State::new(
+                StateKind::Pending,
+                Some(format!("the flow body waits for '{task}'")),
+            )
+        }
         Err(e) => State::not_run(e.to_string()),
     };
     for node in def.graph.nodes.iter() {
@@ -603,12 +748,27 @@ where
                 .any(|e| e.id.node == r.id.node && e.id.map_index.is_some())
     };
     let counted: Vec<&TaskRunReport> = reports.iter().filter(|r| !is_summary(r)).collect();
+    let pending = counted
+        .iter()
+        .filter(|r| r.state.kind == StateKind::Pending)
+        .count();
     let failed: Vec<&TaskRunReport> = counted
         .iter()
         .copied()
-        .filter(|r| !(r.state.is_successful() || r.state.is_skipped()))
+        .filter(|r| {
+            !(r.state.is_successful() || r.state.is_skipped() || r.state.kind == StateKind::Pending)
+        })
         .collect();
     let proposed = match (&result, failed.first()) {
+        // A budget stopped the run: it is not over, resume it under the same id.
+        (_, None) if pending > 0 => State::new(
+            StateKind::Pending,
+            Some(format!(
+                "{pending} of {} task runs not started yet; resume run {} to continue",
+                counted.len(),
+                cx.run_id
+            )),
+        ),
         // A value the body needed is missing: its task's state decides (a skip is no failure).
         (Err(FlowError::Upstream { .. }), None) => State::new(
             StateKind::Completed,
@@ -630,6 +790,12 @@ where
     flow_state = flow_transition(&cx, def, flow_state, proposed);
     if flow_state.is_successful() {
         tracing::info!(target: "weft", "Flow run SUCCESS: all reference tasks succeeded");
+    } else if flow_state.kind == StateKind::Pending {
+        tracing::info!(
+            target: "weft",
+            "Flow run PENDING: {}",
+            flow_state.message.as_deref().unwrap_or("")
+        );
     } else {
         tracing::error!(
             target: "weft",

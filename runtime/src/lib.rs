@@ -15,7 +15,7 @@ pub mod viz;
 
 mod driver;
 
-pub use flow::{EventSink, FlowDef, FlowError, FlowRun, RunConfig, RunEvent};
+pub use flow::{EventSink, FlowDef, FlowError, FlowRun, Handoff, HandoffTask, RunConfig, RunEvent};
 pub use graph::{CycleError, Edge, EdgeKind, FlowGraph, Node, NodeKind};
 pub use state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
 pub use task::{
@@ -62,6 +62,56 @@ pub mod __private {
     pub fn encode_inputs<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, String> {
         crate::results::encode_value(v)
     }
+    /// Best-effort storage of a task output (autoref specialization): serde types through
+    /// [`StoreViaSerde`], everything else through [`StoreFallback`], which stores nothing.
+    pub struct Storable<'a, T>(pub &'a T);
+    /// The serde path of [`Storable`].
+    pub trait StoreViaSerde {
+        /// The encoded value.
+        fn weft_encode(&self) -> Option<Result<Vec<u8>, String>>;
+    }
+    impl<T: serde::Serialize> StoreViaSerde for &Storable<'_, T> {
+        fn weft_encode(&self) -> Option<Result<Vec<u8>, String>> {
+            Some(crate::results::encode_value(self.0))
+        }
+    }
+    /// The fallback of [`Storable`]: not stored.
+    pub trait StoreFallback {
+        /// Nothing.
+        fn weft_encode(&self) -> Option<Result<Vec<u8>, String>> {
+            None
+        }
+    }
+    impl<T> StoreFallback for Storable<'_, T> {}
+
+    /// Best-effort restoring of a task output, the counterpart of [`Storable`].
+    pub struct Restorable<T>(pub std::marker::PhantomData<T>);
+    /// The serde path of [`Restorable`].
+    pub trait RestoreViaSerde {
+        /// The output type.
+        type Value;
+        /// The decoded value.
+        fn weft_decode(&self, bytes: &[u8]) -> Option<Result<Self::Value, String>>;
+    }
+    impl<T: serde::de::DeserializeOwned> RestoreViaSerde for &Restorable<T> {
+        type Value = T;
+        fn weft_decode(&self, bytes: &[u8]) -> Option<Result<T, String>> {
+            Some(crate::results::decode_value(bytes))
+        }
+    }
+    /// The fallback of [`Restorable`]: nothing to restore.
+    pub trait RestoreFallback {
+        /// The output type.
+        type Value;
+        /// Nothing.
+        fn weft_decode(&self, _bytes: &[u8]) -> Option<Result<Self::Value, String>> {
+            None
+        }
+    }
+    impl<T> RestoreFallback for Restorable<T> {
+        type Value = T;
+    }
+
     /// Checks one input of a task with `cache_for` (spanned at its type by the macro).
     pub fn cache_input<T: CacheInput + ?Sized>(v: &T) -> &T {
         v

@@ -114,6 +114,7 @@ pub fn generate(
         }
     });
     let fail_fast = opts.fail_fast;
+    let persist = opts.persist;
     let max_concurrency = match opts.max_concurrency {
         Some(n) => {
             let n = n as usize;
@@ -257,6 +258,7 @@ pub fn generate(
                 static DEF: ::weft::FlowDef = ::weft::FlowDef {
                     name: #flow_name,
                     fail_fast: #fail_fast,
+                    persist: #persist,
                     max_concurrency: #max_concurrency,
                     state_handlers: #handlers,
                     graph: &GRAPH,

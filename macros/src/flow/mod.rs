@@ -10,7 +10,13 @@ use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, Pat};
 
-const KNOWN: &[&str] = &["name", "state_handlers", "fail_fast", "max_concurrency"];
+const KNOWN: &[&str] = &[
+    "name",
+    "state_handlers",
+    "fail_fast",
+    "max_concurrency",
+    "persist",
+];
 
 /// Parsed and validated `#[flow(...)]` options.
 #[derive(Default)]
@@ -19,6 +25,7 @@ pub struct FlowOpts {
     pub state_handlers: Vec<syn::Path>,
     pub fail_fast: bool,
     pub max_concurrency: Option<u64>,
+    pub persist: bool,
 }
 
 fn parse_opts(args: TokenStream, errors: &mut Errors) -> FlowOpts {
@@ -35,6 +42,7 @@ fn parse_opts(args: TokenStream, errors: &mut Errors) -> FlowOpts {
             "state_handlers" => o.state_handlers = options::paths(&arg, errors),
             "fail_fast" => o.fail_fast = options::boolean(&arg, errors).unwrap_or(false),
             "max_concurrency" => o.max_concurrency = options::int(&arg, errors, 1, u32::MAX as u64),
+            "persist" => o.persist = options::boolean(&arg, errors).unwrap_or(false),
             _ => options::unknown_option(errors, &arg, KNOWN, "flow"),
         }
     }
