@@ -71,7 +71,11 @@ async fn invocation(store: Arc<LocalStore>, message: Option<String>) -> Option<S
         println!("{}", run.to_dot());
         None
     } else {
-        assert_eq!(run.state.kind, StateKind::Pending, "a budgeted run pauses, it does not fail");
+        assert_eq!(
+            run.state.kind,
+            StateKind::Pending,
+            "a budgeted run pauses, it does not fail"
+        );
         Some(serde_json::to_string(&run.handoff()).expect("states serialize"))
     }
 }

@@ -256,3 +256,57 @@ async fn persist_checkpoints_results_in_a_real_directory() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+static DAILY: AtomicU32 = AtomicU32::new(0);
+
+#[task(target = "{date:%Y-%m-%d}/{task_name}-{size}.bin")]
+async fn daily(size: u32) -> Vec<u32> {
+    DAILY.fetch_add(1, Ordering::SeqCst);
+    (0..size).collect()
+}
+
+#[flow]
+async fn daily_flow(size: u32) -> usize {
+    let d = daily(size)?;
+    d.len()
+}
+
+#[task(target = "{region}/{task_name}.bin")]
+async fn regional() -> u32 {
+    1
+}
+
+#[flow]
+async fn without_region(size: u32) -> u32 {
+    let _ = size;
+    let r = regional()?;
+    r
+}
+
+#[tokio::test]
+async fn an_existing_target_is_loaded_instead_of_running_the_task() {
+    let dir = std::env::temp_dir().join(format!("weft-target-{}", uuid::Uuid::new_v4()));
+    let store = Arc::new(LocalStore::new(&dir));
+    let cfg = || RunConfig::new().result_store(store.clone());
+    let first = daily_flow::run_with(cfg(), 3).await;
+    assert_eq!(first.result, Ok(3));
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(dir.join(&today).join("daily-3.bin").is_file());
+    let second = daily_flow::run_with(cfg(), 3).await;
+    let report = second.task("daily").unwrap();
+    assert_eq!(report.state.kind, StateKind::Cached);
+    assert_eq!(report.state.message.as_deref(), Some("its target exists"));
+    assert_eq!(DAILY.load(Ordering::SeqCst), 1);
+    let other = daily_flow::run_with(cfg(), 4).await;
+    assert_eq!(
+        other.task("daily").unwrap().state.kind,
+        StateKind::Completed,
+        "another parameter, another target"
+    );
+
+    let bad = without_region::run_with(cfg(), 1).await;
+    let state = &bad.task("regional").unwrap().state;
+    assert_eq!(state.kind, StateKind::Failed);
+    assert!(state.message.as_deref().unwrap().contains("`{region}` is not a placeholder here; use one of date, task_name, flow_name, flow_run_id, size"), "{state}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

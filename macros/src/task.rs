@@ -22,6 +22,7 @@ const KNOWN: &[&str] = &[
     "cache_version",
     "cache_key",
     "persist",
+    "target",
 ];
 
 /// Parsed and validated `#[task(...)]` options.
@@ -40,6 +41,7 @@ struct TaskOpts {
     cache_version: Option<String>,
     cache_key: Option<syn::Path>,
     persist: bool,
+    target: Option<String>,
 }
 
 fn parse_opts(args: TokenStream, errors: &mut Errors) -> TaskOpts {
@@ -89,6 +91,14 @@ fn parse_opts(args: TokenStream, errors: &mut Errors) -> TaskOpts {
                 }
             }
             "persist" => o.persist = options::boolean(&arg, errors).unwrap_or(false),
+            "target" => {
+                if let Some((t, span)) = options::string(&arg, errors) {
+                    match check_target(&t) {
+                        Ok(()) => o.target = Some(t),
+                        Err(why) => errors.at(span, format!("`target` = {t:?}: {why}")),
+                    }
+                }
+            }
             _ => options::unknown_option(errors, &arg, KNOWN, "task"),
         }
     }
@@ -107,6 +117,64 @@ fn parse_opts(args: TokenStream, errors: &mut Errors) -> TaskOpts {
         }
     }
     o
+}
+
+/// Checks a target template's syntax: `{name}` placeholders (identifiers; flow parameters are
+/// only known at run time) and `{date:<strftime>}` formats.
+fn check_target(t: &str) -> Result<(), String> {
+    if t.trim().is_empty() {
+        return Err("a target is a non-empty path template".into());
+    }
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            return Err("a `{` is never closed".into());
+        };
+        let inner = &rest[open + 1..open + close];
+        let (name, format) = match inner.split_once(':') {
+            Some((n, f)) => (n, Some(f)),
+            None => (inner, None),
+        };
+        let ident = name.starts_with(|c: char| c.is_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+        if !ident {
+            return Err(format!(
+                "`{{{inner}}}` is not a placeholder: use {{date}}, {{date:%Y-%m-%d}}, {{task_name}}, {{flow_name}}, {{flow_run_id}} or a flow parameter's name"
+            ));
+        }
+        match (name, format) {
+            ("date", Some(f)) => check_strftime(f)?,
+            (_, Some(_)) => return Err(format!("only `date` takes a format, not `{name}`")),
+            _ => {}
+        }
+        rest = &rest[open + close + 1..];
+    }
+    if rest.contains('}') {
+        return Err("a `}` has no matching `{`".into());
+    }
+    Ok(())
+}
+
+fn check_strftime(f: &str) -> Result<(), String> {
+    const SPECS: &str = "aAbBcCdDeFgGhHIjklmMnpPrRsStTuUVwWxXyYzZ%+";
+    let mut chars = f.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            continue;
+        }
+        let mut spec = chars.next();
+        while spec
+            .is_some_and(|s| "-_0^#".contains(s) || s.is_ascii_digit() || s == '.' || s == ':')
+        {
+            spec = chars.next();
+        }
+        match spec {
+            Some(s) if SPECS.contains(s) || s == 'f' => {}
+            Some(s) => return Err(format!("`%{s}` is not a strftime conversion")),
+            None => return Err("the date format ends with a lone `%`".into()),
+        }
+    }
+    Ok(())
 }
 
 const TRIGGERS: &[(&str, &str)] = &[
@@ -416,7 +484,11 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     };
     let cache_version = opts.cache_version.clone().unwrap_or_default();
     let persist = opts.persist;
-    let stores = opts.cache_for.is_some() || opts.persist;
+    let target = match &opts.target {
+        Some(t) => quote!(::core::option::Option::Some(#t)),
+        None => quote!(::core::option::Option::None),
+    };
+    let stores = opts.cache_for.is_some() || opts.persist || opts.target.is_some();
     let output_codec = if stores {
         let span = match &sig.output {
             ReturnType::Type(_, t) => t.span(),
@@ -539,6 +611,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                 cache_for: #cache_for,
                 cache_version: #cache_version,
                 persist: #persist,
+                target: #target,
             };
             type Output = #output_ty;
             #output_codec

@@ -49,6 +49,27 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
             reused = Some((v, "restored from this run's checkpoint"));
         }
     }
+    let target = match opts.target.map(|t| cx.render_target(t, name)) {
+        Some(Ok(key)) => Some(key),
+        Some(Err(why)) => {
+            let state = tracker.finish(State::failed(why));
+            log(
+                quiet,
+                Level::ERROR,
+                format_args!(
+                    "Task '{name}': Finished task run for task with final state: 'Failed' ({})",
+                    state.message.as_deref().unwrap_or("")
+                ),
+            );
+            return tracker.into_run(state, None);
+        }
+        None => None,
+    };
+    if let (None, Some(key)) = (&reused, &target) {
+        if let Some(v) = lookup::<D>(cx, key, name).await {
+            reused = Some((v, "its target exists"));
+        }
+    }
     let cache_key = cache_key::<D, A>(opts, &args);
     if let (None, Some(key)) = (&reused, &cache_key) {
         if let Some(v) = lookup::<D>(cx, key, name).await {
@@ -168,11 +189,17 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
     }
     // Encoded here, before any await: the value itself need not be `Sync`.
     let persist = opts.persist || cx.persists();
+    let wanted = cache_key.is_some() || persist || target.is_some();
     let payload = value
         .as_ref()
-        .and_then(|v| encode_for_store::<D>(opts.name, cache_key.is_some() || persist, v));
+        .and_then(|v| encode_for_store::<D>(opts.name, wanted, v));
     if let Some(payload) = payload {
-        store_result(cx, id, opts, cache_key.as_deref(), persist, payload).await;
+        let writes = Writes {
+            cache_key: cache_key.as_deref(),
+            persist,
+            target: target.as_deref(),
+        };
+        store_result(cx, id, opts, writes, payload).await;
     }
     let level = if state.is_failed() {
         Level::ERROR
@@ -291,16 +318,27 @@ fn encode_for_store<D: Task>(name: &str, wanted: bool, value: &D::Output) -> Opt
     }
 }
 
-/// Writes a successful result to the cache and, with `persist`, as the run's checkpoint.
+/// Where a successful result goes.
+struct Writes<'a> {
+    cache_key: Option<&'a str>,
+    persist: bool,
+    target: Option<&'a str>,
+}
+
+/// Writes a successful result to the cache, its target and, with `persist`, as the run's
+/// checkpoint.
 async fn store_result(
     cx: &FlowCtx,
     id: TaskRunId,
     opts: &TaskOptions,
-    cache_key: Option<&str>,
-    persist: bool,
+    to: Writes<'_>,
     payload: Vec<u8>,
 ) {
     let mut writes = Vec::new();
+    if let Some(key) = to.target {
+        writes.push((key.to_owned(), crate::results::encode_entry(&payload, None)));
+    }
+    let (cache_key, persist) = (to.cache_key, to.persist);
     if let (Some(key), Some(ttl)) = (cache_key, opts.cache_for) {
         let expires =
             chrono::Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX);

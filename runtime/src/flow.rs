@@ -133,6 +133,7 @@ pub struct RunConfig {
     pub(crate) resume: bool,
     pub(crate) max_task_runs: Option<u64>,
     pub(crate) deadline: Option<std::time::Instant>,
+    pub(crate) params: Vec<(&'static str, Option<String>)>,
     pub(crate) sinks: Vec<Arc<dyn EventSink>>,
     pub(crate) results: Option<Arc<dyn ResultStore>>,
 }
@@ -178,6 +179,12 @@ impl RunConfig {
     /// Start no task run after `deadline`; the rest stay Pending.
     pub fn deadline(mut self, deadline: std::time::Instant) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+    /// The flow's parameters as text, for target templates (set by generated code).
+    #[doc(hidden)]
+    pub fn with_params(mut self, params: Vec<(&'static str, Option<String>)>) -> Self {
+        self.params = params;
         self
     }
     /// Override `max_concurrency` (0: no limit).
@@ -275,6 +282,8 @@ pub struct FlowCtx {
     /// Task runs that may still start (None: no budget).
     budget: Option<std::sync::atomic::AtomicU64>,
     deadline: Option<std::time::Instant>,
+    params: Vec<(&'static str, Option<String>)>,
+    started: chrono::DateTime<chrono::Utc>,
     limit: Option<Semaphore>,
     reports: Mutex<Vec<TaskRunReport>>,
     sinks: Vec<Arc<dyn EventSink>>,
@@ -296,6 +305,8 @@ impl FlowCtx {
             restore: config.resume,
             budget: config.max_task_runs.map(std::sync::atomic::AtomicU64::new),
             deadline: config.deadline,
+            params: config.params,
+            started: Utc::now(),
             limit: limit.map(Semaphore::new),
             reports: Mutex::new(Vec::new()),
             sinks: config.sinks,
@@ -315,6 +326,8 @@ impl FlowCtx {
             restore: false,
             budget: None,
             deadline: None,
+            params: Vec::new(),
+            started: Utc::now(),
             limit: None,
             reports: Mutex::new(Vec::new()),
             sinks: Vec::new(),
@@ -333,6 +346,54 @@ impl FlowCtx {
     }
     pub(crate) fn persists(&self) -> bool {
         self.persist
+    }
+    /// Renders a target template: `{date}` / `{date:<strftime>}` (the run's start, UTC),
+    /// `{task_name}`, `{flow_name}`, `{flow_run_id}` and the flow's parameters by name.
+    pub(crate) fn render_target(&self, template: &str, task: &str) -> Result<String, String> {
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("target {template:?}: unclosed `{{`"))?;
+            let inner = &rest[open + 1..open + close];
+            let (name, format) = match inner.split_once(':') {
+                Some((n, f)) => (n, Some(f)),
+                None => (inner, None),
+            };
+            match name {
+                "date" => {
+                    use std::fmt::Write;
+                    write!(out, "{}", self.started.format(format.unwrap_or("%Y-%m-%d")))
+                        .map_err(|_| format!("target {template:?}: bad date format {format:?}"))?;
+                }
+                "task_name" => out.push_str(task),
+                "flow_name" => out.push_str(self.name),
+                "flow_run_id" => out.push_str(&self.run_id.to_string()),
+                param => match self.params.iter().find(|(n, _)| *n == param) {
+                    Some((_, Some(text))) => out.push_str(text),
+                    Some((_, None)) => {
+                        return Err(format!(
+                            "target {template:?}: parameter `{param}` has no text form (implement Display for its type)"
+                        ))
+                    }
+                    None => {
+                        let known: Vec<&str> = ["date", "task_name", "flow_name", "flow_run_id"]
+                            .into_iter()
+                            .chain(self.params.iter().map(|(n, _)| *n))
+                            .collect();
+                        return Err(format!(
+                            "target {template:?}: `{{{param}}}` is not a placeholder here; use one of {}",
+                            known.join(", ")
+                        ));
+                    }
+                },
+            }
+            rest = &rest[open + close + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
     }
     pub(crate) fn restores(&self) -> bool {
         self.restore

@@ -112,6 +112,28 @@ pub mod __private {
         type Value = T;
     }
 
+    /// A flow parameter as text for target templates, when it is `Display` (autoref
+    /// specialization as for [`Storable`]).
+    pub struct ParamText<'a, T>(pub &'a T);
+    /// The `Display` path of [`ParamText`].
+    pub trait ParamViaDisplay {
+        /// The text.
+        fn weft_text(&self) -> Option<String>;
+    }
+    impl<T: std::fmt::Display> ParamViaDisplay for &ParamText<'_, T> {
+        fn weft_text(&self) -> Option<String> {
+            Some(self.0.to_string())
+        }
+    }
+    /// The fallback of [`ParamText`]: no text.
+    pub trait ParamFallback {
+        /// Nothing.
+        fn weft_text(&self) -> Option<String> {
+            None
+        }
+    }
+    impl<T> ParamFallback for ParamText<'_, T> {}
+
     /// Checks one input of a task with `cache_for` (spanned at its type by the macro).
     pub fn cache_input<T: CacheInput + ?Sized>(v: &T) -> &T {
         v

@@ -138,6 +138,9 @@ pub struct TaskOptions {
     pub cache_version: &'static str,
     /// Checkpoint every successful result in the run's result store.
     pub persist: bool,
+    /// Where the result lives, as a template (`"{date:%Y-%m-%d}/{task_name}.bin"`): when it
+    /// exists the task is not run and its value is loaded (Cached).
+    pub target: Option<&'static str>,
 }
 
 impl TaskOptions {
@@ -157,6 +160,7 @@ impl TaskOptions {
             cache_for: None,
             cache_version: "",
             persist: false,
+            target: None,
         }
     }
 

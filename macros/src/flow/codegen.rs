@@ -127,6 +127,7 @@ pub fn generate(
     // ---- The driver.
     let param_idents: Vec<&Ident> = params.iter().map(|p| &p.ident).collect();
     let param_types: Vec<&syn::Type> = params.iter().map(|p| &p.ty).collect();
+    let param_names: Vec<String> = params.iter().map(|p| p.ident.to_string()).collect();
     let rebind_params = params.iter().map(|p| {
         let id = &p.ident;
         if p.mutable {
@@ -270,6 +271,14 @@ pub fn generate(
             /// event sinks).
             #[allow(clippy::all, unused_braces, unreachable_code)]
             #vis async fn run_with(#config: ::weft::RunConfig, #(#param_idents: #param_types),*) -> ::weft::FlowRun<#ret_ty> {
+                let #config = #config.with_params(::std::vec![#((
+                    #param_names,
+                    {
+                        #[allow(unused_imports)]
+                        use ::weft::__private::{ParamFallback as _, ParamViaDisplay as _};
+                        (&&::weft::__private::ParamText(&#param_idents)).weft_text()
+                    }
+                )),*]);
                 ::weft::__private::run_flow(Self::definition(), #config, move |#cx_arc| async move {
                     let #cx: &::weft::__private::FlowCtx = &#cx_arc;
                     #(#rebind_params)*
