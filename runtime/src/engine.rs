@@ -42,38 +42,25 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
         return tracker.into_run(state, None);
     }
 
-    // A resumed run restores what it checkpointed; then the cache; then the budget.
-    let mut reused = None;
-    if cx.restores() {
-        if let Some(v) = lookup::<D>(cx, &run_result_key(id), name).await {
-            reused = Some((v, "restored from this run's checkpoint"));
-        }
-    }
-    let target = match opts.target.map(|t| cx.render_target(t, name)) {
-        Some(Ok(key)) => Some(key),
-        Some(Err(why)) => {
-            let state = tracker.finish(State::failed(why));
-            log(
-                quiet,
-                Level::ERROR,
-                format_args!(
-                    "Task '{name}': Finished task run for task with final state: 'Failed' ({})",
-                    state.message.as_deref().unwrap_or("")
-                ),
-            );
-            return tracker.into_run(state, None);
-        }
-        None => None,
-    };
-    if let (None, Some(key)) = (&reused, &target) {
-        if let Some(v) = lookup::<D>(cx, key, name).await {
-            reused = Some((v, "its target exists"));
-        }
-    }
+    // A resumed run restores what it checkpointed; then its target; then the cache; then the
+    // budget. The lookups are boxed: most tasks have none, and their futures stay small.
     let cache_key = cache_key::<D, A>(opts, &args);
-    if let (None, Some(key)) = (&reused, &cache_key) {
-        if let Some(v) = lookup::<D>(cx, key, name).await {
-            reused = Some((v, "a result of the same inputs was reused"));
+    let (mut reused, mut target) = (None, None);
+    if cx.restores() || opts.target.is_some() || cache_key.is_some() {
+        match Box::pin(find_reusable::<D>(cx, id, cache_key.as_deref())).await {
+            Ok(found) => (reused, target) = found,
+            Err(why) => {
+                let state = tracker.finish(State::failed(why));
+                log(
+                    quiet,
+                    Level::ERROR,
+                    format_args!(
+                        "Task '{name}': Finished task run for task with final state: 'Failed' ({})",
+                        state.message.as_deref().unwrap_or("")
+                    ),
+                );
+                return tracker.into_run(state, None);
+            }
         }
     }
     if reused.is_none() && !cx.take_budget() {
@@ -199,7 +186,7 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
             persist,
             target: target.as_deref(),
         };
-        store_result(cx, id, opts, writes, payload).await;
+        Box::pin(store_result(cx, id, opts, writes, payload)).await;
     }
     let level = if state.is_failed() {
         Level::ERROR
@@ -228,6 +215,40 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
         cx.note_failure(name, &state);
     }
     tracker.into_run(state, value)
+}
+
+/// A value to reuse instead of running (and why), with the run's target key; Err when the
+/// target template does not render.
+type Reusable<T> = (Option<(T, &'static str)>, Option<String>);
+
+async fn find_reusable<D: Task>(
+    cx: &FlowCtx,
+    id: TaskRunId,
+    cache_key: Option<&str>,
+) -> Result<Reusable<D::Output>, String> {
+    let opts = &D::OPTIONS;
+    let name = opts.name;
+    let mut reused = None;
+    if cx.restores() {
+        if let Some(v) = lookup::<D>(cx, &run_result_key(id), name).await {
+            reused = Some((v, "restored from this run's checkpoint"));
+        }
+    }
+    let target = match opts.target {
+        Some(t) => Some(cx.render_target(t, name)?),
+        None => None,
+    };
+    if let (None, Some(key)) = (&reused, &target) {
+        if let Some(v) = lookup::<D>(cx, key, name).await {
+            reused = Some((v, "its target exists"));
+        }
+    }
+    if let (None, Some(key)) = (&reused, cache_key) {
+        if let Some(v) = lookup::<D>(cx, key, name).await {
+            reused = Some((v, "a result of the same inputs was reused"));
+        }
+    }
+    Ok((reused, target))
 }
 
 /// `cache/<task>/<blake3 of name, cache_version and inputs>.bin`, for tasks with `cache_for`.

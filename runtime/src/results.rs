@@ -43,15 +43,20 @@ pub trait ResultStore: Send + Sync + fmt::Debug {
 /// assert!(store.put("../escape.bin", vec![]).await.is_err(), "keys stay inside the directory");
 /// # std::fs::remove_dir_all(&dir)?; Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LocalStore {
     dir: PathBuf,
+    /// Directories known to exist, so a put costs a write and a rename, not a `mkdir -p` too.
+    made: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 impl LocalStore {
     /// A store below `dir` (created on the first write).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        LocalStore { dir: dir.into() }
+        LocalStore {
+            dir: dir.into(),
+            made: Mutex::new(Default::default()),
+        }
     }
 
     /// `$WEFT_HOME/.weft/results`, `WEFT_HOME` defaulting to the current directory.
@@ -92,23 +97,49 @@ impl ResultStore for LocalStore {
         })
     }
 
+    // Writes go to the blocking pool: they may run side by side, and a slow disk never stalls
+    // the flow's worker thread.
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
             let path = self.path_of(key)?;
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
+            let parent = path.parent().map(Path::to_path_buf);
+            let known = parent
+                .as_ref()
+                .is_none_or(|p| self.made.lock().unwrap().contains(p));
+            let written =
+                tokio::task::spawn_blocking(move || write_atomically(&path, &bytes, known))
+                    .await
+                    .map_err(io::Error::other)??;
+            if let (false, Some(p)) = (known, parent) {
+                self.made.lock().unwrap().insert(p);
             }
-            let tmp = path.with_extension(format!(
-                "tmp.{}.{:x}",
-                std::process::id(),
-                rand::random::<u64>()
-            ));
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::rename(&tmp, &path).inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })
+            Ok(written)
         })
     }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+fn write_atomically(path: &Path, bytes: &[u8], dir_known: bool) -> io::Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    if !dir_known {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension(format!(
+        "tmp.{}.{:x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        // The directory may have been removed behind our back: make it again, once.
+        if e.kind() != io::ErrorKind::NotFound {
+            return Err(e);
+        }
+        std::fs::create_dir_all(parent)?;
+        std::fs::write(&tmp, bytes)?;
+    }
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// Entries in memory, for tests.
