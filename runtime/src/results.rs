@@ -106,14 +106,13 @@ impl ResultStore for LocalStore {
             let known = parent
                 .as_ref()
                 .is_none_or(|p| self.made.lock().unwrap().contains(p));
-            let written =
-                tokio::task::spawn_blocking(move || write_atomically(&path, &bytes, known))
-                    .await
-                    .map_err(io::Error::other)??;
+            tokio::task::spawn_blocking(move || write_atomically(&path, &bytes, known))
+                .await
+                .map_err(io::Error::other)??;
             if let (false, Some(p)) = (known, parent) {
                 self.made.lock().unwrap().insert(p);
             }
-            Ok(written)
+            Ok(())
         })
     }
 }
