@@ -15,6 +15,10 @@ pub mod viz;
 
 mod driver;
 
+/// The `object_store` crate, for building S3, GCS or Azure backends (feature `object-store`).
+#[cfg(feature = "object-store")]
+pub use object_store;
+
 pub use flow::{EventSink, FlowDef, FlowError, FlowRun, Handoff, HandoffTask, RunConfig, RunEvent};
 pub use graph::{CycleError, Edge, EdgeKind, FlowGraph, Node, NodeKind};
 pub use state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
