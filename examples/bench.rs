@@ -225,6 +225,28 @@ struct Row {
     met: bool,
 }
 
+impl Row {
+    /// A row of two figures in `unit` (µs per run, or ms of wall time) against an upper limit.
+    fn limit(
+        case: &'static str,
+        w: f64,
+        b: f64,
+        unit: &str,
+        digits: usize,
+        target: &'static str,
+        limit: f64,
+    ) -> Row {
+        Row {
+            case,
+            weft: format!("{w:.digits$} {unit}"),
+            tokio: format!("{b:.digits$} {unit}"),
+            ratio: w / b,
+            target,
+            met: w <= limit,
+        }
+    }
+}
+
 fn us(d: Duration, per: u64) -> f64 {
     d.as_secs_f64() * 1e6 / per as f64
 }
@@ -296,14 +318,7 @@ async fn main() {
         ),
     ] {
         let (w, b) = (us(weft, DIAMOND_RUNS), us(base, DIAMOND_RUNS));
-        rows.push(Row {
-            case,
-            weft: format!("{w:.1} µs"),
-            tokio: format!("{b:.1} µs"),
-            ratio: w / b,
-            target: "≤ 50 µs",
-            met: w <= 50.0,
-        });
+        rows.push(Row::limit(case, w, b, "µs", 1, "≤ 50 µs", 50.0));
     }
 
     // (c)
@@ -326,14 +341,15 @@ async fn main() {
     })
     .await;
     let (w, b) = (weft_c.as_secs_f64() * 1e3, tokio_c.as_secs_f64() * 1e3);
-    rows.push(Row {
-        case: "(c) `nap::map(0..10_000)` of 10 ms sleeps, wall time",
-        weft: format!("{w:.1} ms"),
-        tokio: format!("{b:.1} ms"),
-        ratio: w / b,
-        target: "≤ 150 ms",
-        met: w <= 150.0,
-    });
+    rows.push(Row::limit(
+        "(c) `nap::map(0..10_000)` of 10 ms sleeps, wall time",
+        w,
+        b,
+        "ms",
+        1,
+        "≤ 150 ms",
+        150.0,
+    ));
 
     // (d) every element a cache hit (the warm-up run fills the cache), against reading the same
     // files with std::fs::read.
@@ -371,14 +387,15 @@ async fn main() {
     })
     .await;
     let (w, b) = (us(weft_d, KB_N as u64), us(fs_d, KB_N as u64));
-    rows.push(Row {
-        case: "(d) cache hit of a 1 KB value (`cache_for`), µs per task run (baseline: std::fs::read)",
-        weft: format!("{w:.1} µs"),
-        tokio: format!("{b:.1} µs"),
-        ratio: w / b,
-        target: "≤ 50 µs",
-        met: w <= 50.0,
-    });
+    rows.push(Row::limit(
+        "(d) cache hit of a 1 KB value (`cache_for`), µs per task run (baseline: std::fs::read)",
+        w,
+        b,
+        "µs",
+        1,
+        "≤ 50 µs",
+        50.0,
+    ));
     let _ = std::fs::remove_dir_all(&dir);
 
     // (e) 10,000 results of 1 KB checkpointed by `persist`, against std::fs::write of the same
@@ -408,14 +425,15 @@ async fn main() {
     })
     .await;
     let (w, b) = (weft_e.as_secs_f64() * 1e3, fs_e.as_secs_f64() * 1e3);
-    rows.push(Row {
-        case: "(e) `persist` 10,000 results of 1 KB, wall time (baseline: std::fs::write)",
-        weft: format!("{w:.0} ms"),
-        tokio: format!("{b:.0} ms"),
-        ratio: w / b,
-        target: "≤ 1000 ms",
-        met: w <= 1000.0,
-    });
+    rows.push(Row::limit(
+        "(e) `persist` 10,000 results of 1 KB, wall time (baseline: std::fs::write)",
+        w,
+        b,
+        "ms",
+        0,
+        "≤ 1000 ms",
+        1000.0,
+    ));
 
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     println!("weft engine overhead: median of {REPS} runs after a warm-up, {workers} tokio workers, console log at its default level");
