@@ -8,11 +8,11 @@ use crate::flow::{FlowCtx, RunEvent};
 use crate::handlers;
 use crate::state::{RunKind, State, StateChange, StateKind, TaskRunId};
 use crate::task::{
-    final_state_of, Attempt, MapCall, Task, TaskBody, TaskCall, TaskError, TaskOptions, TaskRun,
+    final_state_of, Attempt, BoxFuture, MapCall, Task, TaskBody, TaskCall, TaskError, TaskOptions,
+    TaskRun,
 };
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use tracing::Level;
 
@@ -113,8 +113,9 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
                 format_args!("Task '{name}': Starting attempt {attempt} of {max_attempts}..."),
             );
         }
-        tracker.started.get_or_insert_with(chrono::Utc::now);
-        let now = tracker.transition(State::of(StateKind::Running));
+        let running = State::of(StateKind::Running);
+        tracker.started.get_or_insert(running.timestamp);
+        let now = tracker.transition(running);
         if now.is_final() {
             // A handler ended the run before its body ran (seed 004's ENDRUN).
             settled = Some(now.clone());
@@ -143,7 +144,7 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
                 settled = Some(now.clone());
                 break now.clone();
             }
-            if !wait.is_zero() && !cx.sleep_unless_cancelled(wait).await {
+            if !wait.is_zero() && !Box::pin(cx.sleep_unless_cancelled(wait)).await {
                 break State::cancelled(cx.cancel_reason());
             }
             continue;
@@ -412,36 +413,40 @@ fn inside_task_body() -> bool {
 
 async fn run_attempt<T>(
     cx: &FlowCtx,
-    body: impl Future<Output = Attempt<T>>,
+    body: BoxFuture<'_, Attempt<T>>,
     timeout: Option<std::time::Duration>,
 ) -> Outcome<T> {
-    let body = async {
-        if cx.limit().is_some() {
-            IN_TASK_BODY.scope((), body).await
-        } else {
-            body.await
-        }
+    // The plain path stays small; timers, cancellation and the permit marker are boxed, since
+    // every task run's future is sized for the largest path it could take.
+    let body: BoxFuture<'_, Attempt<T>> = if cx.limit().is_some() {
+        Box::pin(IN_TASK_BODY.scope((), body))
+    } else {
+        body
     };
     let guarded = AssertUnwindSafe(body).catch_unwind().map(|r| match r {
         Ok(a) => a,
         Err(panic) => Attempt::Panic(panic_message(&*panic)),
     });
-    let timed = async {
-        match timeout {
-            Some(d) => match tokio::time::timeout(d, guarded).await {
+    let timed: BoxFuture<'_, Outcome<T>> = match timeout {
+        Some(d) => Box::pin(async move {
+            match tokio::time::timeout(d, guarded).await {
                 Ok(a) => Outcome::Done(a),
                 Err(_) => Outcome::TimedOut,
-            },
-            None => Outcome::Done(guarded.await),
-        }
+            }
+        }),
+        None if cx.cancel_flag().is_none() => return Outcome::Done(guarded.await),
+        None => Box::pin(guarded.map(Outcome::Done)),
     };
     match cx.cancel_flag() {
         Some(flag) => {
-            tokio::select! {
-                biased;
-                _ = flag.cancelled() => Outcome::Cancelled,
-                out = timed => out,
-            }
+            Box::pin(async move {
+                tokio::select! {
+                    biased;
+                    _ = flag.cancelled() => Outcome::Cancelled,
+                    out = timed => out,
+                }
+            })
+            .await
         }
         None => timed.await,
     }
