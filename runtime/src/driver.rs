@@ -508,6 +508,8 @@ impl<'w, D: TaskBody<A>, A: Send + 'w> IntoNode for MapCall<'w, D, A> {
             attempts: 0,
             started: Some(started),
             ended: Some(state.timestamp),
+            cache_key: None,
+            result_key: None,
         });
         MapRun { state, runs }
     }

@@ -45,6 +45,7 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
     // A resumed run restores what it checkpointed; then its target; then the cache; then the
     // budget. The lookups are boxed: most tasks have none, and their futures stay small.
     let cache_key = cache_key::<D, A>(opts, &args);
+    tracker.cache_key.clone_from(&cache_key);
     let (mut reused, mut target) = (None, None);
     if cx.restores() || opts.target.is_some() || cache_key.is_some() {
         match Box::pin(find_reusable::<D>(cx, id, cache_key.as_deref())).await {
@@ -187,7 +188,7 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
             persist,
             target: target.as_deref(),
         };
-        Box::pin(store_result(cx, id, opts, writes, payload)).await;
+        tracker.result_key = Box::pin(store_result(cx, id, opts, writes, payload)).await;
     }
     let level = if state.is_failed() {
         Level::ERROR
@@ -348,14 +349,14 @@ struct Writes<'a> {
 }
 
 /// Writes a successful result to the cache, its target and, with `persist`, as the run's
-/// checkpoint.
+/// checkpoint. Returns the first key written.
 async fn store_result(
     cx: &FlowCtx,
     id: TaskRunId,
     opts: &TaskOptions,
     to: Writes<'_>,
     payload: Vec<u8>,
-) {
+) -> Option<String> {
     let mut writes = Vec::new();
     if let Some(key) = to.target {
         writes.push((key.to_owned(), crate::results::encode_entry(&payload, None)));
@@ -375,11 +376,18 @@ async fn store_result(
             crate::results::encode_entry(&payload, None),
         ));
     }
+    let mut written = None;
     for (key, bytes) in writes {
-        if let Err(e) = cx.results().put(&key, bytes).await {
-            tracing::warn!(target: "weft", "Task '{}': could not store its result at {key} ({e})", opts.name);
+        match cx.results().put(&key, bytes).await {
+            Ok(()) => {
+                written.get_or_insert(key);
+            }
+            Err(e) => {
+                tracing::warn!(target: "weft", "Task '{}': could not store its result at {key} ({e})", opts.name)
+            }
         }
     }
+    written
 }
 
 enum Outcome<T> {
@@ -504,6 +512,8 @@ struct Tracker<'a> {
     current: State,
     attempts: u32,
     started: Option<chrono::DateTime<chrono::Utc>>,
+    cache_key: Option<String>,
+    result_key: Option<String>,
 }
 
 impl<'a> Tracker<'a> {
@@ -521,6 +531,8 @@ impl<'a> Tracker<'a> {
             current: State::of(StateKind::Pending),
             attempts: 0,
             started: None,
+            cache_key: None,
+            result_key: None,
         };
         t.emit();
         t
@@ -588,7 +600,10 @@ impl<'a> Tracker<'a> {
             },
             state,
         };
-        self.cx.record(run.report());
+        let mut report = run.report();
+        report.cache_key = self.cache_key;
+        report.result_key = self.result_key;
+        self.cx.record(report);
         run
     }
 }
@@ -741,6 +756,9 @@ pub(crate) async fn run_standalone_map<D: TaskBody<A>, A: Send>(
 pub async fn blocking<T: Send + 'static>(
     body: impl FnOnce() -> Attempt<T> + Send + 'static,
 ) -> Attempt<T> {
+    // Log lines of the body belong to the run's history, though its thread is not the flow's.
+    let history = crate::store::record::current();
+    let body = move || crate::store::record::on_this_thread(history, body);
     match tokio::task::spawn_blocking(body).await {
         Ok(a) => a,
         Err(e) if e.is_panic() => Attempt::Panic(panic_message(&*e.into_panic())),

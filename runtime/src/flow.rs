@@ -3,6 +3,8 @@
 use crate::graph::{FlowGraph, NodeKind};
 use crate::handlers;
 use crate::results::ResultStore;
+use crate::store::record::Recorder;
+use crate::store::{HistoryReport, Store};
 use crate::state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
 use crate::task::TaskRunReport;
 use chrono::{DateTime, Utc};
@@ -46,6 +48,8 @@ pub struct FlowDef {
     pub persist: bool,
     /// Called on the flow run's state changes.
     pub state_handlers: &'static [StateHandler],
+    /// The version recorded in the run history (None: a hash of the graph).
+    pub version: Option<&'static str>,
     /// The graph built by the macro.
     pub graph: &'static FlowGraph,
 }
@@ -136,6 +140,18 @@ pub struct RunConfig {
     pub(crate) params: Vec<(&'static str, Option<String>)>,
     pub(crate) sinks: Vec<Arc<dyn EventSink>>,
     pub(crate) results: Option<Arc<dyn ResultStore>>,
+    pub(crate) history: HistoryChoice,
+    pub(crate) params_json: Option<String>,
+}
+
+/// Where a run's history goes.
+#[derive(Clone, Default)]
+pub(crate) enum HistoryChoice {
+    /// [`Store::open_default`] unless `WEFT_HISTORY=off`.
+    #[default]
+    Default,
+    Off,
+    To(Store),
 }
 
 impl RunConfig {
@@ -203,6 +219,33 @@ impl RunConfig {
         self.sinks.push(sink);
         self
     }
+    /// Record the run into `store` instead of the default one (`WEFT_DATABASE_URL`, else
+    /// `$WEFT_HOME/.weft/weft.db`); see [`crate::store`].
+    pub fn history(mut self, store: Store) -> Self {
+        self.history = HistoryChoice::To(store);
+        self
+    }
+    /// Record nothing of this run (as `WEFT_HISTORY=off` does for every run): for tests and
+    /// benchmarks.
+    pub fn no_history(mut self) -> Self {
+        self.history = HistoryChoice::Off;
+        self
+    }
+    /// True when the run will be recorded (generated code encodes the parameters only then).
+    #[doc(hidden)]
+    pub fn records_history(&self) -> bool {
+        match self.history {
+            HistoryChoice::Default => crate::store::enabled_by_env(),
+            HistoryChoice::Off => false,
+            HistoryChoice::To(_) => true,
+        }
+    }
+    /// The flow's parameters as a JSON object, for the run history (set by generated code).
+    #[doc(hidden)]
+    pub fn with_params_json(mut self, json: String) -> Self {
+        self.params_json = Some(json);
+        self
+    }
 }
 
 impl fmt::Debug for RunConfig {
@@ -215,6 +258,7 @@ impl fmt::Debug for RunConfig {
             .field("max_task_runs", &self.max_task_runs)
             .field("sinks", &self.sinks.len())
             .field("results", &self.results)
+            .field("history", &self.records_history())
             .finish()
     }
 }
@@ -269,6 +313,14 @@ pub(crate) fn current() -> Option<Arc<FlowCtx>> {
     CURRENT_FLOW.try_with(Arc::clone).ok()
 }
 
+/// The history recorder of the flow run being driven on this tokio task, if any.
+pub(crate) fn current_history() -> Option<Arc<Recorder>> {
+    CURRENT_FLOW
+        .try_with(|cx| cx.history.clone())
+        .ok()
+        .flatten()
+}
+
 /// The context of one flow run, shared by its driver and its task runs (used by generated
 /// code).
 #[doc(hidden)]
@@ -290,10 +342,15 @@ pub struct FlowCtx {
     results: Arc<dyn ResultStore>,
     /// Ids for task runs that are not nodes of the graph (awaited in glue), after the nodes'.
     unplanned: AtomicU32,
+    history: Option<Arc<Recorder>>,
 }
 
 impl FlowCtx {
-    pub(crate) fn new(def: &'static FlowDef, config: RunConfig) -> Self {
+    pub(crate) fn new(
+        def: &'static FlowDef,
+        config: RunConfig,
+        history: Option<Arc<Recorder>>,
+    ) -> Self {
         let fail_fast = config.fail_fast.unwrap_or(def.fail_fast);
         let limit = config.max_concurrency.unwrap_or(def.max_concurrency);
         FlowCtx {
@@ -312,6 +369,7 @@ impl FlowCtx {
             sinks: config.sinks,
             results: config.results.unwrap_or_else(crate::results::default_store),
             unplanned: AtomicU32::new(def.graph.nodes.len() as u32),
+            history,
         }
     }
 
@@ -333,6 +391,7 @@ impl FlowCtx {
             sinks: Vec::new(),
             results: crate::results::default_store(),
             unplanned: AtomicU32::new(1),
+            history: None,
         }
     }
 
@@ -435,9 +494,12 @@ impl FlowCtx {
             .unwrap_or_else(|| "the flow run was cancelled".to_owned())
     }
     pub(crate) fn has_sinks(&self) -> bool {
-        !self.sinks.is_empty()
+        !self.sinks.is_empty() || self.history.is_some()
     }
     pub(crate) fn emit(&self, event: &RunEvent) {
+        if let Some(h) = &self.history {
+            h.event(event);
+        }
         for s in &self.sinks {
             let delivered =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.on_event(event)));
@@ -454,6 +516,9 @@ impl FlowCtx {
     }
     pub(crate) fn record(&self, report: TaskRunReport) {
         if self.graph.is_some() {
+            if let Some(h) = &self.history {
+                h.task_report(&report);
+            }
             self.reports.lock().unwrap().push(report);
         }
     }
@@ -601,6 +666,8 @@ pub struct FlowRun<R> {
     pub ended: DateTime<Utc>,
     /// The compile-time graph of the flow.
     pub graph: &'static FlowGraph,
+    /// How much of the run reached the run history (None: history was off).
+    pub history: Option<HistoryReport>,
 }
 
 /// The states of a run, to hand to a later invocation that continues it (seed 004's serverless
@@ -709,7 +776,7 @@ impl<T> Drop for AbortOnDrop<T> {
 /// Runs a flow: spawns the driver on a tokio worker, then builds the report.
 pub(crate) async fn run_flow<R, F, Fut>(
     def: &'static FlowDef,
-    config: RunConfig,
+    mut config: RunConfig,
     driver: F,
 ) -> FlowRun<R>
 where
@@ -725,11 +792,17 @@ where
             def.name
         );
     }
-    let cx = Arc::new(FlowCtx::new(def, config));
+    let run_id = *config.run_id.get_or_insert_with(Uuid::new_v4);
+    let history = start_history(def, &mut config, run_id).await;
+    let cx = Arc::new(FlowCtx::new(def, config, history));
     let started = Utc::now();
-    tracing::info!(target: "weft", "Beginning Flow run for '{}'", def.name);
+    // Lines logged here, outside the driver, belong to the run's history too.
+    let in_run = |f: &mut dyn FnMut()| crate::store::record::on_this_thread(cx.history.clone(), f);
     let mut flow_state = State::of(StateKind::Pending);
-    flow_state = flow_transition(&cx, def, flow_state, State::of(StateKind::Running));
+    in_run(&mut || {
+        tracing::info!(target: "weft", "Beginning Flow run for '{}'", def.name);
+        flow_state = flow_transition(&cx, def, flow_state.clone(), State::of(StateKind::Running));
+    });
 
     // On a runtime worker the driver runs in place; from `block_on` (a `#[tokio::main]` body)
     // it is spawned onto a worker, where node wake-ups stay on one thread.
@@ -782,7 +855,7 @@ where
     for node in def.graph.nodes.iter() {
         if node.kind != NodeKind::Glue && !reached[node.id as usize] {
             let state = unreached();
-            reports.push(TaskRunReport::never_ran(
+            let report = TaskRunReport::never_ran(
                 TaskRunId {
                     flow_run_id: cx.run_id,
                     node: node.id,
@@ -790,7 +863,11 @@ where
                 },
                 node.task_static(),
                 state,
-            ));
+            );
+            if let Some(h) = &cx.history {
+                h.task_report(&report);
+            }
+            reports.push(report);
         }
     }
 
@@ -848,22 +925,47 @@ where
             Some("All reference tasks succeeded.".to_owned()),
         ),
     };
-    flow_state = flow_transition(&cx, def, flow_state, proposed);
-    if flow_state.is_successful() {
-        tracing::info!(target: "weft", "Flow run SUCCESS: all reference tasks succeeded");
-    } else if flow_state.kind == StateKind::Pending {
-        tracing::info!(
-            target: "weft",
-            "Flow run PENDING: {}",
-            flow_state.message.as_deref().unwrap_or("")
-        );
-    } else {
-        tracing::error!(
-            target: "weft",
-            "Flow run FAILED: some reference tasks failed ({})",
-            flow_state.message.as_deref().unwrap_or("")
-        );
-    }
+    let mut proposed = Some(proposed);
+    in_run(&mut || {
+        let Some(proposed) = proposed.take() else {
+            return;
+        };
+        flow_state = flow_transition(&cx, def, flow_state.clone(), proposed);
+        if flow_state.is_successful() {
+            tracing::info!(target: "weft", "Flow run SUCCESS: all reference tasks succeeded");
+        } else if flow_state.kind == StateKind::Pending {
+            tracing::info!(
+                target: "weft",
+                "Flow run PENDING: {}",
+                flow_state.message.as_deref().unwrap_or("")
+            );
+        } else {
+            tracing::error!(
+                target: "weft",
+                "Flow run FAILED: some reference tasks failed ({})",
+                flow_state.message.as_deref().unwrap_or("")
+            );
+        }
+    });
+    let ended = Utc::now();
+    let history = match &cx.history {
+        Some(h) => {
+            let report = h.finish().await;
+            if !report.is_complete() {
+                tracing::warn!(
+                    target: "weft",
+                    "Flow run '{}': run history in {} is incomplete: {} rows recorded, {} lost{}",
+                    def.name,
+                    report.store,
+                    report.recorded,
+                    report.lost,
+                    report.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+                );
+            }
+            Some(report)
+        }
+        None => None,
+    };
     crate::logging::flush();
     FlowRun {
         id: cx.run_id,
@@ -872,9 +974,41 @@ where
         result,
         task_runs: reports,
         started,
-        ended: Utc::now(),
+        ended,
         graph: def.graph,
+        history,
     }
+}
+
+/// Opens the run's history store and records its start; None when history is off or the store
+/// cannot be opened (the run goes on, and says so).
+async fn start_history(
+    def: &'static FlowDef,
+    config: &mut RunConfig,
+    run_id: Uuid,
+) -> Option<Arc<Recorder>> {
+    if !config.records_history() {
+        return None;
+    }
+    let store = match std::mem::take(&mut config.history) {
+        HistoryChoice::To(store) => store,
+        _ => match Store::open_default().await {
+            Ok(store) => store,
+            Err(e) => {
+                tracing::warn!(
+                    target: "weft",
+                    "Flow run '{}': not recorded in the run history: {e}",
+                    def.name
+                );
+                return None;
+            }
+        },
+    };
+    let params = config
+        .params_json
+        .take()
+        .unwrap_or_else(|| "{}".to_owned());
+    Some(Recorder::start(store, run_id, def.graph, def.version, params))
 }
 
 fn flow_transition(cx: &FlowCtx, def: &'static FlowDef, old: State, new: State) -> State {

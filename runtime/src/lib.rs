@@ -10,6 +10,7 @@ mod handlers;
 pub mod logging;
 pub mod results;
 pub mod state;
+pub mod store;
 pub mod task;
 pub mod viz;
 
@@ -20,6 +21,7 @@ mod driver;
 pub use object_store;
 
 pub use flow::{EventSink, FlowDef, FlowError, FlowRun, Handoff, HandoffTask, RunConfig, RunEvent};
+pub use store::{HistoryReport, Store, StoreError};
 pub use graph::{CycleError, Edge, EdgeKind, FlowGraph, Node, NodeKind};
 pub use state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
 pub use task::{
@@ -137,6 +139,54 @@ pub mod __private {
         }
     }
     impl<T> ParamFallback for ParamText<'_, T> {}
+
+    /// A flow parameter as JSON for the run history: serde types as themselves, `Display` types
+    /// as their text, others as null (autoref specialization as for [`Storable`]).
+    pub struct ParamJson<'a, T>(pub &'a T);
+    /// The serde path of [`ParamJson`].
+    pub trait ParamJsonViaSerde {
+        /// The JSON value.
+        fn weft_json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> ParamJsonViaSerde for &&ParamJson<'_, T> {
+        fn weft_json(&self) -> serde_json::Value {
+            serde_json::to_value(self.0).unwrap_or(serde_json::Value::Null)
+        }
+    }
+    /// The `Display` path of [`ParamJson`].
+    pub trait ParamJsonViaDisplay {
+        /// The text as a JSON string.
+        fn weft_json(&self) -> serde_json::Value;
+    }
+    impl<T: std::fmt::Display> ParamJsonViaDisplay for &ParamJson<'_, T> {
+        fn weft_json(&self) -> serde_json::Value {
+            serde_json::Value::String(self.0.to_string())
+        }
+    }
+    /// The fallback of [`ParamJson`]: null.
+    pub trait ParamJsonFallback {
+        /// Null.
+        fn weft_json(&self) -> serde_json::Value {
+            serde_json::Value::Null
+        }
+    }
+    impl<T> ParamJsonFallback for ParamJson<'_, T> {}
+
+    /// The parameters as one JSON object; a huge value is replaced by a note of its size.
+    pub fn params_json(params: Vec<(&'static str, serde_json::Value)>) -> String {
+        const MAX: usize = 64 * 1024;
+        let mut map = serde_json::Map::new();
+        for (name, value) in params {
+            let text = value.to_string();
+            let value = if text.len() > MAX {
+                serde_json::Value::String(format!("<{} bytes of JSON, not recorded>", text.len()))
+            } else {
+                value
+            };
+            map.insert(name.to_owned(), value);
+        }
+        serde_json::Value::Object(map).to_string()
+    }
 
     /// Checks one input of a task with `cache_for` (spanned at its type by the macro).
     pub fn cache_input<T: CacheInput + ?Sized>(v: &T) -> &T {

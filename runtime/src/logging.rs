@@ -21,7 +21,9 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 /// Buffered weft lines waiting for the console.
@@ -206,14 +208,72 @@ pub fn init() -> bool {
         .unwrap_or_else(|| EnvFilter::new("info"));
     // The local offset is looked up once: asking for it on every line costs a time zone lookup.
     let offset = *chrono::Local::now().offset();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let console = tracing_subscriber::fmt::layer()
         .with_writer(ConsoleWriter {
             buffer: !std::io::IsTerminal::is_terminal(&std::io::stderr()),
         })
-        .event_format(WeftFormat { offset })
+        .event_format(WeftFormat { offset });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(console)
+        .with(HistoryLayer)
         .try_init()
         .is_ok()
+}
+
+/// A `tracing` layer that records the log lines of a flow run (its engine lines and whatever
+/// its task bodies log) into the run history. The console subscriber weft installs has it;
+/// add it to your own subscriber to keep run logs in the history:
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+///
+/// tracing_subscriber::registry()
+///     .with(tracing_subscriber::fmt::layer())
+///     .with(weft::logging::history_layer())
+///     .init();
+/// ```
+pub fn history_layer<S: Subscriber>() -> impl Layer<S> {
+    HistoryLayer
+}
+
+struct HistoryLayer;
+
+impl<S: Subscriber> Layer<S> for HistoryLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        // The store's own complaints are about recording, not about the run.
+        if event.metadata().target().starts_with("weft::store") {
+            return;
+        }
+        let Some(recorder) = crate::store::record::current() else {
+            return;
+        };
+        let mut line = String::new();
+        event.record(&mut Plain(&mut line));
+        recorder.log(event.metadata().level().as_str(), line);
+    }
+}
+
+/// The message, then other fields as ` key=value`.
+struct Plain<'a>(&'a mut String);
+
+impl Visit for Plain<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        use std::fmt::Write;
+        if field.name() == "message" {
+            self.0.push_str(value);
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        use std::fmt::Write;
+        let _ = if field.name() == "message" {
+            write!(self.0, "{value:?}")
+        } else {
+            write!(self.0, " {}={value:?}", field.name())
+        };
+    }
 }
 
 /// Installs the console subscriber once, unless the program set its own.

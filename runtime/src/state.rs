@@ -81,6 +81,51 @@ impl StateKind {
     }
 }
 
+impl StateKind {
+    /// Every state, in the order a run may go through them.
+    pub const ALL: [StateKind; 12] = [
+        StateKind::Scheduled,
+        StateKind::Pending,
+        StateKind::Running,
+        StateKind::Retrying,
+        StateKind::Completed,
+        StateKind::Cached,
+        StateKind::Failed,
+        StateKind::Crashed,
+        StateKind::TimedOut,
+        StateKind::Cancelled,
+        StateKind::Skipped,
+        StateKind::NotRun,
+    ];
+}
+
+/// Parses a state's name, ignoring case and `_`/`-` (`failed`, `Completed`, `not_run`,
+/// `timed-out`).
+///
+/// ```
+/// use weft::prelude::*;
+/// assert_eq!("failed".parse::<StateKind>(), Ok(StateKind::Failed));
+/// assert_eq!("not_run".parse::<StateKind>(), Ok(StateKind::NotRun));
+/// assert!("done".parse::<StateKind>().unwrap_err().contains("Completed"));
+/// ```
+impl std::str::FromStr for StateKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let wanted: String = s
+            .chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect();
+        StateKind::ALL
+            .into_iter()
+            .find(|k| k.as_str().to_lowercase() == wanted)
+            .ok_or_else(|| {
+                let names: Vec<&str> = StateKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown state {s:?}; expected one of {}", names.join(", "))
+            })
+    }
+}
+
 impl fmt::Display for StateKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

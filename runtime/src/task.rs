@@ -390,6 +390,8 @@ impl<T> TaskRun<T> {
             attempts: self.attempts,
             started: self.started,
             ended: Some(self.ended),
+            cache_key: None,
+            result_key: None,
         }
     }
 }
@@ -433,6 +435,10 @@ pub struct TaskRunReport {
     /// When it ended (for a task the flow never reached: when the flow marked it NotRun or
     /// Cancelled).
     pub ended: Option<DateTime<Utc>>,
+    /// Its cache key, for a task with `cache_for`.
+    pub cache_key: Option<String>,
+    /// Where its result was stored in the result store (its target, checkpoint or cache key).
+    pub result_key: Option<String>,
 }
 
 impl TaskRunReport {
@@ -451,6 +457,8 @@ impl TaskRunReport {
             state,
             attempts: 0,
             started: None,
+            cache_key: None,
+            result_key: None,
         }
     }
 }

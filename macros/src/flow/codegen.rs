@@ -115,6 +115,10 @@ pub fn generate(
     });
     let fail_fast = opts.fail_fast;
     let persist = opts.persist;
+    let version = match &opts.version {
+        Some(v) => quote! { ::std::option::Option::Some(#v) },
+        None => quote! { ::std::option::Option::None },
+    };
     let max_concurrency = match opts.max_concurrency {
         Some(n) => {
             let n = n as usize;
@@ -262,6 +266,7 @@ pub fn generate(
                     persist: #persist,
                     max_concurrency: #max_concurrency,
                     state_handlers: #handlers,
+                    version: #version,
                     graph: &GRAPH,
                 };
                 &DEF
@@ -279,6 +284,17 @@ pub fn generate(
                         (&&::weft::__private::ParamText(&#param_idents)).weft_text()
                     }
                 )),*]);
+                let #config = if #config.records_history() {
+                    #[allow(unused_imports)]
+                    use ::weft::__private::{ParamJsonFallback as _, ParamJsonViaDisplay as _, ParamJsonViaSerde as _};
+                    let json = ::weft::__private::params_json(::std::vec![#((
+                        #param_names,
+                        (&&&::weft::__private::ParamJson(&#param_idents)).weft_json()
+                    )),*]);
+                    #config.with_params_json(json)
+                } else {
+                    #config
+                };
                 ::weft::__private::run_flow(Self::definition(), #config, move |#cx_arc| async move {
                     let #cx: &::weft::__private::FlowCtx = &#cx_arc;
                     #(#rebind_params)*

@@ -16,6 +16,7 @@ const KNOWN: &[&str] = &[
     "fail_fast",
     "max_concurrency",
     "persist",
+    "version",
 ];
 
 /// Parsed and validated `#[flow(...)]` options.
@@ -26,6 +27,7 @@ pub struct FlowOpts {
     pub fail_fast: bool,
     pub max_concurrency: Option<u64>,
     pub persist: bool,
+    pub version: Option<String>,
 }
 
 fn parse_opts(args: TokenStream, errors: &mut Errors) -> FlowOpts {
@@ -43,6 +45,7 @@ fn parse_opts(args: TokenStream, errors: &mut Errors) -> FlowOpts {
             "fail_fast" => o.fail_fast = options::boolean(&arg, errors).unwrap_or(false),
             "max_concurrency" => o.max_concurrency = options::int(&arg, errors, 1, u32::MAX as u64),
             "persist" => o.persist = options::boolean(&arg, errors).unwrap_or(false),
+            "version" => o.version = options::non_empty_string(&arg, errors),
             _ => options::unknown_option(errors, &arg, KNOWN, "flow"),
         }
     }

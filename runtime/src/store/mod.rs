@@ -1,0 +1,692 @@
+//! Run history: every flow run, task run, state change and log line, recorded in a database.
+//!
+//! By default a flow run is recorded in an embedded SQLite file, `$WEFT_HOME/.weft/weft.db`
+//! (`WEFT_HOME` defaults to the current directory). Set `WEFT_DATABASE_URL=postgres://...` to
+//! record into PostgreSQL instead (feature `postgres` of `weft`): same tables, same migrations,
+//! one code path through sqlx. `WEFT_HISTORY=off`, or [`RunConfig::no_history`], runs without.
+//!
+//! The engine never waits on the database: rows go to a bounded queue that a writer on the
+//! store's own thread drains in batched transactions, retrying with backoff while the database
+//! is away. A flow run waits for its rows when it ends (at most
+//! [`StoreOptions::flush_timeout`]) and says in [`FlowRun::history`] how many were recorded
+//! and how many were lost; the flow's result never depends on it.
+//!
+//! ```
+//! use weft::prelude::*;
+//! use weft::store::{RunFilter, Store};
+//!
+//! #[task] async fn extract() -> Vec<u32> { vec![1, 2, 3] }
+//! #[task] fn total(xs: Vec<u32>) -> u32 { xs.iter().sum() }
+//!
+//! #[flow]
+//! async fn etl() -> u32 {
+//!     let xs = extract()?;
+//!     let n = total(xs)?;
+//!     n
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = std::env::temp_dir().join(format!("weft-doc-{}", std::process::id()));
+//! let store = Store::connect(&format!("sqlite://{}/weft.db", dir.display())).await?;
+//! let run = etl::run_with(RunConfig::new().history(store.clone())).await;
+//! assert_eq!(run.history.as_ref().unwrap().lost, 0);
+//!
+//! let runs = store.runs(&RunFilter::new().flow("etl")).await?;
+//! assert_eq!((runs[0].id, runs[0].state), (run.id, StateKind::Completed));
+//! let detail = store.run(run.id).await?;
+//! assert_eq!(detail.task_runs.len(), 2);
+//! assert!(detail.to_dot().contains("\"extract\" -> \"total\""));
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok(()) }
+//! ```
+//!
+//! [`RunConfig::no_history`]: crate::RunConfig::no_history
+//! [`FlowRun::history`]: crate::FlowRun::history
+
+mod query;
+pub(crate) mod record;
+mod writer;
+
+pub use query::{
+    FlowSummary, LogRecord, RunDetail, RunFilter, RunRecord, StateChangeRecord, TaskRunRecord,
+};
+
+use chrono::{DateTime, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use writer::Queue;
+
+/// The schema versions this build knows; a database at a later version is refused.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "history",
+    include_str!("migrations/0001_history.sql"),
+)];
+
+fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// Why the store could not be opened or read.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The URL is not one weft records into.
+    BadUrl {
+        /// The URL (password hidden).
+        url: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The database could not be reached or opened.
+    Connect {
+        /// The URL (password hidden).
+        url: String,
+        /// The driver's error.
+        error: String,
+    },
+    /// The database was written by a newer weft; it is left untouched.
+    SchemaTooNew {
+        /// The URL (password hidden).
+        url: String,
+        /// The database's schema version.
+        found: i64,
+        /// The newest version this weft knows.
+        supported: i64,
+    },
+    /// Creating or upgrading the tables failed.
+    Migrate {
+        /// The URL (password hidden).
+        url: String,
+        /// The error.
+        error: String,
+    },
+    /// A query failed.
+    Query(String),
+    /// No recorded run has this id (or id prefix).
+    RunNotFound(String),
+    /// Several runs start with this id prefix.
+    AmbiguousRun {
+        /// The prefix asked for.
+        prefix: String,
+        /// Some of the runs it matches.
+        matches: Vec<uuid::Uuid>,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::BadUrl { url, why } => write!(f, "cannot use {url} for run history: {why}"),
+            StoreError::Connect { url, error } => write!(
+                f,
+                "cannot open the run history database {url}: {error} (check WEFT_DATABASE_URL, or \
+                 that the server is running)"
+            ),
+            StoreError::SchemaTooNew {
+                url,
+                found,
+                supported,
+            } => write!(
+                f,
+                "the run history database {url} has schema version {found}, newer than this weft \
+                 knows ({supported}); it was left untouched: upgrade weft, or point \
+                 WEFT_DATABASE_URL / WEFT_HOME elsewhere"
+            ),
+            StoreError::Migrate { url, error } => {
+                write!(f, "cannot create the run history tables in {url}: {error}")
+            }
+            StoreError::Query(e) => write!(f, "run history query failed: {e}"),
+            StoreError::RunNotFound(id) => write!(
+                f,
+                "no flow run {id} in the run history (`weft runs` lists the recorded ones)"
+            ),
+            StoreError::AmbiguousRun { prefix, matches } => {
+                let ids: Vec<String> = matches.iter().map(|u| u.to_string()).collect();
+                write!(
+                    f,
+                    "run id prefix {prefix:?} matches several runs ({}); give more characters",
+                    ids.join(", ")
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Query(e.to_string())
+    }
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How to open a [`Store`]: the URL and the writer's patience.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft::store::StoreOptions;
+///
+/// # #[tokio::main] async fn main() {
+/// let err = StoreOptions::new("mysql://localhost/db")
+///     .retry_for(Duration::from_secs(5))
+///     .connect()
+///     .await
+///     .unwrap_err();
+/// assert!(err.to_string().contains("sqlite://"), "{err}"); // says which URLs work
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    url: String,
+    retry_for: Duration,
+    flush_timeout: Duration,
+    queue_capacity: usize,
+    schema: String,
+    create: bool,
+}
+
+impl StoreOptions {
+    /// A store at `url`: `sqlite://path/to/file.db` (created if missing) or
+    /// `postgres://user@host/db` (feature `postgres`).
+    pub fn new(url: impl Into<String>) -> StoreOptions {
+        StoreOptions {
+            url: url.into(),
+            retry_for: Duration::from_secs(30),
+            flush_timeout: Duration::from_secs(10),
+            queue_capacity: 1 << 20,
+            schema: std::env::var("WEFT_DATABASE_SCHEMA")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or_else(|| "weft".to_owned()),
+            create: true,
+        }
+    }
+    /// Whether a missing SQLite file is created (default true); readers such as the `weft` CLI
+    /// say there is no history instead.
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+    /// How long the writer retries a batch while the database is away before counting its rows
+    /// as lost (default 30 s).
+    pub fn retry_for(mut self, d: Duration) -> Self {
+        self.retry_for = d;
+        self
+    }
+    /// How long a flow run waits, when it ends, for its rows to be written (default 10 s).
+    pub fn flush_timeout(mut self, d: Duration) -> Self {
+        self.flush_timeout = d;
+        self
+    }
+    /// Rows that may wait for the writer before new ones are dropped (default 1,048,576).
+    pub fn queue_capacity(mut self, rows: usize) -> Self {
+        self.queue_capacity = rows.max(1);
+        self
+    }
+    /// The PostgreSQL schema holding weft's tables (default `$WEFT_DATABASE_SCHEMA`, else
+    /// `weft`; created if missing), so they never meet an application's own tables or
+    /// migrations.
+    pub fn schema(mut self, name: impl Into<String>) -> Self {
+        self.schema = name.into();
+        self
+    }
+    /// Opens the database, creating or upgrading weft's tables.
+    pub async fn connect(self) -> Result<Store, StoreError> {
+        Store::open(self).await
+    }
+}
+
+/// A run history database (SQLite or PostgreSQL). Cheap to clone; reads and writes happen on
+/// the store's own thread, so a store opened in one tokio runtime serves every other.
+///
+/// ```
+/// use weft::store::{RunFilter, Store};
+///
+/// # #[tokio::main] async fn main() -> Result<(), weft::store::StoreError> {
+/// let dir = std::env::temp_dir().join(format!("weft-doc-store-{}", std::process::id()));
+/// let store = Store::connect(&format!("sqlite://{}/history.db", dir.display())).await?;
+/// assert!(store.runs(&RunFilter::new()).await?.is_empty());
+/// assert!(store.url().starts_with("sqlite://"));
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pool: AnyPool,
+    url: String,
+    backend: Backend,
+    options: StoreOptions,
+    queue: Queue,
+    runtime: tokio::runtime::Handle,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("url", &self.inner.url).finish()
+    }
+}
+
+impl Store {
+    /// Opens the store at `url` with default options (see [`StoreOptions::new`]).
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        StoreOptions::new(url).connect().await
+    }
+
+    /// The store flow runs record into unless told otherwise: `WEFT_DATABASE_URL` if set, else
+    /// `sqlite://$WEFT_HOME/.weft/weft.db`. Opened once per URL and process.
+    pub async fn open_default() -> Result<Store, StoreError> {
+        static OPENED: tokio::sync::Mutex<Vec<(String, Store)>> =
+            tokio::sync::Mutex::const_new(Vec::new());
+        let url = default_url();
+        let mut opened = OPENED.lock().await;
+        if let Some((_, s)) = opened.iter().find(|(u, _)| *u == url) {
+            return Ok(s.clone());
+        }
+        let store = Store::connect(&url).await?;
+        opened.push((url, store.clone()));
+        Ok(store)
+    }
+
+    /// The database's URL, password hidden.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    pub(crate) fn queue(&self) -> &Queue {
+        &self.inner.queue
+    }
+    pub(crate) fn options(&self) -> &StoreOptions {
+        &self.inner.options
+    }
+
+    async fn open(options: StoreOptions) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let shown = redact(&options.url);
+        let (backend, url) = prepare_url(&options.url, options.create).map_err(|why| StoreError::BadUrl {
+            url: shown.clone(),
+            why,
+        })?;
+        // The store's own thread: its pool and writer outlive whichever runtime opened it
+        // (a test's, a CLI command's).
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let shown_err = shown.clone();
+        let thread_err = move |e: std::io::Error| StoreError::Connect {
+            url: shown_err,
+            error: format!("cannot start the history thread: {e}"),
+        };
+        std::thread::Builder::new()
+            .name("weft-history".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(StoreError::Connect {
+                            url: shown,
+                            error: e.to_string(),
+                        }));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let pool = match connect_pool(backend, &url, &shown, &options.schema).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let inner = Arc::new(Inner {
+                        pool,
+                        url: shown,
+                        backend,
+                        queue: Queue::new(options.queue_capacity),
+                        options,
+                        runtime: tokio::runtime::Handle::current(),
+                    });
+                    let store = Store {
+                        inner: inner.clone(),
+                    };
+                    if tx.send(Ok(store)).is_ok() {
+                        writer::run(inner.clone()).await;
+                    }
+                    inner.pool.close().await;
+                });
+            })
+            .map_err(thread_err)?;
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Query(
+                "the run history thread stopped while opening".to_owned(),
+            ))
+        })
+    }
+
+    /// Runs `f` with the pool on the store's thread.
+    async fn with_pool<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(AnyPool, Backend) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let task = self
+            .inner
+            .runtime
+            .spawn(f(self.inner.pool.clone(), self.inner.backend));
+        task.await.map_err(|e| StoreError::Query(e.to_string()))?
+    }
+}
+
+/// `WEFT_DATABASE_URL`, else the SQLite file under `WEFT_HOME`.
+pub fn default_url() -> String {
+    if let Some(url) = std::env::var("WEFT_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        return url;
+    }
+    let home = std::env::var_os("WEFT_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    format!("sqlite://{}", home.join(".weft").join("weft.db").display())
+}
+
+/// True unless `WEFT_HISTORY` is `off` (or `0`, `false`, `no`).
+pub(crate) fn enabled_by_env() -> bool {
+    !matches!(
+        std::env::var("WEFT_HISTORY").ok().as_deref().map(str::trim),
+        Some("off" | "0" | "false" | "no" | "OFF")
+    )
+}
+
+/// The URL with its password replaced by `***`.
+fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((creds, host)) = rest.rsplit_once('@') {
+            if let Some((user, _)) = creds.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_owned()
+}
+
+/// Checks the URL and makes it the driver's: SQLite files are created (with their directory).
+fn prepare_url(url: &str, create: bool) -> Result<(Backend, String), String> {
+    if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (rest, None),
+        };
+        if path.is_empty() {
+            return Err("no file path after `sqlite://`".to_owned());
+        }
+        if !create && path != ":memory:" && !std::path::Path::new(path).exists() {
+            return Err(format!(
+                "{path} does not exist: no run has been recorded there (run a flow first, or set \
+                 WEFT_HOME or WEFT_DATABASE_URL)"
+            ));
+        }
+        if path != ":memory:" {
+            if let Some(dir) = std::path::Path::new(path).parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                }
+            }
+        }
+        let mode = if create { "mode=rwc" } else { "mode=rw" };
+        let query = match query {
+            Some(q) if q.contains("mode=") => q.to_owned(),
+            Some(q) => format!("{q}&{mode}"),
+            None => mode.to_owned(),
+        };
+        let encoded: String = path
+            .chars()
+            .map(|c| match c {
+                '%' => "%25".to_owned(),
+                '?' => "%3F".to_owned(),
+                '#' => "%23".to_owned(),
+                ' ' => "%20".to_owned(),
+                c => c.to_string(),
+            })
+            .collect();
+        return Ok((Backend::Sqlite, format!("sqlite://{encoded}?{query}")));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if cfg!(feature = "postgres") {
+            return Ok((Backend::Postgres, url.to_owned()));
+        }
+        return Err(
+            "this build has no PostgreSQL support; enable the `postgres` feature of weft".to_owned(),
+        );
+    }
+    Err("expected sqlite://path/to/file.db or postgres://user@host/database".to_owned())
+}
+
+async fn connect_pool(
+    backend: Backend,
+    url: &str,
+    shown: &str,
+    schema: &str,
+) -> Result<AnyPool, StoreError> {
+    let connect_err = |e: sqlx::Error| StoreError::Connect {
+        url: shown.to_owned(),
+        error: e.to_string(),
+    };
+    let options = AnyConnectOptions::from_str(url)
+        .map_err(connect_err)?
+        .log_statements(log::LevelFilter::Off)
+        .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(3600));
+    let schema = schema.replace('"', "");
+    let setup: Arc<str> = match backend {
+        // WAL lets readers and other processes' writers go on while one writes; NORMAL sync is
+        // durable across application crashes, which is what history needs.
+        Backend::Sqlite => "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000".into(),
+        Backend::Postgres => format!("SET search_path TO \"{schema}\"").into(),
+    };
+    if backend == Backend::Postgres {
+        // Its own schema keeps weft's tables and migration records apart from the application's.
+        let mut conn = options.connect().await.map_err(connect_err)?;
+        let exists: Option<(String,)> =
+            sqlx::query_as("SELECT schema_name FROM information_schema.schemata WHERE schema_name = $1")
+                .bind(&schema)
+                .fetch_optional(&mut conn)
+                .await
+                .map_err(connect_err)?;
+        if exists.is_none() {
+            // Two processes may race here; the loser's error is harmless.
+            let _ = conn
+                .execute(&*format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .await;
+        }
+    }
+    let pool = AnyPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(move |conn, _| {
+            let setup = setup.clone();
+            Box::pin(async move {
+                conn.execute(&*setup).await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(connect_err)?;
+    if backend == Backend::Sqlite {
+        retry_busy(|| async {
+            pool.execute("PRAGMA journal_mode = WAL").await?;
+            Ok(())
+        })
+        .await
+        .map_err(connect_err)?;
+    }
+    migrate(&pool, shown).await?;
+    Ok(pool)
+}
+
+/// Retries `op` a few times: another process may hold SQLite's lock, or be creating the tables.
+async fn retry_busy<F, Fut>(mut op: F) -> Result<(), sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), sqlx::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match op().await {
+            Ok(()) => return Ok(()),
+            Err(e) if tries < 8 => {
+                tries += 1;
+                tracing::debug!(target: "weft::store", "retrying after {e}");
+                tokio::time::sleep(Duration::from_millis(25 << tries.min(5))).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Refuses a database from a newer weft, then applies the missing migrations.
+async fn migrate(pool: &AnyPool, shown: &str) -> Result<(), StoreError> {
+    // Before anything could alter it: a missing table means a new database.
+    let found: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .ok();
+    let found = found.flatten().unwrap_or(0);
+    if found > latest_version() {
+        return Err(StoreError::SchemaTooNew {
+            url: shown.to_owned(),
+            found,
+            supported: latest_version(),
+        });
+    }
+    if found == latest_version() {
+        return Ok(());
+    }
+    let migrator = Migrator {
+        migrations: Cow::Owned(
+            MIGRATIONS
+                .iter()
+                .map(|(v, name, sql)| {
+                    Migration::new(
+                        *v,
+                        Cow::Borrowed(*name),
+                        MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect(),
+        ),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    };
+    let mut tries = 0;
+    loop {
+        match migrator.run(pool).await {
+            Ok(()) => return Ok(()),
+            // Another process migrating the same file at once: its work is ours on retry.
+            Err(_) if tries < 8 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(25 << tries.min(5))).await;
+            }
+            Err(e) => {
+                return Err(StoreError::Migrate {
+                    url: shown.to_owned(),
+                    error: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// A timestamp as stored: RFC 3339, UTC, microseconds (sorts in time order as text).
+pub(crate) fn ts(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Query(format!("bad timestamp {s:?} in the history: {e}")))
+}
+
+/// How much of a flow run's history was recorded: [`FlowRun::history`](crate::FlowRun::history).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HistoryReport {
+    /// The database (password hidden).
+    pub store: String,
+    /// Rows written.
+    pub recorded: u64,
+    /// Rows given up on (the database stayed away longer than the writer's retries).
+    pub lost: u64,
+    /// False when the run ended before the database confirmed its rows (they are still being
+    /// retried in the background).
+    pub confirmed: bool,
+    /// The last error met, if any.
+    pub error: Option<String>,
+}
+
+impl HistoryReport {
+    /// True when every row was written.
+    pub fn is_complete(&self) -> bool {
+        self.confirmed && self.lost == 0 && self.error.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            redact("postgres://me:secret@db:5432/x"),
+            "postgres://me:***@db:5432/x"
+        );
+        assert_eq!(redact("postgres://me@db/x"), "postgres://me@db/x");
+        let dir = std::env::temp_dir().join("weft url test");
+        let (b, u) = prepare_url(&format!("sqlite://{}/a.db", dir.display()), true).unwrap();
+        assert_eq!(b, Backend::Sqlite);
+        assert!(u.ends_with("weft%20url%20test/a.db?mode=rwc"), "{u}");
+        assert!(prepare_url("sqlite://", true).is_err());
+        assert!(prepare_url("mysql://x", true).unwrap_err().contains("postgres://"));
+        let missing = prepare_url("sqlite:///nonexistent/weft.db", false).unwrap_err();
+        assert!(missing.contains("does not exist"), "{missing}");
+    }
+
+    #[test]
+    fn timestamps_sort_as_text() {
+        let a = Utc::now();
+        let b = a + chrono::Duration::microseconds(1);
+        assert!(ts(a) < ts(b));
+        assert_eq!(parse_ts(&ts(a)).unwrap().timestamp_micros(), a.timestamp_micros());
+    }
+}

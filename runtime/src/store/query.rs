@@ -1,0 +1,465 @@
+//! Reading the history back: runs, one run in full, flows with their run counts.
+
+use super::{parse_ts, Store, StoreError};
+use crate::graph::FlowGraph;
+use crate::state::StateKind;
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use std::collections::HashMap;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Which runs [`Store::runs`] lists: newest first, optionally of one flow or in one state.
+///
+/// ```
+/// use weft::prelude::*;
+/// use weft::store::RunFilter;
+///
+/// let filter = RunFilter::new().flow("etl").state(StateKind::Failed).limit(5);
+/// assert_eq!(filter.limit, 5);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RunFilter {
+    /// Only runs of this flow.
+    pub flow: Option<String>,
+    /// Only runs in this state.
+    pub state: Option<StateKind>,
+    /// At most this many runs (default 20).
+    pub limit: u32,
+}
+
+impl Default for RunFilter {
+    fn default() -> Self {
+        RunFilter {
+            flow: None,
+            state: None,
+            limit: 20,
+        }
+    }
+}
+
+impl RunFilter {
+    /// The 20 newest runs.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Only runs of `flow`.
+    pub fn flow(mut self, flow: impl Into<String>) -> Self {
+        self.flow = Some(flow.into());
+        self
+    }
+    /// Only runs in `state`.
+    pub fn state(mut self, state: StateKind) -> Self {
+        self.state = Some(state);
+        self
+    }
+    /// At most `n` runs.
+    pub fn limit(mut self, n: u32) -> Self {
+        self.limit = n;
+        self
+    }
+}
+
+/// A recorded flow run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunRecord {
+    /// The run's id.
+    pub id: Uuid,
+    /// The flow's name.
+    pub flow: String,
+    /// The flow's version (its graph's hash unless `#[flow(version = "..")]` names one).
+    pub flow_version: String,
+    /// The parameters, as JSON (types without serde appear as their `Display` text or null).
+    pub parameters: serde_json::Value,
+    /// Its latest state.
+    pub state: StateKind,
+    /// The state's message.
+    pub message: Option<String>,
+    /// When it started.
+    pub started: DateTime<Utc>,
+    /// When it ended (None while running).
+    pub ended: Option<DateTime<Utc>>,
+}
+
+impl RunRecord {
+    /// Start to end, or to now while running.
+    pub fn duration(&self) -> Duration {
+        (self.ended.unwrap_or_else(Utc::now) - self.started)
+            .to_std()
+            .unwrap_or_default()
+    }
+}
+
+/// A recorded task run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TaskRunRecord {
+    /// Its node in the flow graph.
+    pub node: u32,
+    /// Its element index, for an element of a mapped task.
+    pub map_index: Option<u32>,
+    /// The task's name.
+    pub task: String,
+    /// Its latest state.
+    pub state: StateKind,
+    /// The state's message (the error of a failed run).
+    pub message: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When its first attempt started.
+    pub started: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub ended: Option<DateTime<Utc>>,
+    /// Its cache key (tasks with `cache_for`).
+    pub cache_key: Option<String>,
+    /// Where its result was stored (cache, target or checkpoint key).
+    pub result: Option<String>,
+}
+
+impl TaskRunRecord {
+    /// Start to end (zero when it never started).
+    pub fn duration(&self) -> Duration {
+        match (self.started, self.ended) {
+            (Some(s), Some(e)) => (e - s).to_std().unwrap_or_default(),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// One recorded state change.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StateChangeRecord {
+    /// The task run's node (None: the flow run itself).
+    pub node: Option<u32>,
+    /// The element index of a mapped task run.
+    pub map_index: Option<u32>,
+    /// The task's or flow's name.
+    pub name: String,
+    /// The state entered.
+    pub state: StateKind,
+    /// Its message.
+    pub message: Option<String>,
+    /// The attempt number.
+    pub attempt: u32,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// One recorded log line.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LogRecord {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// `INFO`, `WARN`, ...
+    pub level: String,
+    /// The line.
+    pub message: String,
+}
+
+/// A recorded run in full: the run, its flow's graph, task runs, state changes and logs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunDetail {
+    /// The run.
+    pub run: RunRecord,
+    /// The flow's graph as it was for this run.
+    pub graph: Option<FlowGraph>,
+    /// Every task run, by node, a mapped node's summary before its elements.
+    pub task_runs: Vec<TaskRunRecord>,
+    /// Every state change, in order.
+    pub state_changes: Vec<StateChangeRecord>,
+    /// The run's log lines, in order.
+    pub logs: Vec<LogRecord>,
+}
+
+impl RunDetail {
+    /// The state of each task node (a mapped node: its summary's).
+    pub fn node_states(&self) -> HashMap<u32, StateKind> {
+        let mut states = HashMap::new();
+        for r in &self.task_runs {
+            if r.map_index.is_none() || !states.contains_key(&r.node) {
+                states.insert(r.node, r.state);
+            }
+        }
+        states
+    }
+    fn graph_or_empty(&self) -> FlowGraph {
+        self.graph.clone().unwrap_or_else(|| FlowGraph {
+            name: self.run.flow.clone().into(),
+            nodes: Vec::new().into(),
+            edges: Vec::new().into(),
+        })
+    }
+    /// DOT of the run's graph colored by its task runs' states.
+    pub fn to_dot(&self) -> String {
+        self.graph_or_empty().to_dot_with_states(&self.node_states())
+    }
+    /// Mermaid of the run's graph colored by state.
+    pub fn to_mermaid(&self) -> String {
+        self.graph_or_empty()
+            .to_mermaid_with_states(&self.node_states())
+    }
+    /// SVG of the run's graph colored by state.
+    pub fn to_svg(&self) -> String {
+        self.graph_or_empty().to_svg_with_states(&self.node_states())
+    }
+}
+
+/// A flow seen in the history, with its runs counted by state.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FlowSummary {
+    /// The flow's name.
+    pub name: String,
+    /// Versions recorded.
+    pub versions: u64,
+    /// Runs recorded.
+    pub runs: u64,
+    /// Runs by latest state.
+    pub by_state: Vec<(StateKind, u64)>,
+    /// The newest run's start.
+    pub last_run: Option<DateTime<Utc>>,
+}
+
+impl FlowSummary {
+    /// Runs whose latest state is `kind`.
+    pub fn count(&self, kind: StateKind) -> u64 {
+        self.by_state
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+fn state_of(row: &AnyRow, col: &str) -> Result<StateKind, StoreError> {
+    let s: String = row.try_get(col)?;
+    s.parse().map_err(StoreError::Query)
+}
+
+fn ts_of(row: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let s: Option<String> = row.try_get(col)?;
+    s.as_deref().map(parse_ts).transpose()
+}
+
+fn u32_of(row: &AnyRow, col: &str) -> Result<Option<u32>, StoreError> {
+    let v: Option<i64> = row.try_get(col)?;
+    Ok(v.and_then(|v| u32::try_from(v).ok()))
+}
+
+fn run_of(row: &AnyRow) -> Result<RunRecord, StoreError> {
+    let id: String = row.try_get("id")?;
+    let params: String = row.try_get("parameters")?;
+    Ok(RunRecord {
+        id: id
+            .parse()
+            .map_err(|e| StoreError::Query(format!("bad run id {id:?}: {e}")))?,
+        flow: row.try_get("flow")?,
+        flow_version: row.try_get("flow_version")?,
+        parameters: serde_json::from_str(&params).unwrap_or(serde_json::Value::String(params)),
+        state: state_of(row, "state")?,
+        message: row.try_get("message")?,
+        started: ts_of(row, "started")?
+            .ok_or_else(|| StoreError::Query("a run without a start".to_owned()))?,
+        ended: ts_of(row, "ended")?,
+    })
+}
+
+const RUN_COLS: &str = "id, flow, flow_version, parameters, state, message, started, ended";
+
+impl Store {
+    /// Recorded runs, newest first.
+    pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        let filter = filter.clone();
+        self.with_pool(move |pool, _| async move {
+            let mut sql = format!("SELECT {RUN_COLS} FROM flow_runs");
+            let mut conds = Vec::new();
+            if filter.flow.is_some() {
+                conds.push(format!("flow = ${}", conds.len() + 1));
+            }
+            if filter.state.is_some() {
+                conds.push(format!("state = ${}", conds.len() + 1));
+            }
+            if !conds.is_empty() {
+                sql.push_str(" WHERE ");
+                sql.push_str(&conds.join(" AND "));
+            }
+            sql.push_str(&format!(" ORDER BY started DESC LIMIT {}", filter.limit));
+            let mut q = sqlx::query(&sql);
+            if let Some(f) = &filter.flow {
+                q = q.bind(f.clone());
+            }
+            if let Some(s) = filter.state {
+                q = q.bind(s.to_string());
+            }
+            q.fetch_all(&pool).await?.iter().map(run_of).collect()
+        })
+        .await
+    }
+
+    /// The full id of the run whose id is or starts with `prefix` (at least 4 characters).
+    pub async fn resolve_run(&self, prefix: &str) -> Result<Uuid, StoreError> {
+        let prefix = prefix.trim().to_lowercase();
+        if let Ok(id) = prefix.parse::<Uuid>() {
+            return Ok(id);
+        }
+        if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err(StoreError::RunNotFound(prefix));
+        }
+        self.with_pool(move |pool, _| async move {
+            let rows = sqlx::query("SELECT id FROM flow_runs WHERE id LIKE $1 ORDER BY id LIMIT 5")
+                .bind(format!("{prefix}%"))
+                .fetch_all(&pool)
+                .await?;
+            let ids: Vec<Uuid> = rows
+                .iter()
+                .filter_map(|r| r.try_get::<String, _>("id").ok()?.parse().ok())
+                .collect();
+            match ids.as_slice() {
+                [] => Err(StoreError::RunNotFound(prefix)),
+                [one] => Ok(*one),
+                _ => Err(StoreError::AmbiguousRun {
+                    prefix,
+                    matches: ids,
+                }),
+            }
+        })
+        .await
+    }
+
+    /// One run in full: its record, graph, task runs, state changes and logs.
+    pub async fn run(&self, id: Uuid) -> Result<RunDetail, StoreError> {
+        self.with_pool(move |pool, _| async move {
+            let id_text = id.to_string();
+            let row = sqlx::query(&format!("SELECT {RUN_COLS} FROM flow_runs WHERE id = $1"))
+                .bind(&id_text)
+                .fetch_optional(&pool)
+                .await?
+                .ok_or_else(|| StoreError::RunNotFound(id_text.clone()))?;
+            let run = run_of(&row)?;
+            let graph: Option<String> =
+                sqlx::query_scalar("SELECT graph FROM flows WHERE name = $1 AND version = $2")
+                    .bind(&run.flow)
+                    .bind(&run.flow_version)
+                    .fetch_optional(&pool)
+                    .await?;
+            let graph = graph.and_then(|g| serde_json::from_str::<FlowGraph>(&g).ok());
+            let task_runs = sqlx::query(
+                "SELECT node, map_index, task, state, message, attempts, started, ended, cache_key, result \
+                 FROM task_runs WHERE flow_run_id = $1 ORDER BY node, map_index",
+            )
+            .bind(&id_text)
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let map_index: i64 = r.try_get("map_index")?;
+                Ok(TaskRunRecord {
+                    node: u32_of(r, "node")?.unwrap_or(0),
+                    map_index: u32::try_from(map_index).ok(),
+                    task: r.try_get("task")?,
+                    state: state_of(r, "state")?,
+                    message: r.try_get("message")?,
+                    attempts: u32_of(r, "attempts")?.unwrap_or(0),
+                    started: ts_of(r, "started")?,
+                    ended: ts_of(r, "ended")?,
+                    cache_key: r.try_get("cache_key")?,
+                    result: r.try_get("result")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+            let state_changes = sqlx::query(
+                "SELECT node, map_index, name, state, message, attempt, at FROM state_changes \
+                 WHERE flow_run_id = $1 ORDER BY at, seq",
+            )
+            .bind(&id_text)
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(StateChangeRecord {
+                    node: u32_of(r, "node")?,
+                    map_index: u32_of(r, "map_index")?,
+                    name: r.try_get("name")?,
+                    state: state_of(r, "state")?,
+                    message: r.try_get("message")?,
+                    attempt: u32_of(r, "attempt")?.unwrap_or(0),
+                    at: ts_of(r, "at")?.unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+            let logs = sqlx::query(
+                "SELECT at, level, message FROM logs WHERE flow_run_id = $1 ORDER BY at, seq",
+            )
+            .bind(&id_text)
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(LogRecord {
+                    at: ts_of(r, "at")?.unwrap_or_default(),
+                    level: r.try_get("level")?,
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(RunDetail {
+                run,
+                graph,
+                task_runs,
+                state_changes,
+                logs,
+            })
+        })
+        .await
+    }
+
+    /// Every flow seen, by name, with its runs counted by latest state.
+    pub async fn flows(&self) -> Result<Vec<FlowSummary>, StoreError> {
+        self.with_pool(move |pool, _| async move {
+            let mut flows: Vec<FlowSummary> = Vec::new();
+            for r in sqlx::query("SELECT name, COUNT(*) AS versions FROM flows GROUP BY name ORDER BY name")
+                .fetch_all(&pool)
+                .await?
+            {
+                flows.push(FlowSummary {
+                    name: r.try_get("name")?,
+                    versions: r.try_get::<i64, _>("versions")?.max(0) as u64,
+                    runs: 0,
+                    by_state: Vec::new(),
+                    last_run: None,
+                });
+            }
+            let rows = sqlx::query(
+                "SELECT flow, state, COUNT(*) AS n, MAX(started) AS last_run FROM flow_runs GROUP BY flow, state",
+            )
+            .fetch_all(&pool)
+            .await?;
+            for r in rows {
+                let name: String = r.try_get("flow")?;
+                let n = r.try_get::<i64, _>("n")?.max(0) as u64;
+                let last = ts_of(&r, "last_run")?;
+                let i = match flows.iter().position(|f| f.name == name) {
+                    Some(i) => i,
+                    None => {
+                        flows.push(FlowSummary {
+                            name,
+                            versions: 0,
+                            runs: 0,
+                            by_state: Vec::new(),
+                            last_run: None,
+                        });
+                        flows.len() - 1
+                    }
+                };
+                let f = &mut flows[i];
+                f.runs += n;
+                f.by_state.push((state_of(&r, "state")?, n));
+                f.last_run = f.last_run.max(last);
+            }
+            for f in &mut flows {
+                f.by_state.sort_by_key(|(k, _)| StateKind::ALL.iter().position(|a| a == k));
+            }
+            flows.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(flows)
+        })
+        .await
+    }
+}

@@ -1,0 +1,207 @@
+//! The engine's side of run history: one recorder per flow run turns its events, task reports
+//! and log lines into queued rows.
+
+use super::writer::{Change, Op, TaskRow};
+use super::{HistoryReport, Store};
+use crate::flow::RunEvent;
+use crate::graph::FlowGraph;
+use crate::state::StateKind;
+use crate::task::TaskRunReport;
+use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// Records one flow run into a store.
+pub(crate) struct Recorder {
+    store: Store,
+    run: Uuid,
+}
+
+impl Recorder {
+    /// Queues the flow (graph under its version) and the run's first row.
+    pub(crate) fn start(
+        store: Store,
+        run: Uuid,
+        graph: &'static FlowGraph,
+        version: Option<&'static str>,
+        params: String,
+    ) -> Arc<Recorder> {
+        let (version, graph_json) = flow_version(graph, version);
+        let at = Utc::now();
+        let q = store.queue();
+        q.push(Op::Flow {
+            name: graph.name.to_string(),
+            version: version.to_string(),
+            graph: graph_json.to_string(),
+            at,
+        });
+        q.push(Op::RunStarted {
+            run,
+            flow: graph.name.to_string(),
+            version: version.to_string(),
+            params,
+            at,
+        });
+        Arc::new(Recorder { store, run })
+    }
+
+    /// A state change of the flow run or one of its task runs.
+    pub(crate) fn event(&self, e: &RunEvent) {
+        let q = self.store.queue();
+        let seq = q.next_seq();
+        let at = e.state.timestamp;
+        let (node, map_index) = match e.task_run_id {
+            Some(id) => (Some(id.node), id.map_index),
+            None => (None, None),
+        };
+        q.push(Op::Change(Change {
+            run: self.run,
+            seq,
+            node,
+            map_index,
+            name: e.name.to_owned(),
+            state: e.state.kind,
+            message: e.state.message.clone(),
+            attempt: e.attempt,
+            at,
+        }));
+        match e.task_run_id {
+            None => q.push(Op::RunState {
+                run: self.run,
+                state: e.state.kind,
+                message: e.state.message.clone(),
+                at,
+            }),
+            Some(id) => q.push(Op::Task(TaskRow {
+                run: self.run,
+                node: id.node,
+                map_index: id.map_index,
+                task: e.name.to_owned(),
+                state: e.state.kind,
+                message: e.state.message.clone(),
+                attempts: e.attempt,
+                started: (e.state.kind == StateKind::Running).then_some(at),
+                ended: e.state.kind.is_final().then_some(at),
+                cache_key: None,
+                result: None,
+            })),
+        }
+    }
+
+    /// A task run's final report: timing, attempts, cache key and result location.
+    pub(crate) fn task_report(&self, r: &TaskRunReport) {
+        self.store.queue().push(Op::Task(TaskRow {
+            run: self.run,
+            node: r.id.node,
+            map_index: r.id.map_index,
+            task: r.task.to_owned(),
+            state: r.state.kind,
+            message: r.state.message.clone(),
+            attempts: r.attempts,
+            started: r.started,
+            ended: r.ended,
+            cache_key: r.cache_key.clone(),
+            result: r.result_key.clone(),
+        }));
+    }
+
+    /// A log line emitted while the run was being driven.
+    pub(crate) fn log(&self, level: &'static str, message: String) {
+        let q = self.store.queue();
+        q.push(Op::Log {
+            run: self.run,
+            seq: q.next_seq(),
+            at: Utc::now(),
+            level,
+            message,
+        });
+    }
+
+    /// Waits (at most the store's flush timeout) for everything queued for this run.
+    pub(crate) async fn finish(&self) -> HistoryReport {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.store.queue().push(Op::Flush {
+            run: self.run,
+            done,
+        });
+        let limit = self.store.options().flush_timeout;
+        let mut report = HistoryReport {
+            store: self.store.url().to_owned(),
+            recorded: 0,
+            lost: 0,
+            confirmed: false,
+            error: None,
+        };
+        match tokio::time::timeout(limit, wait).await {
+            Ok(Ok(t)) => {
+                report.recorded = t.recorded;
+                report.lost = t.lost;
+                report.error = t.error;
+                report.confirmed = true;
+            }
+            Ok(Err(_)) => report.error = Some("the history writer stopped".to_owned()),
+            Err(_) => {
+                report.error = Some(format!(
+                    "the database did not confirm this run's history within {limit:?}; the \
+                     writer keeps retrying in the background"
+                ))
+            }
+        }
+        report
+    }
+}
+
+/// The flow's version (given, or a hash of its graph) and its graph as JSON; computed once per
+/// graph.
+fn flow_version(
+    graph: &'static FlowGraph,
+    given: Option<&'static str>,
+) -> (Arc<str>, Arc<str>) {
+    type Seen = Mutex<HashMap<usize, (Arc<str>, Arc<str>)>>;
+    static SEEN: std::sync::OnceLock<Seen> = std::sync::OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    let key = graph as *const FlowGraph as usize;
+    if let Some(v) = seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return v.clone();
+    }
+    let json = serde_json::to_string(graph).unwrap_or_else(|_| "{}".to_owned());
+    let version: Arc<str> = match given {
+        Some(v) => v.into(),
+        None => blake3::hash(json.as_bytes()).to_hex()[..12].into(),
+    };
+    let v = (version, Arc::<str>::from(json));
+    seen.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, v.clone());
+    v
+}
+
+std::thread_local! {
+    /// The run whose code this thread runs outside the flow's driver (a sync task body).
+    static BLOCKING_RUN: std::cell::RefCell<Option<Arc<Recorder>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The recorder of the run being driven here: the flow's tokio task, or a sync body's thread.
+pub(crate) fn current() -> Option<Arc<Recorder>> {
+    crate::flow::current_history()
+        .or_else(|| BLOCKING_RUN.with(|r| r.borrow().clone()))
+}
+
+/// Runs `body` with `recorder` as this thread's run: for log lines of sync task bodies, and of
+/// the flow run's start and end, which happen outside its driver.
+pub(crate) fn on_this_thread<T>(recorder: Option<Arc<Recorder>>, body: impl FnOnce() -> T) -> T {
+    if recorder.is_none() {
+        return body();
+    }
+    struct Reset(Option<Arc<Recorder>>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let old = self.0.take();
+            BLOCKING_RUN.with(|r| *r.borrow_mut() = old);
+        }
+    }
+    let old = BLOCKING_RUN.with(|r| r.replace(recorder));
+    let _reset = Reset(old);
+    body()
+}

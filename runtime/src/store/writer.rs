@@ -1,0 +1,563 @@
+//! The history writer: the engine queues rows (never waiting), a task on the store's own thread
+//! writes them in batched transactions, retrying with backoff while the database is away.
+
+use super::{ts, Inner};
+use crate::state::StateKind;
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{oneshot, Notify};
+use uuid::Uuid;
+
+/// Rows queued before the writer is woken.
+const BATCH: usize = 2048;
+/// How often the writer looks at a partial batch.
+const TICK: Duration = Duration::from_millis(25);
+
+/// One thing to write.
+pub(crate) enum Op {
+    Flow {
+        name: String,
+        version: String,
+        graph: String,
+        at: DateTime<Utc>,
+    },
+    RunStarted {
+        run: Uuid,
+        flow: String,
+        version: String,
+        params: String,
+        at: DateTime<Utc>,
+    },
+    RunState {
+        run: Uuid,
+        state: StateKind,
+        message: Option<String>,
+        at: DateTime<Utc>,
+    },
+    Change(Change),
+    Task(TaskRow),
+    Log {
+        run: Uuid,
+        seq: u64,
+        at: DateTime<Utc>,
+        level: &'static str,
+        message: String,
+    },
+    /// Answered once everything queued before it is written or given up.
+    Flush {
+        run: Uuid,
+        done: oneshot::Sender<Tally>,
+    },
+}
+
+impl Op {
+    fn run(&self) -> Option<Uuid> {
+        match self {
+            Op::Flow { .. } => None,
+            Op::RunStarted { run, .. }
+            | Op::RunState { run, .. }
+            | Op::Log { run, .. }
+            | Op::Flush { run, .. } => Some(*run),
+            Op::Change(c) => Some(c.run),
+            Op::Task(t) => Some(t.run),
+        }
+    }
+}
+
+/// A state change of a flow run (node None) or task run.
+pub(crate) struct Change {
+    pub run: Uuid,
+    pub seq: u64,
+    pub node: Option<u32>,
+    pub map_index: Option<u32>,
+    pub name: String,
+    pub state: StateKind,
+    pub message: Option<String>,
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+}
+
+/// What is known of a task run; later rows of the same run update earlier ones.
+#[derive(Clone)]
+pub(crate) struct TaskRow {
+    pub run: Uuid,
+    pub node: u32,
+    pub map_index: Option<u32>,
+    pub task: String,
+    pub state: StateKind,
+    pub message: Option<String>,
+    pub attempts: u32,
+    pub started: Option<DateTime<Utc>>,
+    pub ended: Option<DateTime<Utc>>,
+    pub cache_key: Option<String>,
+    pub result: Option<String>,
+}
+
+impl TaskRow {
+    fn merge(&mut self, newer: TaskRow) {
+        let started = self.started.or(newer.started);
+        let cache_key = newer.cache_key.or(self.cache_key.take());
+        let result = newer.result.or(self.result.take());
+        *self = TaskRow {
+            started,
+            cache_key,
+            result,
+            ..newer
+        };
+    }
+}
+
+/// How much of one flow run's history reached the database.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tally {
+    pub recorded: u64,
+    pub lost: u64,
+    pub error: Option<String>,
+}
+
+/// Rows waiting for the writer. Bounded: past `cap` rows are dropped (and counted against their
+/// run) rather than making the engine wait or grow without end.
+pub(crate) struct Queue {
+    ops: Mutex<Vec<Op>>,
+    ready: Notify,
+    cap: usize,
+    overflow: Mutex<HashMap<Uuid, u64>>,
+    pub(crate) seq: AtomicU64,
+}
+
+impl Queue {
+    pub(crate) fn new(cap: usize) -> Queue {
+        Queue {
+            ops: Mutex::new(Vec::with_capacity(BATCH)),
+            ready: Notify::new(),
+            cap,
+            overflow: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues `op`; never blocks on the database.
+    pub(crate) fn push(&self, op: Op) {
+        let mut ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        let flush = matches!(op, Op::Flush { .. });
+        if ops.len() >= self.cap && !flush {
+            drop(ops);
+            if let Some(run) = op.run() {
+                *self
+                    .overflow
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(run)
+                    .or_default() += 1;
+            }
+            return;
+        }
+        ops.push(op);
+        let wake = flush || ops.len() == BATCH;
+        drop(ops);
+        if wake {
+            self.ready.notify_one();
+        }
+    }
+
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn take(&self) -> Vec<Op> {
+        std::mem::take(&mut *self.ops.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn overflowed(&self, run: Uuid) -> u64 {
+        self.overflow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&run)
+            .unwrap_or(0)
+    }
+}
+
+/// The writer task: runs on the store's thread until the store is dropped.
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut tallies: HashMap<Uuid, Tally> = HashMap::new();
+    let mut flows_seen: std::collections::HashSet<(String, String)> = Default::default();
+    loop {
+        tokio::select! {
+            _ = inner.queue.ready.notified() => {}
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        let ops = inner.queue.take();
+        if ops.is_empty() {
+            if Arc::strong_count(&inner) == 1 {
+                return; // every Store handle is gone
+            }
+            continue;
+        }
+        let mut batch = Batch::default();
+        let mut flushes = Vec::new();
+        for op in ops {
+            match op {
+                Op::Flush { run, done } => flushes.push((run, done)),
+                Op::Flow {
+                    name, version, ..
+                } if flows_seen.contains(&(name.clone(), version.clone())) => {}
+                op => batch.add(op),
+            }
+        }
+        if !batch.is_empty() {
+            let outcome = write_with_retry(&inner, &batch).await;
+            for (run, n) in &batch.per_run {
+                let t = tallies.entry(*run).or_default();
+                match &outcome {
+                    Ok(()) => t.recorded += n,
+                    Err(e) => {
+                        t.lost += n;
+                        t.error = Some(e.clone());
+                    }
+                }
+            }
+            if outcome.is_ok() {
+                flows_seen.extend(batch.flows.iter().map(|f| (f.0.clone(), f.1.clone())));
+            }
+        }
+        for (run, done) in flushes {
+            let mut t = tallies.remove(&run).unwrap_or_default();
+            let over = inner.queue.overflowed(run);
+            if over > 0 {
+                t.lost += over;
+                t.error.get_or_insert_with(|| {
+                    format!("the history queue was full ({} rows)", inner.queue.cap)
+                });
+            }
+            let _ = done.send(t);
+        }
+    }
+}
+
+async fn write_with_retry(inner: &Inner, batch: &Batch) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match write(inner, batch).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let e = e.to_string();
+                if started.elapsed() + delay > inner.options.retry_for {
+                    tracing::warn!(
+                        target: "weft::store",
+                        "Run history: giving up on {} rows after {:.1?} ({e})",
+                        batch.rows(),
+                        started.elapsed()
+                    );
+                    return Err(e);
+                }
+                tracing::debug!(target: "weft::store", "Run history: write failed ({e}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// One transaction's worth of rows, coalesced: a run's flow_runs row and each task run's row are
+/// written once with their latest values.
+#[derive(Default)]
+struct Batch {
+    flows: Vec<(String, String, String, DateTime<Utc>)>,
+    runs: Vec<RunRow>,
+    run_index: HashMap<Uuid, usize>,
+    tasks: Vec<TaskRow>,
+    task_index: HashMap<(Uuid, u32, Option<u32>), usize>,
+    changes: Vec<Change>,
+    logs: Vec<(Uuid, u64, DateTime<Utc>, &'static str, String)>,
+    per_run: HashMap<Uuid, u64>,
+}
+
+struct RunRow {
+    id: Uuid,
+    /// Set when the run started in this batch: the row is inserted, else updated.
+    start: Option<(String, String, String, DateTime<Utc>)>,
+    state: Option<(StateKind, Option<String>, DateTime<Utc>)>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.rows() == 0
+    }
+    fn rows(&self) -> usize {
+        self.flows.len() + self.runs.len() + self.tasks.len() + self.changes.len() + self.logs.len()
+    }
+    fn add(&mut self, op: Op) {
+        if let Some(run) = op.run() {
+            *self.per_run.entry(run).or_default() += 1;
+        }
+        match op {
+            Op::Flow {
+                name,
+                version,
+                graph,
+                at,
+            } => {
+                if !self.flows.iter().any(|f| f.0 == name && f.1 == version) {
+                    self.flows.push((name, version, graph, at));
+                }
+            }
+            Op::RunStarted {
+                run,
+                flow,
+                version,
+                params,
+                at,
+            } => self.run_row(run).start = Some((flow, version, params, at)),
+            Op::RunState {
+                run,
+                state,
+                message,
+                at,
+            } => self.run_row(run).state = Some((state, message, at)),
+            Op::Change(c) => self.changes.push(c),
+            Op::Task(row) => {
+                let key = (row.run, row.node, row.map_index);
+                match self.task_index.get(&key) {
+                    Some(&i) => self.tasks[i].merge(row),
+                    None => {
+                        self.task_index.insert(key, self.tasks.len());
+                        self.tasks.push(row);
+                    }
+                }
+            }
+            Op::Log {
+                run,
+                seq,
+                at,
+                level,
+                message,
+            } => self.logs.push((run, seq, at, level, message)),
+            Op::Flush { .. } => {}
+        }
+    }
+    fn run_row(&mut self, id: Uuid) -> &mut RunRow {
+        let i = *self.run_index.entry(id).or_insert_with(|| {
+            self.runs.push(RunRow {
+                id,
+                start: None,
+                state: None,
+            });
+            self.runs.len() - 1
+        });
+        &mut self.runs[i]
+    }
+}
+
+/// A multi-row statement's SQL: `head` then `rows` groups of `cols` numbered placeholders.
+fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 6);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push(',');
+            }
+            n += 1;
+            sql.push('$');
+            sql.push_str(&n.to_string());
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
+/// Rows per statement: under SQLite's and PostgreSQL's limits on bound values.
+fn chunk_rows(cols: usize) -> usize {
+    (8000 / cols).min(500)
+}
+
+type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+fn opt_i64(v: Option<u32>) -> Option<i64> {
+    v.map(i64::from)
+}
+
+async fn write(inner: &Inner, b: &Batch) -> Result<(), sqlx::Error> {
+    let mut tx = inner.pool.begin().await?;
+    for (name, version, graph, at) in &b.flows {
+        sqlx::query(
+            "INSERT INTO flows (name, version, graph, first_seen) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name, version) DO NOTHING",
+        )
+        .bind(name)
+        .bind(version)
+        .bind(graph)
+        .bind(ts(*at))
+        .execute(&mut *tx)
+        .await?;
+    }
+    for r in &b.runs {
+        let state = r.state.as_ref();
+        let (kind, message, ended) = match state {
+            Some((k, m, at)) => (
+                Some(k.to_string()),
+                m.clone(),
+                k.is_final().then(|| ts(*at)),
+            ),
+            None => (None, None, None),
+        };
+        match &r.start {
+            Some((flow, version, params, at)) => {
+                // A resumed run keeps its first start; it is running again.
+                sqlx::query(
+                    "INSERT INTO flow_runs (id, flow, flow_version, parameters, state, message, started, ended) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (id) DO UPDATE SET flow_version = excluded.flow_version, \
+                     parameters = excluded.parameters, state = excluded.state, \
+                     message = excluded.message, ended = excluded.ended",
+                )
+                .bind(r.id.to_string())
+                .bind(flow)
+                .bind(version)
+                .bind(params)
+                .bind(kind.unwrap_or_else(|| StateKind::Pending.to_string()))
+                .bind(message)
+                .bind(ts(*at))
+                .bind(ended)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                if let Some(kind) = kind {
+                    sqlx::query("UPDATE flow_runs SET state = $1, message = $2, ended = $3 WHERE id = $4")
+                        .bind(kind)
+                        .bind(message)
+                        .bind(ended)
+                        .bind(r.id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+    }
+    const TASK_COLS: usize = 11;
+    for rows in b.tasks.chunks(chunk_rows(TASK_COLS)) {
+        let sql = values_sql(
+            "INSERT INTO task_runs (flow_run_id, node, map_index, task, state, message, attempts, started, ended, cache_key, result)",
+            TASK_COLS,
+            rows.len(),
+            " ON CONFLICT (flow_run_id, node, map_index) DO UPDATE SET task = excluded.task, \
+             state = excluded.state, message = excluded.message, attempts = excluded.attempts, \
+             started = COALESCE(task_runs.started, excluded.started), ended = excluded.ended, \
+             cache_key = COALESCE(excluded.cache_key, task_runs.cache_key), \
+             result = COALESCE(excluded.result, task_runs.result)",
+        );
+        let mut q: AnyQuery = sqlx::query(&sql);
+        for t in rows {
+            q = q
+                .bind(t.run.to_string())
+                .bind(i64::from(t.node))
+                .bind(t.map_index.map_or(-1, i64::from))
+                .bind(t.task.clone())
+                .bind(t.state.to_string())
+                .bind(t.message.clone())
+                .bind(i64::from(t.attempts))
+                .bind(t.started.map(ts))
+                .bind(t.ended.map(ts))
+                .bind(t.cache_key.clone())
+                .bind(t.result.clone());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    const CHANGE_COLS: usize = 9;
+    for rows in b.changes.chunks(chunk_rows(CHANGE_COLS)) {
+        let sql = values_sql(
+            "INSERT INTO state_changes (flow_run_id, seq, node, map_index, name, state, message, attempt, at)",
+            CHANGE_COLS,
+            rows.len(),
+            "",
+        );
+        let mut q: AnyQuery = sqlx::query(&sql);
+        for c in rows {
+            q = q
+                .bind(c.run.to_string())
+                .bind(c.seq as i64)
+                .bind(opt_i64(c.node))
+                .bind(opt_i64(c.map_index))
+                .bind(c.name.clone())
+                .bind(c.state.to_string())
+                .bind(c.message.clone())
+                .bind(i64::from(c.attempt))
+                .bind(ts(c.at));
+        }
+        q.execute(&mut *tx).await?;
+    }
+    const LOG_COLS: usize = 5;
+    for rows in b.logs.chunks(chunk_rows(LOG_COLS)) {
+        let sql = values_sql(
+            "INSERT INTO logs (flow_run_id, seq, at, level, message)",
+            LOG_COLS,
+            rows.len(),
+            "",
+        );
+        let mut q: AnyQuery = sqlx::query(&sql);
+        for (run, seq, at, level, message) in rows {
+            q = q
+                .bind(run.to_string())
+                .bind(*seq as i64)
+                .bind(ts(*at))
+                .bind(*level)
+                .bind(message.clone());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_sql_numbers_placeholders_across_rows() {
+        assert_eq!(
+            values_sql("INSERT INTO t (a, b)", 2, 2, " ON CONFLICT DO NOTHING"),
+            "INSERT INTO t (a, b) VALUES ($1,$2),($3,$4) ON CONFLICT DO NOTHING"
+        );
+    }
+
+    #[test]
+    fn later_task_rows_update_earlier_ones_but_keep_start_and_keys() {
+        let t0 = Utc::now();
+        let row = |state, started, key: Option<&str>| TaskRow {
+            run: Uuid::nil(),
+            node: 1,
+            map_index: None,
+            task: "t".into(),
+            state,
+            message: None,
+            attempts: 1,
+            started,
+            ended: None,
+            cache_key: key.map(str::to_owned),
+            result: None,
+        };
+        let mut b = Batch::default();
+        b.add(Op::Task(row(StateKind::Running, Some(t0), Some("k"))));
+        b.add(Op::Task(row(StateKind::Completed, None, None)));
+        assert_eq!(b.tasks.len(), 1);
+        assert_eq!(b.tasks[0].state, StateKind::Completed);
+        assert_eq!(b.tasks[0].started, Some(t0));
+        assert_eq!(b.tasks[0].cache_key.as_deref(), Some("k"));
+        assert_eq!(b.per_run[&Uuid::nil()], 2);
+    }
+}
