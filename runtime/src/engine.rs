@@ -77,7 +77,8 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
         tracker.correct(state.clone());
         return tracker.into_run(state, None);
     }
-    if let Some((v, why)) = reused {
+    if let Some((v, why, key)) = reused {
+        tracker.result_key = Some(key);
         {
             let state = tracker.finish(State::new(StateKind::Cached, Some(why.to_owned())));
             log(
@@ -221,7 +222,7 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
 
 /// A value to reuse instead of running (and why), with the run's target key; Err when the
 /// target template does not render.
-type Reusable<T> = (Option<(T, &'static str)>, Option<String>);
+type Reusable<T> = (Option<(T, &'static str, String)>, Option<String>);
 
 async fn find_reusable<D: Task>(
     cx: &FlowCtx,
@@ -232,8 +233,9 @@ async fn find_reusable<D: Task>(
     let name = opts.name;
     let mut reused = None;
     if cx.restores() {
-        if let Some(v) = lookup::<D>(cx, &run_result_key(id), name).await {
-            reused = Some((v, "restored from this run's checkpoint"));
+        let key = run_result_key(id);
+        if let Some(v) = lookup::<D>(cx, &key, name).await {
+            reused = Some((v, "restored from this run's checkpoint", key));
         }
     }
     let target = match opts.target {
@@ -242,12 +244,12 @@ async fn find_reusable<D: Task>(
     };
     if let (None, Some(key)) = (&reused, &target) {
         if let Some(v) = lookup::<D>(cx, key, name).await {
-            reused = Some((v, "its target exists"));
+            reused = Some((v, "its target exists", key.clone()));
         }
     }
     if let (None, Some(key)) = (&reused, cache_key) {
         if let Some(v) = lookup::<D>(cx, key, name).await {
-            reused = Some((v, "a result of the same inputs was reused"));
+            reused = Some((v, "a result of the same inputs was reused", key.to_owned()));
         }
     }
     Ok((reused, target))

@@ -16,6 +16,10 @@ pub mod viz;
 
 mod driver;
 
+/// The `tracing` crate: what task bodies log with `weft::tracing::info!(..)` goes to the console
+/// and into the run's history.
+pub use tracing;
+
 /// The `object_store` crate, for building S3, GCS or Azure backends (feature `object-store`).
 #[cfg(feature = "object-store")]
 pub use object_store;

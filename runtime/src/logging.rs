@@ -5,6 +5,9 @@
 //! users who install their own keep it. The level comes from `WEFT_LOG` (then `RUST_LOG`),
 //! default `info`; `WEFT_LOG=off` silences weft.
 //!
+//! The log lines of a flow run (weft's and its task bodies') also go to the run history at
+//! INFO and above, whatever the console shows; `WEFT_HISTORY_LOG` (same syntax) changes that.
+//!
 //! On a terminal every line is written at once, so it interleaves in order with what task
 //! bodies print. Elsewhere (a pipe, a file, CI) weft's own INFO lines, the hot path at two per
 //! task run, are not written one system call each: they collect in a buffer that a background
@@ -205,7 +208,8 @@ pub fn init() -> bool {
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .and_then(|s| EnvFilter::try_new(s).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        // The history store's driver reports reconnects itself; weft says what matters.
+        .unwrap_or_else(|| EnvFilter::new("info,sqlx=warn"));
     // The local offset is looked up once: asking for it on every line costs a time zone lookup.
     let offset = *chrono::Local::now().offset();
     let console = tracing_subscriber::fmt::layer()
@@ -213,10 +217,14 @@ pub fn init() -> bool {
             buffer: !std::io::IsTerminal::is_terminal(&std::io::stderr()),
         })
         .event_format(WeftFormat { offset });
+    // The history keeps a run's INFO lines even when the console shows less.
+    let history = std::env::var("WEFT_HISTORY_LOG")
+        .ok()
+        .and_then(|s| EnvFilter::try_new(s).ok())
+        .unwrap_or_else(|| EnvFilter::new("info,sqlx=off"));
     tracing_subscriber::registry()
-        .with(filter)
-        .with(console)
-        .with(HistoryLayer)
+        .with(console.with_filter(filter))
+        .with(HistoryLayer.with_filter(history))
         .try_init()
         .is_ok()
 }

@@ -513,7 +513,7 @@ async fn connect_pool(
         // Its own schema keeps weft's tables and migration records apart from the application's.
         let mut conn = options.connect().await.map_err(connect_err)?;
         let exists: Option<(String,)> =
-            sqlx::query_as("SELECT schema_name FROM information_schema.schemata WHERE schema_name = $1")
+            sqlx::query_as("SELECT schema_name::text FROM information_schema.schemata WHERE schema_name = $1")
                 .bind(&schema)
                 .fetch_optional(&mut conn)
                 .await
