@@ -200,7 +200,7 @@ async fn diamonds(n: u64) -> (Duration, Tally) {
     let tally = Tally::default();
     let t = Instant::now();
     for seed in 0..n {
-        let run = diamond(seed).await;
+        let run = diamond::run_with(no_history(), seed).await;
         tally.check(&run);
         assert_eq!(run.result.ok(), Some(diamond_expected(seed)));
     }
@@ -247,6 +247,11 @@ impl Row {
     }
 }
 
+/// Cases (a) to (e) measure the engine alone: run history off.
+fn no_history() -> RunConfig {
+    RunConfig::new().no_history()
+}
+
 fn us(d: Duration, per: u64) -> f64 {
     d.as_secs_f64() * 1e6 / per as f64
 }
@@ -259,7 +264,7 @@ async fn main() {
     // (a)
     let weft_a = median(|| async {
         let t = Instant::now();
-        let run = map_inc(MAP_N).await;
+        let run = map_inc::run_with(no_history(), MAP_N).await;
         let d = t.elapsed();
         tally.check(&run);
         let ys = run.result.expect("map_inc returns its values");
@@ -324,7 +329,7 @@ async fn main() {
     // (c)
     let weft_c = median(|| async {
         let t = Instant::now();
-        let run = map_nap(NAP_N).await;
+        let run = map_nap::run_with(no_history(), NAP_N).await;
         let d = t.elapsed();
         tally.check(&run);
         assert_eq!(run.result.map(|v| v.len()).ok(), Some(NAP_N as usize));
@@ -357,8 +362,7 @@ async fn main() {
     let store = std::sync::Arc::new(weft::results::LocalStore::new(&dir));
     let weft_d = median(|| async {
         let t = Instant::now();
-        let run =
-            cached_kilobytes::run_with(RunConfig::new().result_store(store.clone()), KB_N).await;
+        let run = cached_kilobytes::run_with(no_history().result_store(store.clone()), KB_N).await;
         let d = t.elapsed();
         tally.check(&run);
         d
@@ -404,7 +408,7 @@ async fn main() {
         let dir = scratch_dir("persist");
         let store = std::sync::Arc::new(weft::results::LocalStore::new(&dir));
         let t = Instant::now();
-        let run = persisted_blobs::run_with(RunConfig::new().result_store(store), PERSIST_N).await;
+        let run = persisted_blobs::run_with(no_history().result_store(store), PERSIST_N).await;
         let d = t.elapsed();
         tally.check(&run);
         assert_eq!(walk(&dir).len(), PERSIST_N as usize);
@@ -434,6 +438,45 @@ async fn main() {
         "≤ 1000 ms",
         1000.0,
     ));
+
+    // (f) (a) again, every task run recorded in a SQLite history file: task runs per second,
+    // flush of the last row included, next to the in-memory rate of (a).
+    let dir = scratch_dir("history");
+    let store = weft::store::Store::connect(&format!("sqlite://{}/weft.db", dir.display()))
+        .await
+        .expect("a SQLite history in the scratch directory");
+    let weft_f = median(|| async {
+        let t = Instant::now();
+        let run = map_inc::run_with(RunConfig::new().history(store.clone()), MAP_N).await;
+        let d = t.elapsed();
+        tally.check(&run);
+        let history = run.history.as_ref().expect("history is on");
+        assert!(history.is_complete(), "{history:?}");
+        // Each task run: its row and three state changes (Pending, Running, Completed).
+        assert!(history.recorded >= 4 * MAP_N, "{history:?}");
+        d
+    })
+    .await;
+    let detail = store
+        .runs(&weft::store::RunFilter::new().limit(1))
+        .await
+        .unwrap();
+    assert_eq!(detail.len(), 1);
+    let (w, b) = (
+        MAP_N as f64 / weft_f.as_secs_f64(),
+        MAP_N as f64 / weft_a.as_secs_f64(),
+    );
+    rows.push(Row {
+        case:
+            "(f) (a) with SQLite run history on, task runs per second (baseline: (a), history off)",
+        weft: format!("{w:.0} /s"),
+        tokio: format!("{b:.0} /s"),
+        ratio: b / w,
+        target: "≥ 50,000 /s",
+        met: w >= 50_000.0,
+    });
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
 
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     println!("weft engine overhead: median of {REPS} runs after a warm-up, {workers} tokio workers, console log at its default level");

@@ -62,7 +62,10 @@ async fn records_everything(store: Store) {
         .runs(&RunFilter::new().flow("history etl"))
         .await
         .unwrap();
-    let rec = runs.iter().find(|r| r.id == run.id).expect("the run is listed");
+    let rec = runs
+        .iter()
+        .find(|r| r.id == run.id)
+        .expect("the run is listed");
     assert_eq!(rec.state, StateKind::Failed);
     assert_eq!(rec.parameters, serde_json::json!({ "n": 3 }));
     assert!(rec.ended.is_some() && rec.duration() <= run.duration() + Duration::from_millis(5));
@@ -95,7 +98,11 @@ async fn records_everything(store: Store) {
     assert_eq!(flaky_rec.attempts, 2);
     assert!(flaky_rec.message.as_deref().unwrap().contains("disk full"));
     let total_rec = detail.task_runs.iter().find(|t| t.task == "total").unwrap();
-    assert!(total_rec.cache_key.as_deref().unwrap().starts_with("cache/total/"));
+    assert!(total_rec
+        .cache_key
+        .as_deref()
+        .unwrap()
+        .starts_with("cache/total/"));
     assert_eq!(total_rec.result, total_rec.cache_key);
     assert_eq!(
         detail
@@ -189,7 +196,11 @@ async fn the_default_store_lives_under_weft_home() {
     }
     let dir = temp_dir("home");
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "the_default_store_lives_under_weft_home", "--nocapture"])
+        .args([
+            "--exact",
+            "the_default_store_lives_under_weft_home",
+            "--nocapture",
+        ])
         .env("WEFT_HISTORY_CHILD_HOME", &dir)
         .env("WEFT_HOME", &dir)
         .env_remove("WEFT_DATABASE_URL")
@@ -197,7 +208,11 @@ async fn the_default_store_lives_under_weft_home() {
         .env("WEFT_LOG", "off")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let store = StoreOptions::new(sqlite_url(&dir.join(".weft")))
         .create_if_missing(false)
         .connect()
@@ -261,27 +276,33 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
     .execute(&pool)
     .await
     .unwrap();
-    let before: Vec<(String,)> =
-        sqlx::query_as("SELECT name FROM sqlite_master ORDER BY name")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    let err = Store::connect(&url).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::SchemaTooNew { found: 99, supported: 1, .. }),
-        "{err:?}"
-    );
-    assert!(err.to_string().contains("left untouched"), "{err}");
-    let after: Vec<(String,)> =
-        sqlx::query_as("SELECT name FROM sqlite_master ORDER BY name")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert_eq!(before, after);
-    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+    let before: Vec<(String,)> = sqlx::query_as("SELECT name FROM sqlite_master ORDER BY name")
         .fetch_all(&pool)
         .await
         .unwrap();
+    let err = Store::connect(&url).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::SchemaTooNew {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("left untouched"), "{err}");
+    let after: Vec<(String,)> = sqlx::query_as("SELECT name FROM sqlite_master ORDER BY name")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(versions, [1, 99]);
     // A flow run still runs, unrecorded, and says why.
     let run = history_etl::run_with(RunConfig::new().no_history(), 1).await;
@@ -331,13 +352,15 @@ mod postgres {
 
     impl Schema {
         async fn new() -> Schema {
-            let admin = sqlx::PgPool::connect(&server_url()).await.unwrap_or_else(|e| {
-                panic!(
+            let admin = sqlx::PgPool::connect(&server_url())
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
                     "PostgreSQL is not reachable at {} ({e}): start it (`.ci/run` does), or set \
                      WEFT_TEST_POSTGRES_URL",
                     server_url()
                 )
-            });
+                });
             let name = format!("weft_test_{}", uuid::Uuid::new_v4().simple());
             Schema { name, admin }
         }
@@ -367,7 +390,14 @@ mod postgres {
         .unwrap();
         assert_eq!(
             tables,
-            ["_sqlx_migrations", "flow_runs", "flows", "logs", "state_changes", "task_runs"]
+            [
+                "_sqlx_migrations",
+                "flow_runs",
+                "flows",
+                "logs",
+                "state_changes",
+                "task_runs"
+            ]
         );
         schema.drop().await;
     }
@@ -385,7 +415,10 @@ mod postgres {
         .await
         .unwrap();
         let err = schema.options(&server_url()).connect().await.unwrap_err();
-        assert!(matches!(err, StoreError::SchemaTooNew { found: 7, .. }), "{err:?}");
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found: 7, .. }),
+            "{err:?}"
+        );
         schema.drop().await;
     }
 
@@ -464,7 +497,10 @@ mod postgres {
             .await
             .unwrap();
         let run = {
-            let flow = long_flow::run_with(RunConfig::new().history(store.clone()).max_concurrency(2), 20);
+            let flow = long_flow::run_with(
+                RunConfig::new().history(store.clone()).max_concurrency(2),
+                20,
+            );
             let cut = async {
                 tokio::time::sleep(Duration::from_millis(150)).await;
                 proxy.down();
@@ -493,7 +529,10 @@ mod postgres {
             .connect()
             .await
             .unwrap();
-        let flow = long_flow::run_with(RunConfig::new().history(store.clone()).max_concurrency(2), 20);
+        let flow = long_flow::run_with(
+            RunConfig::new().history(store.clone()).max_concurrency(2),
+            20,
+        );
         let outage = async {
             tokio::time::sleep(Duration::from_millis(100)).await;
             proxy.down();

@@ -3,9 +3,9 @@
 use crate::graph::{FlowGraph, NodeKind};
 use crate::handlers;
 use crate::results::ResultStore;
+use crate::state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
 use crate::store::record::Recorder;
 use crate::store::{HistoryReport, Store};
-use crate::state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
 use crate::task::TaskRunReport;
 use chrono::{DateTime, Utc};
 use std::fmt;
@@ -1004,11 +1004,14 @@ async fn start_history(
             }
         },
     };
-    let params = config
-        .params_json
-        .take()
-        .unwrap_or_else(|| "{}".to_owned());
-    Some(Recorder::start(store, run_id, def.graph, def.version, params))
+    let params = config.params_json.take().unwrap_or_else(|| "{}".to_owned());
+    Some(Recorder::start(
+        store,
+        run_id,
+        def.graph,
+        def.version,
+        params,
+    ))
 }
 
 fn flow_transition(cx: &FlowCtx, def: &'static FlowDef, old: State, new: State) -> State {

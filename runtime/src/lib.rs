@@ -25,9 +25,9 @@ pub use tracing;
 pub use object_store;
 
 pub use flow::{EventSink, FlowDef, FlowError, FlowRun, Handoff, HandoffTask, RunConfig, RunEvent};
-pub use store::{HistoryReport, Store, StoreError};
 pub use graph::{CycleError, Edge, EdgeKind, FlowGraph, Node, NodeKind};
 pub use state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
+pub use store::{HistoryReport, Store, StoreError};
 pub use task::{
     MapCall, Signal, Task, TaskCall, TaskError, TaskOptions, TaskRun, TaskRunReport, Trigger,
 };

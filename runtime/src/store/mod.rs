@@ -65,11 +65,8 @@ use std::time::Duration;
 use writer::Queue;
 
 /// The schema versions this build knows; a database at a later version is refused.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "history",
-    include_str!("migrations/0001_history.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "history", include_str!("migrations/0001_history.sql"))];
 
 fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.0)
@@ -101,6 +98,12 @@ pub enum StoreError {
         found: i64,
         /// The newest version this weft knows.
         supported: i64,
+    },
+    /// The database holds no weft run history, and the store was opened not to create it
+    /// ([`StoreOptions::create_if_missing`]); it was left untouched.
+    NoHistory {
+        /// The URL (password hidden).
+        url: String,
     },
     /// Creating or upgrading the tables failed.
     Migrate {
@@ -140,6 +143,11 @@ impl fmt::Display for StoreError {
                 "the run history database {url} has schema version {found}, newer than this weft \
                  knows ({supported}); it was left untouched: upgrade weft, or point \
                  WEFT_DATABASE_URL / WEFT_HOME elsewhere"
+            ),
+            StoreError::NoHistory { url } => write!(
+                f,
+                "{url} holds no weft run history; it was left untouched (run a flow first, or \
+                 point WEFT_HOME, WEFT_DATABASE_URL or WEFT_DATABASE_SCHEMA at the history)"
             ),
             StoreError::Migrate { url, error } => {
                 write!(f, "cannot create the run history tables in {url}: {error}")
@@ -217,8 +225,9 @@ impl StoreOptions {
             create: true,
         }
     }
-    /// Whether a missing SQLite file is created (default true); readers such as the `weft` CLI
-    /// say there is no history instead.
+    /// Whether a missing history is created (default true): the SQLite file, the PostgreSQL
+    /// schema, weft's tables. Readers such as the `weft` CLI say there is no history instead,
+    /// and leave the database as they found it.
     pub fn create_if_missing(mut self, create: bool) -> Self {
         self.create = create;
         self
@@ -282,7 +291,9 @@ pub(crate) struct Inner {
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("url", &self.inner.url).finish()
+        f.debug_struct("Store")
+            .field("url", &self.inner.url)
+            .finish()
     }
 }
 
@@ -322,10 +333,11 @@ impl Store {
     async fn open(options: StoreOptions) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let shown = redact(&options.url);
-        let (backend, url) = prepare_url(&options.url, options.create).map_err(|why| StoreError::BadUrl {
-            url: shown.clone(),
-            why,
-        })?;
+        let (backend, url) =
+            prepare_url(&options.url, options.create).map_err(|why| StoreError::BadUrl {
+                url: shown.clone(),
+                why,
+            })?;
         // The store's own thread: its pool and writer outlive whichever runtime opened it
         // (a test's, a CLI command's).
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -351,7 +363,7 @@ impl Store {
                     }
                 };
                 rt.block_on(async move {
-                    let pool = match connect_pool(backend, &url, &shown, &options.schema).await {
+                    let pool = match connect_pool(backend, &url, &shown, &options).await {
                         Ok(p) => p,
                         Err(e) => {
                             let _ = tx.send(Err(e));
@@ -482,7 +494,8 @@ fn prepare_url(url: &str, create: bool) -> Result<(Backend, String), String> {
             return Ok((Backend::Postgres, url.to_owned()));
         }
         return Err(
-            "this build has no PostgreSQL support; enable the `postgres` feature of weft".to_owned(),
+            "this build has no PostgreSQL support; enable the `postgres` feature of weft"
+                .to_owned(),
         );
     }
     Err("expected sqlite://path/to/file.db or postgres://user@host/database".to_owned())
@@ -492,7 +505,7 @@ async fn connect_pool(
     backend: Backend,
     url: &str,
     shown: &str,
-    schema: &str,
+    store: &StoreOptions,
 ) -> Result<AnyPool, StoreError> {
     let connect_err = |e: sqlx::Error| StoreError::Connect {
         url: shown.to_owned(),
@@ -502,22 +515,31 @@ async fn connect_pool(
         .map_err(connect_err)?
         .log_statements(log::LevelFilter::Off)
         .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(3600));
-    let schema = schema.replace('"', "");
+    let schema = store.schema.replace('"', "");
     let setup: Arc<str> = match backend {
         // WAL lets readers and other processes' writers go on while one writes; NORMAL sync is
         // durable across application crashes, which is what history needs.
-        Backend::Sqlite => "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000".into(),
+        Backend::Sqlite => {
+            "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536"
+                .into()
+        }
         Backend::Postgres => format!("SET search_path TO \"{schema}\"").into(),
     };
     if backend == Backend::Postgres {
         // Its own schema keeps weft's tables and migration records apart from the application's.
         let mut conn = options.connect().await.map_err(connect_err)?;
-        let exists: Option<(String,)> =
-            sqlx::query_as("SELECT schema_name::text FROM information_schema.schemata WHERE schema_name = $1")
-                .bind(&schema)
-                .fetch_optional(&mut conn)
-                .await
-                .map_err(connect_err)?;
+        let exists: Option<(String,)> = sqlx::query_as(
+            "SELECT schema_name::text FROM information_schema.schemata WHERE schema_name = $1",
+        )
+        .bind(&schema)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(connect_err)?;
+        if exists.is_none() && !store.create {
+            return Err(StoreError::NoHistory {
+                url: format!("{shown} (schema \"{schema}\")"),
+            });
+        }
         if exists.is_none() {
             // Two processes may race here; the loser's error is harmless.
             let _ = conn
@@ -538,7 +560,7 @@ async fn connect_pool(
         .connect_with(options)
         .await
         .map_err(connect_err)?;
-    if backend == Backend::Sqlite {
+    if backend == Backend::Sqlite && store.create {
         retry_busy(|| async {
             pool.execute("PRAGMA journal_mode = WAL").await?;
             Ok(())
@@ -546,7 +568,7 @@ async fn connect_pool(
         .await
         .map_err(connect_err)?;
     }
-    migrate(&pool, shown).await?;
+    migrate(&pool, shown, store.create).await?;
     Ok(pool)
 }
 
@@ -571,13 +593,18 @@ where
 }
 
 /// Refuses a database from a newer weft, then applies the missing migrations.
-async fn migrate(pool: &AnyPool, shown: &str) -> Result<(), StoreError> {
+async fn migrate(pool: &AnyPool, shown: &str, create: bool) -> Result<(), StoreError> {
     // Before anything could alter it: a missing table means a new database.
     let found: Option<Option<i64>> =
         sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
             .fetch_one(pool)
             .await
             .ok();
+    if found.is_none() && !create {
+        return Err(StoreError::NoHistory {
+            url: shown.to_owned(),
+        });
+    }
     let found = found.flatten().unwrap_or(0);
     if found > latest_version() {
         return Err(StoreError::SchemaTooNew {
@@ -629,7 +656,34 @@ async fn migrate(pool: &AnyPool, shown: &str) -> Result<(), StoreError> {
 
 /// A timestamp as stored: RFC 3339, UTC, microseconds (sorts in time order as text).
 pub(crate) fn ts(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    use chrono::{Datelike, Timelike};
+    // By hand: the writer formats hundreds of thousands of these, and strftime parsing showed
+    // in its profile.
+    fn digits(out: &mut String, v: u32, width: u32) {
+        for i in (0..width).rev() {
+            out.push(char::from(b'0' + (v / 10u32.pow(i) % 10) as u8));
+        }
+    }
+    let mut s = String::with_capacity(27);
+    let year = at.year();
+    if !(0..=9999).contains(&year) {
+        return at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    }
+    digits(&mut s, year as u32, 4);
+    s.push('-');
+    digits(&mut s, at.month(), 2);
+    s.push('-');
+    digits(&mut s, at.day(), 2);
+    s.push('T');
+    digits(&mut s, at.hour(), 2);
+    s.push(':');
+    digits(&mut s, at.minute(), 2);
+    s.push(':');
+    digits(&mut s, at.second(), 2);
+    s.push('.');
+    digits(&mut s, at.nanosecond() % 1_000_000_000 / 1000, 6);
+    s.push('Z');
+    s
 }
 
 pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -677,7 +731,9 @@ mod tests {
         assert_eq!(b, Backend::Sqlite);
         assert!(u.ends_with("weft%20url%20test/a.db?mode=rwc"), "{u}");
         assert!(prepare_url("sqlite://", true).is_err());
-        assert!(prepare_url("mysql://x", true).unwrap_err().contains("postgres://"));
+        assert!(prepare_url("mysql://x", true)
+            .unwrap_err()
+            .contains("postgres://"));
         let missing = prepare_url("sqlite:///nonexistent/weft.db", false).unwrap_err();
         assert!(missing.contains("does not exist"), "{missing}");
     }
@@ -687,6 +743,10 @@ mod tests {
         let a = Utc::now();
         let b = a + chrono::Duration::microseconds(1);
         assert!(ts(a) < ts(b));
-        assert_eq!(parse_ts(&ts(a)).unwrap().timestamp_micros(), a.timestamp_micros());
+        assert_eq!(
+            parse_ts(&ts(a)).unwrap().timestamp_micros(),
+            a.timestamp_micros()
+        );
+        assert_eq!(ts(a), a.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
     }
 }

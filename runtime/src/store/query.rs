@@ -191,7 +191,8 @@ impl RunDetail {
     }
     /// DOT of the run's graph colored by its task runs' states.
     pub fn to_dot(&self) -> String {
-        self.graph_or_empty().to_dot_with_states(&self.node_states())
+        self.graph_or_empty()
+            .to_dot_with_states(&self.node_states())
     }
     /// Mermaid of the run's graph colored by state.
     pub fn to_mermaid(&self) -> String {
@@ -200,7 +201,8 @@ impl RunDetail {
     }
     /// SVG of the run's graph colored by state.
     pub fn to_svg(&self) -> String {
-        self.graph_or_empty().to_svg_with_states(&self.node_states())
+        self.graph_or_empty()
+            .to_svg_with_states(&self.node_states())
     }
 }
 

@@ -154,10 +154,7 @@ impl Recorder {
 
 /// The flow's version (given, or a hash of its graph) and its graph as JSON; computed once per
 /// graph.
-fn flow_version(
-    graph: &'static FlowGraph,
-    given: Option<&'static str>,
-) -> (Arc<str>, Arc<str>) {
+fn flow_version(graph: &'static FlowGraph, given: Option<&'static str>) -> (Arc<str>, Arc<str>) {
     type Seen = Mutex<HashMap<usize, (Arc<str>, Arc<str>)>>;
     static SEEN: std::sync::OnceLock<Seen> = std::sync::OnceLock::new();
     let seen = SEEN.get_or_init(Default::default);
@@ -184,8 +181,7 @@ std::thread_local! {
 
 /// The recorder of the run being driven here: the flow's tokio task, or a sync body's thread.
 pub(crate) fn current() -> Option<Arc<Recorder>> {
-    crate::flow::current_history()
-        .or_else(|| BLOCKING_RUN.with(|r| r.borrow().clone()))
+    crate::flow::current_history().or_else(|| BLOCKING_RUN.with(|r| r.borrow().clone()))
 }
 
 /// Runs `body` with `recorder` as this thread's run: for log lines of sync task bodies, and of

@@ -1,7 +1,7 @@
 //! The history writer: the engine queues rows (never waiting), a task on the store's own thread
 //! writes them in batched transactions, retrying with backoff while the database is away.
 
-use super::{ts, Inner};
+use super::{ts, Backend, Inner};
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyArguments;
@@ -204,9 +204,8 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         for op in ops {
             match op {
                 Op::Flush { run, done } => flushes.push((run, done)),
-                Op::Flow {
-                    name, version, ..
-                } if flows_seen.contains(&(name.clone(), version.clone())) => {}
+                Op::Flow { name, version, .. }
+                    if flows_seen.contains(&(name.clone(), version.clone())) => {}
                 op => batch.add(op),
             }
         }
@@ -355,8 +354,10 @@ impl Batch {
     }
 }
 
-/// A multi-row statement's SQL: `head` then `rows` groups of `cols` numbered placeholders.
-fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
+/// A multi-row statement's SQL: `head` then `rows` groups of `cols` placeholders, numbered
+/// (`$1`) for PostgreSQL, anonymous (`?`) for SQLite, whose driver looks each named parameter up
+/// by a linear scan (quadratic in a statement of thousands).
+fn values_sql(backend: Backend, head: &str, cols: usize, rows: usize, tail: &str) -> String {
     let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 6);
     sql.push_str(head);
     sql.push_str(" VALUES ");
@@ -371,8 +372,13 @@ fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
                 sql.push(',');
             }
             n += 1;
-            sql.push('$');
-            sql.push_str(&n.to_string());
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
+            }
         }
         sql.push(')');
     }
@@ -380,12 +386,38 @@ fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
     sql
 }
 
-/// Rows per statement: under SQLite's and PostgreSQL's limits on bound values.
-fn chunk_rows(cols: usize) -> usize {
-    (8000 / cols).min(500)
+type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+/// A multi-row insert split into chunks of `rows` rows (under SQLite's and PostgreSQL's limits on
+/// bound values): the SQL of a full chunk and of the shorter last one.
+struct Statement {
+    rows: usize,
+    full: String,
+    last: String,
 }
 
-type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+impl Statement {
+    fn new(backend: Backend, head: &str, cols: usize, tail: &str, total: usize) -> Statement {
+        let rows = (8000 / cols).min(500);
+        let sql = |n| values_sql(backend, head, cols, n, tail);
+        Statement {
+            rows,
+            full: if total >= rows {
+                sql(rows)
+            } else {
+                String::new()
+            },
+            last: sql(total % rows),
+        }
+    }
+    fn query(&self, rows: usize) -> AnyQuery<'_> {
+        sqlx::query(if rows == self.rows {
+            &self.full
+        } else {
+            &self.last
+        })
+    }
+}
 
 fn opt_i64(v: Option<u32>) -> Option<i64> {
     v.map(i64::from)
@@ -438,87 +470,94 @@ async fn write(inner: &Inner, b: &Batch) -> Result<(), sqlx::Error> {
             }
             None => {
                 if let Some(kind) = kind {
-                    sqlx::query("UPDATE flow_runs SET state = $1, message = $2, ended = $3 WHERE id = $4")
-                        .bind(kind)
-                        .bind(message)
-                        .bind(ended)
-                        .bind(r.id.to_string())
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE flow_runs SET state = $1, message = $2, ended = $3 WHERE id = $4",
+                    )
+                    .bind(kind)
+                    .bind(message)
+                    .bind(ended)
+                    .bind(r.id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
         }
     }
-    const TASK_COLS: usize = 11;
-    for rows in b.tasks.chunks(chunk_rows(TASK_COLS)) {
-        let sql = values_sql(
-            "INSERT INTO task_runs (flow_run_id, node, map_index, task, state, message, attempts, started, ended, cache_key, result)",
-            TASK_COLS,
-            rows.len(),
-            " ON CONFLICT (flow_run_id, node, map_index) DO UPDATE SET task = excluded.task, \
-             state = excluded.state, message = excluded.message, attempts = excluded.attempts, \
-             started = COALESCE(task_runs.started, excluded.started), ended = excluded.ended, \
-             cache_key = COALESCE(excluded.cache_key, task_runs.cache_key), \
-             result = COALESCE(excluded.result, task_runs.result)",
-        );
-        let mut q: AnyQuery = sqlx::query(&sql);
-        for t in rows {
-            q = q
-                .bind(t.run.to_string())
+    // The multi-row statements, built one ahead: binding the next chunk's values here overlaps
+    // with the database executing the current one.
+    let ids: HashMap<Uuid, String> = b.per_run.keys().map(|u| (*u, u.to_string())).collect();
+    let id = |u: &Uuid| ids.get(u).cloned().unwrap_or_else(|| u.to_string());
+    let tasks = Statement::new(
+        inner.backend,
+        "INSERT INTO task_runs (flow_run_id, node, map_index, task, state, message, attempts, started, ended, cache_key, result)",
+        11,
+        " ON CONFLICT (flow_run_id, node, map_index) DO UPDATE SET task = excluded.task, \
+         state = excluded.state, message = excluded.message, attempts = excluded.attempts, \
+         started = COALESCE(task_runs.started, excluded.started), ended = excluded.ended, \
+         cache_key = COALESCE(excluded.cache_key, task_runs.cache_key), \
+         result = COALESCE(excluded.result, task_runs.result)",
+        b.tasks.len(),
+    );
+    let changes = Statement::new(
+        inner.backend,
+        "INSERT INTO state_changes (flow_run_id, seq, node, map_index, name, state, message, attempt, at)",
+        9,
+        "",
+        b.changes.len(),
+    );
+    let logs = Statement::new(
+        inner.backend,
+        "INSERT INTO logs (flow_run_id, seq, at, level, message)",
+        5,
+        "",
+        b.logs.len(),
+    );
+    let task_queries = b.tasks.chunks(tasks.rows).map(|rows| {
+        rows.iter().fold(tasks.query(rows.len()), |q, t| {
+            q.bind(id(&t.run))
                 .bind(i64::from(t.node))
                 .bind(t.map_index.map_or(-1, i64::from))
-                .bind(t.task.clone())
-                .bind(t.state.to_string())
-                .bind(t.message.clone())
+                .bind(t.task.as_str())
+                .bind(t.state.as_str())
+                .bind(t.message.as_deref())
                 .bind(i64::from(t.attempts))
                 .bind(t.started.map(ts))
                 .bind(t.ended.map(ts))
-                .bind(t.cache_key.clone())
-                .bind(t.result.clone());
-        }
-        q.execute(&mut *tx).await?;
-    }
-    const CHANGE_COLS: usize = 9;
-    for rows in b.changes.chunks(chunk_rows(CHANGE_COLS)) {
-        let sql = values_sql(
-            "INSERT INTO state_changes (flow_run_id, seq, node, map_index, name, state, message, attempt, at)",
-            CHANGE_COLS,
-            rows.len(),
-            "",
-        );
-        let mut q: AnyQuery = sqlx::query(&sql);
-        for c in rows {
-            q = q
-                .bind(c.run.to_string())
+                .bind(t.cache_key.as_deref())
+                .bind(t.result.as_deref())
+        })
+    });
+    let change_queries = b.changes.chunks(changes.rows).map(|rows| {
+        rows.iter().fold(changes.query(rows.len()), |q, c| {
+            q.bind(id(&c.run))
                 .bind(c.seq as i64)
                 .bind(opt_i64(c.node))
                 .bind(opt_i64(c.map_index))
-                .bind(c.name.clone())
-                .bind(c.state.to_string())
-                .bind(c.message.clone())
+                .bind(c.name.as_str())
+                .bind(c.state.as_str())
+                .bind(c.message.as_deref())
                 .bind(i64::from(c.attempt))
-                .bind(ts(c.at));
-        }
-        q.execute(&mut *tx).await?;
-    }
-    const LOG_COLS: usize = 5;
-    for rows in b.logs.chunks(chunk_rows(LOG_COLS)) {
-        let sql = values_sql(
-            "INSERT INTO logs (flow_run_id, seq, at, level, message)",
-            LOG_COLS,
-            rows.len(),
-            "",
-        );
-        let mut q: AnyQuery = sqlx::query(&sql);
-        for (run, seq, at, level, message) in rows {
-            q = q
-                .bind(run.to_string())
-                .bind(*seq as i64)
-                .bind(ts(*at))
-                .bind(*level)
-                .bind(message.clone());
-        }
-        q.execute(&mut *tx).await?;
+                .bind(ts(c.at))
+        })
+    });
+    let log_queries = b.logs.chunks(logs.rows).map(|rows| {
+        rows.iter().fold(
+            logs.query(rows.len()),
+            |q, (run, seq, at, level, message)| {
+                q.bind(id(run))
+                    .bind(*seq as i64)
+                    .bind(ts(*at))
+                    .bind(*level)
+                    .bind(message.as_str())
+            },
+        )
+    });
+    let mut queries = task_queries.chain(change_queries).chain(log_queries);
+    let mut next = queries.next();
+    while let Some(q) = next {
+        let (done, following) = tokio::join!(q.execute(&mut *tx), async { queries.next() });
+        done?;
+        next = following;
     }
     tx.commit().await
 }
@@ -530,8 +569,18 @@ mod tests {
     #[test]
     fn values_sql_numbers_placeholders_across_rows() {
         assert_eq!(
-            values_sql("INSERT INTO t (a, b)", 2, 2, " ON CONFLICT DO NOTHING"),
+            values_sql(
+                Backend::Postgres,
+                "INSERT INTO t (a, b)",
+                2,
+                2,
+                " ON CONFLICT DO NOTHING"
+            ),
             "INSERT INTO t (a, b) VALUES ($1,$2),($3,$4) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            values_sql(Backend::Sqlite, "INSERT INTO t (a)", 1, 2, ""),
+            "INSERT INTO t (a) VALUES (?),(?)"
         );
     }
 

@@ -1,0 +1,411 @@
+//! `weft`: the command line of weft's run history. Lists recorded flow runs, shows one run's task
+//! runs and logs, draws its graph colored by state, and counts each flow's runs by final state.
+//!
+//! It reads the database flow runs record into (`WEFT_DATABASE_URL`, else
+//! `sqlite://$WEFT_HOME/.weft/weft.db`) and never creates one.
+
+mod render;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use weft_runtime::store::{self, RunFilter, Store, StoreError, StoreOptions};
+use weft_runtime::StateKind;
+
+/// How long the command waits for the database to answer before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Browse weft's run history: flow runs, their task runs, logs and graphs.
+#[derive(Debug, Parser)]
+#[command(
+    name = "weft",
+    version,
+    about = "Browse weft's run history: flow runs, their task runs, logs and graphs",
+    long_about = "Browse weft's run history: flow runs, their task runs, logs and graphs.\n\n\
+        Flow runs record into sqlite://$WEFT_HOME/.weft/weft.db (WEFT_HOME defaults to the \
+        current directory), or into the database WEFT_DATABASE_URL names. This command reads \
+        that database; it never creates one.",
+    after_help = "Examples:\n  \
+        weft runs --state failed\n  \
+        weft run show 3f2a9c1d\n  \
+        weft run graph 3f2a9c1d --format svg -o run.svg\n  \
+        weft --database postgres://me@db/weft flows"
+)]
+struct Cli {
+    /// The run history database: sqlite://path/to/weft.db or postgres://user@host/database
+    /// [default: sqlite://$WEFT_HOME/.weft/weft.db]
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    database: Option<String>,
+
+    /// The PostgreSQL schema holding weft's tables [default: weft]
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_DATABASE_SCHEMA",
+        hide_env_values = true,
+        value_name = "NAME"
+    )]
+    schema: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List recorded flow runs, newest first
+    #[command(
+        long_about = "List recorded flow runs, newest first.\n\nThe ID column shows the first \
+        characters of each run's id, which `weft run show` and `weft run graph` accept."
+    )]
+    Runs(RunsArgs),
+    /// Look at one flow run: its task runs and logs, or its graph
+    #[command(subcommand)]
+    Run(RunCommand),
+    /// List the flows seen, with their runs counted by final state
+    Flows {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunsArgs {
+    /// Only runs of this flow (its name, e.g. "my first flow!")
+    #[arg(long, value_name = "NAME")]
+    flow: Option<String>,
+
+    /// Only runs in this state: completed, failed, running, cancelled, crashed, timed_out, ...
+    #[arg(long, value_name = "STATE")]
+    state: Option<String>,
+
+    /// At most this many runs
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    limit: u32,
+
+    /// Print JSON (full ids, UTC times, parameters) instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunCommand {
+    /// Show a flow run: its state and parameters, every task run, its log lines
+    Show {
+        /// The run's id, or its first characters (at least 4, as `weft runs` shows them)
+        #[arg(value_name = "RUN_ID")]
+        run_id: String,
+
+        /// List every element of large mapped tasks (by default, more than 50 elements of one
+        /// task are cut to the first 20)
+        #[arg(long)]
+        all: bool,
+
+        /// Print the whole record (graph, task runs, state changes, logs) as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw a flow run's graph, its tasks colored by the states they ended in
+    Graph {
+        /// The run's id, or its first characters (at least 4, as `weft runs` shows them)
+        #[arg(value_name = "RUN_ID")]
+        run_id: String,
+
+        /// The drawing's format
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+
+        /// Write the drawing to this file instead of stdout
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// A drawing of a run's graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GraphFormat {
+    /// Graphviz DOT (render with `dot -Tpng`)
+    Dot,
+    /// A Mermaid flowchart (renders in GitHub and GitLab markdown)
+    Mermaid,
+    /// A standalone SVG image, laid out by weft (no Graphviz needed)
+    Svg,
+}
+
+/// Why the command failed: a message for stderr and the exit code.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    /// A usage mistake clap could not see (exit code 2, like clap's own).
+    fn usage(message: String) -> Failure {
+        Failure { message, code: 2 }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Failure {
+        Failure {
+            message: e.to_string(),
+            code: 1,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // A bug would otherwise print a backtrace: one line says where instead (exit code 101).
+    std::panic::set_hook(Box::new(|info| {
+        let _ = writeln!(
+            io::stderr(),
+            "error: internal error (please report it): {}",
+            info.to_string().replace('\n', " ")
+        );
+    }));
+    let cli = Cli::parse();
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure {
+            message: format!("cannot start: {e}"),
+            code: 1,
+        })
+        .and_then(|rt| rt.block_on(execute(cli)));
+    match result.and_then(|out| emit(&out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            // One line, whatever the message held.
+            let message = f.message.replace('\n', " ");
+            let _ = writeln!(io::stderr(), "error: {message}");
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Writes the command's output; a closed pipe (`weft runs | head -3`) is not an error.
+fn emit(out: &str) -> Result<(), Failure> {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Failure {
+            message: format!("cannot write the output: {e}"),
+            code: 1,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Runs the command; returns what it prints on stdout.
+async fn execute(cli: Cli) -> Result<String, Failure> {
+    // Checked before connecting, so a typo never waits on the database.
+    let state = match &cli.command {
+        Command::Runs(RunsArgs { state: Some(s), .. }) => Some(
+            s.parse::<StateKind>()
+                .map_err(|e| Failure::usage(format!("invalid value for --state: {e}")))?,
+        ),
+        _ => None,
+    };
+    let store = open(&cli).await?;
+    let tz = chrono::Local;
+    match cli.command {
+        Command::Runs(args) => {
+            let mut filter = RunFilter::new().limit(args.limit);
+            if let Some(flow) = &args.flow {
+                filter = filter.flow(flow.clone());
+            }
+            if let Some(state) = state {
+                filter = filter.state(state);
+            }
+            let runs = store.runs(&filter).await?;
+            if args.json {
+                let runs: Vec<serde_json::Value> = runs
+                    .iter()
+                    .map(|r| {
+                        let mut v = serde_json::to_value(r).unwrap_or_default();
+                        if let (Some(obj), Some(_)) = (v.as_object_mut(), r.ended) {
+                            obj.insert(
+                                "duration_ms".into(),
+                                (r.duration().as_millis() as u64).into(),
+                            );
+                        }
+                        v
+                    })
+                    .collect();
+                return Ok(json(runs.into()));
+            }
+            if runs.is_empty() {
+                return Ok(no_runs(&store, &args, state).await);
+            }
+            Ok(render::runs_table(&runs, &tz))
+        }
+        Command::Run(RunCommand::Show { run_id, all, json }) => {
+            let id = store.resolve_run(&run_id).await?;
+            let detail = store.run(id).await?;
+            if json {
+                let value = serde_json::to_value(&detail).map_err(|e| Failure {
+                    message: format!("cannot write the run as JSON: {e}"),
+                    code: 1,
+                })?;
+                return Ok(self::json(value));
+            }
+            Ok(render::run_detail(&detail, all, &tz))
+        }
+        Command::Run(RunCommand::Graph {
+            run_id,
+            format,
+            output,
+        }) => {
+            let id = store.resolve_run(&run_id).await?;
+            let detail = store.run(id).await?;
+            let mut drawing = match format {
+                GraphFormat::Dot => detail.to_dot(),
+                GraphFormat::Mermaid => detail.to_mermaid(),
+                GraphFormat::Svg => detail.to_svg(),
+            };
+            if !drawing.ends_with('\n') {
+                drawing.push('\n');
+            }
+            match output {
+                None => Ok(drawing),
+                Some(path) => {
+                    std::fs::write(&path, drawing).map_err(|e| Failure {
+                        message: format!("cannot write {}: {e}", path.display()),
+                        code: 1,
+                    })?;
+                    Ok(format!("wrote {}\n", path.display()))
+                }
+            }
+        }
+        Command::Flows { json } => {
+            let flows = store.flows().await?;
+            if json {
+                let flows: Vec<serde_json::Value> = flows
+                    .iter()
+                    .map(|f| {
+                        let c = render::FlowCounts::of(f);
+                        let by_state: serde_json::Map<String, serde_json::Value> = f
+                            .by_state
+                            .iter()
+                            .map(|(k, n)| (k.to_string(), (*n).into()))
+                            .collect();
+                        serde_json::json!({
+                            "name": f.name,
+                            "versions": f.versions,
+                            "runs": f.runs,
+                            "completed": c.completed,
+                            "failed": c.failed,
+                            "cancelled": c.cancelled,
+                            "other": c.other,
+                            "by_state": by_state,
+                            "last_run": f.last_run,
+                        })
+                    })
+                    .collect();
+                return Ok(self::json(flows.into()));
+            }
+            if flows.is_empty() {
+                return Ok(format!("no flows recorded in {}\n", store.url()));
+            }
+            Ok(render::flows_table(&flows, &tz))
+        }
+    }
+}
+
+/// Opens the history named by `--database` / `WEFT_DATABASE_URL`, else the default SQLite file,
+/// without creating it.
+async fn open(cli: &Cli) -> Result<Store, StoreError> {
+    let url = cli
+        .database
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(store::default_url);
+    let schema = cli
+        .schema
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| std::env::var("WEFT_DATABASE_SCHEMA").ok())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "weft".to_owned());
+    let options = StoreOptions::new(url.clone())
+        .create_if_missing(false)
+        .schema(schema.clone());
+    let timed_out = || StoreError::Connect {
+        url: render::redact(&url),
+        error: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+        .await
+        .unwrap_or_else(|_| Err(timed_out()))
+}
+
+/// What `weft runs` says when nothing matches: whether the history is empty or the filters
+/// left nothing.
+async fn no_runs(store: &Store, args: &RunsArgs, state: Option<StateKind>) -> String {
+    let mut filters = Vec::new();
+    if let Some(flow) = &args.flow {
+        filters.push(format!("flow {flow:?}"));
+    }
+    if let Some(state) = state {
+        filters.push(format!("state {state}"));
+    }
+    let any = store.runs(&RunFilter::new().limit(1)).await;
+    if filters.is_empty() || matches!(any, Ok(ref r) if r.is_empty()) {
+        format!("no runs recorded in {}\n", store.url())
+    } else {
+        format!(
+            "no runs with {} in {}\n",
+            filters.join(" and "),
+            store.url()
+        )
+    }
+}
+
+/// Pretty JSON and a newline.
+fn json(value: serde_json::Value) -> String {
+    let mut s = format!("{value:#}");
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_commands() {
+        let cli = Cli::try_parse_from([
+            "weft", "run", "graph", "abcd", "--format", "svg", "-o", "x.svg",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Run(RunCommand::Graph { format, output, .. }) => {
+                assert_eq!(format, GraphFormat::Svg);
+                assert_eq!(output, Some(PathBuf::from("x.svg")));
+            }
+            other => panic!("{other:?}"),
+        }
+        let err =
+            Cli::try_parse_from(["weft", "run", "graph", "abcd", "--format", "png"]).unwrap_err();
+        assert!(err.to_string().contains("mermaid"), "{err}");
+        assert!(Cli::try_parse_from(["weft", "runs", "--limit", "0"]).is_err());
+    }
+}
