@@ -21,10 +21,12 @@ use std::io::Write;
 use std::sync::{Mutex, MutexGuard, Once, OnceLock};
 use std::time::Duration;
 use tracing::field::{Field, Visit};
+use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::layer::{Context, Filter, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
@@ -224,9 +226,29 @@ pub fn init() -> bool {
         .unwrap_or_else(|| EnvFilter::new("info,sqlx=off"));
     tracing_subscriber::registry()
         .with(console.with_filter(filter))
-        .with(HistoryLayer.with_filter(history))
+        .with(HistoryLayer.with_filter(WhileRecording(history)))
         .try_init()
         .is_ok()
+}
+
+/// The history layer's filter: its own level, and only while some run is being recorded, so
+/// `WEFT_LOG=off` without history costs as little as before.
+struct WhileRecording(EnvFilter);
+
+impl<S: Subscriber> Filter<S> for WhileRecording {
+    fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        crate::store::record::recording() && Filter::<S>::enabled(&self.0, meta, cx)
+    }
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if Filter::<S>::callsite_enabled(&self.0, meta).is_never() {
+            Interest::never()
+        } else {
+            Interest::sometimes()
+        }
+    }
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Filter::<S>::max_level_hint(&self.0)
+    }
 }
 
 /// A `tracing` layer that records the log lines of a flow run (its engine lines and whatever

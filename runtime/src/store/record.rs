@@ -2,7 +2,7 @@
 //! and log lines into queued rows.
 
 use super::writer::{Change, Op, TaskRow};
-use super::{HistoryReport, Store};
+use super::{HistoryReport, Store, TaskRunRecord};
 use crate::flow::RunEvent;
 use crate::graph::FlowGraph;
 use crate::state::StateKind;
@@ -16,6 +16,20 @@ use uuid::Uuid;
 pub(crate) struct Recorder {
     store: Store,
     run: Uuid,
+}
+
+/// Recorders alive: while none is, log lines skip the history layer entirely.
+static RECORDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// True while some flow run is being recorded.
+pub(crate) fn recording() -> bool {
+    RECORDING.load(std::sync::atomic::Ordering::Relaxed) > 0
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        RECORDING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Recorder {
@@ -43,6 +57,7 @@ impl Recorder {
             params,
             at,
         });
+        RECORDING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Arc::new(Recorder { store, run })
     }
 
@@ -75,16 +90,18 @@ impl Recorder {
             }),
             Some(id) => q.push(Op::Task(TaskRow {
                 run: self.run,
-                node: id.node,
-                map_index: id.map_index,
-                task: e.name.to_owned(),
-                state: e.state.kind,
-                message: e.state.message.clone(),
-                attempts: e.attempt,
-                started: (e.state.kind == StateKind::Running).then_some(at),
-                ended: e.state.kind.is_final().then_some(at),
-                cache_key: None,
-                result: None,
+                rec: TaskRunRecord {
+                    node: id.node,
+                    map_index: id.map_index,
+                    task: e.name.to_owned(),
+                    state: e.state.kind,
+                    message: e.state.message.clone(),
+                    attempts: e.attempt,
+                    started: (e.state.kind == StateKind::Running).then_some(at),
+                    ended: e.state.kind.is_final().then_some(at),
+                    cache_key: None,
+                    result: None,
+                },
             })),
         }
     }
@@ -93,16 +110,18 @@ impl Recorder {
     pub(crate) fn task_report(&self, r: &TaskRunReport) {
         self.store.queue().push(Op::Task(TaskRow {
             run: self.run,
-            node: r.id.node,
-            map_index: r.id.map_index,
-            task: r.task.to_owned(),
-            state: r.state.kind,
-            message: r.state.message.clone(),
-            attempts: r.attempts,
-            started: r.started,
-            ended: r.ended,
-            cache_key: r.cache_key.clone(),
-            result: r.result_key.clone(),
+            rec: TaskRunRecord {
+                node: r.id.node,
+                map_index: r.id.map_index,
+                task: r.task.to_owned(),
+                state: r.state.kind,
+                message: r.state.message.clone(),
+                attempts: r.attempts,
+                started: r.started,
+                ended: r.ended,
+                cache_key: r.cache_key.clone(),
+                result: r.result_key.clone(),
+            },
         }));
     }
 

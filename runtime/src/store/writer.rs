@@ -1,7 +1,7 @@
 //! The history writer: the engine queues rows (never waiting), a task on the store's own thread
 //! writes them in batched transactions, retrying with backoff while the database is away.
 
-use super::{ts, Backend, Inner};
+use super::{ts, Backend, Inner, TaskRunRecord};
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyArguments;
@@ -83,32 +83,25 @@ pub(crate) struct Change {
     pub at: DateTime<Utc>,
 }
 
-/// What is known of a task run; later rows of the same run update earlier ones.
+/// What is known of a task run of flow run `run`; later rows of the same task run update
+/// earlier ones.
 #[derive(Clone)]
 pub(crate) struct TaskRow {
     pub run: Uuid,
-    pub node: u32,
-    pub map_index: Option<u32>,
-    pub task: String,
-    pub state: StateKind,
-    pub message: Option<String>,
-    pub attempts: u32,
-    pub started: Option<DateTime<Utc>>,
-    pub ended: Option<DateTime<Utc>>,
-    pub cache_key: Option<String>,
-    pub result: Option<String>,
+    pub rec: TaskRunRecord,
 }
 
 impl TaskRow {
     fn merge(&mut self, newer: TaskRow) {
-        let started = self.started.or(newer.started);
-        let cache_key = newer.cache_key.or(self.cache_key.take());
-        let result = newer.result.or(self.result.take());
-        *self = TaskRow {
+        let (old, new) = (&mut self.rec, newer.rec);
+        let started = old.started.or(new.started);
+        let cache_key = new.cache_key.or(old.cache_key.take());
+        let result = new.result.or(old.result.take());
+        *old = TaskRunRecord {
             started,
             cache_key,
             result,
-            ..newer
+            ..new
         };
     }
 }
@@ -322,7 +315,7 @@ impl Batch {
             } => self.run_row(run).state = Some((state, message, at)),
             Op::Change(c) => self.changes.push(c),
             Op::Task(row) => {
-                let key = (row.run, row.node, row.map_index);
+                let key = (row.run, row.rec.node, row.rec.map_index);
                 match self.task_index.get(&key) {
                     Some(&i) => self.tasks[i].merge(row),
                     None => {
@@ -513,8 +506,9 @@ async fn write(inner: &Inner, b: &Batch) -> Result<(), sqlx::Error> {
         b.logs.len(),
     );
     let task_queries = b.tasks.chunks(tasks.rows).map(|rows| {
-        rows.iter().fold(tasks.query(rows.len()), |q, t| {
-            q.bind(id(&t.run))
+        rows.iter().fold(tasks.query(rows.len()), |q, row| {
+            let t = &row.rec;
+            q.bind(id(&row.run))
                 .bind(i64::from(t.node))
                 .bind(t.map_index.map_or(-1, i64::from))
                 .bind(t.task.as_str())
@@ -589,24 +583,27 @@ mod tests {
         let t0 = Utc::now();
         let row = |state, started, key: Option<&str>| TaskRow {
             run: Uuid::nil(),
-            node: 1,
-            map_index: None,
-            task: "t".into(),
-            state,
-            message: None,
-            attempts: 1,
-            started,
-            ended: None,
-            cache_key: key.map(str::to_owned),
-            result: None,
+            rec: TaskRunRecord {
+                node: 1,
+                map_index: None,
+                task: "t".into(),
+                state,
+                message: None,
+                attempts: 1,
+                started,
+                ended: None,
+                cache_key: key.map(str::to_owned),
+                result: None,
+            },
         };
         let mut b = Batch::default();
         b.add(Op::Task(row(StateKind::Running, Some(t0), Some("k"))));
         b.add(Op::Task(row(StateKind::Completed, None, None)));
         assert_eq!(b.tasks.len(), 1);
-        assert_eq!(b.tasks[0].state, StateKind::Completed);
-        assert_eq!(b.tasks[0].started, Some(t0));
-        assert_eq!(b.tasks[0].cache_key.as_deref(), Some("k"));
+        let rec = &b.tasks[0].rec;
+        assert_eq!(rec.state, StateKind::Completed);
+        assert_eq!(rec.started, Some(t0));
+        assert_eq!(rec.cache_key.as_deref(), Some("k"));
         assert_eq!(b.per_run[&Uuid::nil()], 2);
     }
 }
