@@ -15,6 +15,9 @@
 //!   `#[tokio::main]` body (block_on) and from inside a `tokio::spawn`ed task. Baseline: the same
 //!   diamond with one `tokio::spawn` per node, awaiting the join handles.
 //! - (c) `nap::map(0..10_000)`, each sleeping 10 ms, wall time, against 10,000 spawned sleeps.
+//! - (d) cache hits and (e) `persist` writes against `std::fs` (see their comments below).
+//! - (f) (a) with every task run recorded into a SQLite run history, in task runs per second,
+//!   next to (a)'s rate; (a) to (e) run with history off, to measure the engine alone.
 //!
 //! It asserts at the end that every weft run succeeded, so a broken engine cannot report good
 //! numbers.
