@@ -9,6 +9,7 @@ pub mod graph;
 mod handlers;
 pub mod logging;
 pub mod results;
+pub mod schedule;
 pub mod state;
 pub mod store;
 pub mod task;
@@ -26,6 +27,7 @@ pub use object_store;
 
 pub use flow::{EventSink, FlowDef, FlowError, FlowRun, Handoff, HandoffTask, RunConfig, RunEvent};
 pub use graph::{CycleError, Edge, EdgeKind, FlowGraph, Node, NodeKind};
+pub use schedule::{Schedule, ScheduleError};
 pub use state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
 pub use store::{HistoryReport, Store, StoreError};
 pub use task::{
