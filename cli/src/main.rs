@@ -1,5 +1,6 @@
 //! `weft`: the command line of weft's run history. Lists recorded flow runs, shows one run's task
 //! runs and logs, draws its graph colored by state, and counts each flow's runs by final state.
+//! Lists the deployments processes serve, pauses and resumes them, and asks them for runs.
 //!
 //! It reads the database flow runs record into (`WEFT_DATABASE_URL`, else
 //! `sqlite://$WEFT_HOME/.weft/weft.db`) and never creates one.
@@ -11,11 +12,13 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use weft_runtime::store::{self, RunFilter, Store, StoreError, StoreOptions};
+use weft_runtime::store::{self, RequestState, RunFilter, Store, StoreError, StoreOptions};
 use weft_runtime::StateKind;
 
 /// How long the command waits for the database to answer before giving up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often `weft deployment run` looks whether its request was started.
+const POLL: Duration = Duration::from_millis(200);
 
 /// Browse weft's run history: flow runs, their task runs, logs and graphs.
 #[derive(Debug, Parser)]
@@ -31,7 +34,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
         weft runs --state failed\n  \
         weft run show 3f2a9c1d\n  \
         weft run graph 3f2a9c1d --format svg -o run.svg\n  \
-        weft --database postgres://me@db/weft flows"
+        weft --database postgres://me@db/weft flows\n  \
+        weft deployments\n  \
+        weft deployment run nightly-etl --param n=5 --param label=adhoc"
 )]
 struct Cli {
     /// The run history database: sqlite://path/to/weft.db or postgres://user@host/database
@@ -75,6 +80,58 @@ enum Command {
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+    },
+    /// List the deployments processes serve: their schedules, last and next runs
+    #[command(
+        long_about = "List the deployments processes serve: their schedules, last and next \
+        runs.\n\nA process serving flows records each of its deployments when it starts; a \
+        deployment stays listed after its process stops."
+    )]
+    Deployments {
+        /// Print JSON (full run ids, UTC times, parameters) instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a deployment now, or pause and resume its schedule
+    #[command(subcommand)]
+    Deployment(DeploymentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DeploymentCommand {
+    /// Ask the process serving a deployment for a run now, and wait until it starts
+    #[command(
+        long_about = "Ask the process serving a deployment for a run now, and wait until it \
+        starts.\n\nThe request is queued in the database; the process serving the deployment \
+        picks it up within a second or two, checks the parameters and starts the run. If no \
+        process picks it up within --wait seconds, the command fails but the request stays \
+        queued: it runs when a process serving the deployment starts."
+    )]
+    Run {
+        /// The deployment's name, as `weft deployments` lists it
+        #[arg(value_name = "NAME")]
+        name: String,
+
+        /// A parameter overriding the deployment's default, as KEY=VALUE (repeatable). VALUE is
+        /// read as JSON when it is JSON (5, true, "x", [1,2]), else taken as text
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+
+        /// How many seconds to wait for the run to start
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        wait: u64,
+    },
+    /// Pause a deployment: its schedule starts no runs until resumed
+    Pause {
+        /// The deployment's name, as `weft deployments` lists it
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Resume a paused deployment's schedule
+    Resume {
+        /// The deployment's name, as `weft deployments` lists it
+        #[arg(value_name = "NAME")]
+        name: String,
     },
 }
 
@@ -218,6 +275,10 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
         ),
         _ => None,
     };
+    let params = match &cli.command {
+        Command::Deployment(DeploymentCommand::Run { params, .. }) => parse_params(params)?,
+        _ => serde_json::Map::new(),
+    };
     let store = open(&cli).await?;
     let tz = chrono::Local;
     match cli.command {
@@ -321,6 +382,111 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
             }
             Ok(render::flows_table(&flows, &tz))
         }
+        Command::Deployments { json } => {
+            let deployments = store.deployments().await?;
+            if json {
+                let value = serde_json::to_value(&deployments).map_err(|e| Failure {
+                    message: format!("cannot write the deployments as JSON: {e}"),
+                    code: 1,
+                })?;
+                return Ok(self::json(value));
+            }
+            if deployments.is_empty() {
+                return Ok(format!("no deployments recorded in {}\n", store.url()));
+            }
+            Ok(render::deployments_table(&deployments, &tz))
+        }
+        Command::Deployment(DeploymentCommand::Run { name, wait, .. }) => {
+            run_deployment(&store, &name, params, Duration::from_secs(wait)).await
+        }
+        Command::Deployment(DeploymentCommand::Pause { name }) => {
+            store.set_paused(&name, true).await?;
+            Ok(format!("deployment {name} paused\n"))
+        }
+        Command::Deployment(DeploymentCommand::Resume { name }) => {
+            store.set_paused(&name, false).await?;
+            Ok(format!("deployment {name} resumed\n"))
+        }
+    }
+}
+
+/// The `--param KEY=VALUE` options as a JSON object: each VALUE is JSON if it parses as JSON,
+/// else a string. A missing `=`, an empty key or a key given twice is a usage error.
+fn parse_params(raw: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
+    let mut params = serde_json::Map::new();
+    for p in raw {
+        let Some((key, value)) = p.split_once('=') else {
+            return Err(Failure::usage(format!(
+                "invalid --param {p:?}: expected KEY=VALUE, such as --param n=5"
+            )));
+        };
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(Failure::usage(format!(
+                "invalid --param {p:?}: the key before \"=\" is empty"
+            )));
+        }
+        if params.contains_key(key) {
+            return Err(Failure::usage(format!(
+                "--param {key:?} is given more than once"
+            )));
+        }
+        let value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        params.insert(key.to_owned(), value);
+    }
+    Ok(params)
+}
+
+/// `weft deployment run`: queues the request, then waits up to `wait` for the serving process
+/// to start (or reject) it.
+async fn run_deployment(
+    store: &Store,
+    name: &str,
+    params: serde_json::Map<String, serde_json::Value>,
+    wait: Duration,
+) -> Result<String, Failure> {
+    let id = store.request_run(name, params).await?;
+    let deadline = tokio::time::Instant::now().checked_add(wait);
+    loop {
+        let request = store.request(id).await?;
+        match request.state {
+            RequestState::Started => {
+                return Ok(match request.run_id {
+                    Some(run) => format!("started run {run} of deployment {name}\n"),
+                    None => format!("started a run of deployment {name}\n"),
+                })
+            }
+            RequestState::Rejected => {
+                return Err(Failure {
+                    message: request.message.unwrap_or_else(|| {
+                        format!("the process serving deployment {name:?} rejected the run")
+                    }),
+                    code: 1,
+                })
+            }
+            RequestState::Requested | RequestState::Claimed => {}
+        }
+        let now = tokio::time::Instant::now();
+        match deadline {
+            Some(deadline) if now >= deadline => {
+                let secs = wait.as_secs();
+                let message = if request.state == RequestState::Claimed {
+                    format!(
+                        "the process serving deployment {name:?} took the request but did not \
+                         start the run within {secs}s (request {id})"
+                    )
+                } else {
+                    format!(
+                        "no process serving deployment {name:?} picked the request up within \
+                         {secs}s; it stays queued and runs when one does"
+                    )
+                };
+                return Err(Failure { message, code: 1 });
+            }
+            Some(deadline) => tokio::time::sleep(POLL.min(deadline - now)).await,
+            None => tokio::time::sleep(POLL).await,
+        }
     }
 }
 
@@ -407,5 +573,76 @@ mod tests {
             Cli::try_parse_from(["weft", "run", "graph", "abcd", "--format", "png"]).unwrap_err();
         assert!(err.to_string().contains("mermaid"), "{err}");
         assert!(Cli::try_parse_from(["weft", "runs", "--limit", "0"]).is_err());
+        let cli = Cli::try_parse_from([
+            "weft",
+            "deployment",
+            "run",
+            "nightly etl",
+            "--param",
+            "n=5",
+            "--param",
+            "label=x",
+            "--wait",
+            "3",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Deployment(DeploymentCommand::Run { name, params, wait }) => {
+                assert_eq!((name.as_str(), wait), ("nightly etl", 3));
+                assert_eq!(params, ["n=5", "label=x"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["weft", "deployment", "run", "d"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Deployment(DeploymentCommand::Run { wait: 10, .. })
+        ));
+        assert!(Cli::try_parse_from(["weft", "deployment", "pause"]).is_err());
+    }
+
+    #[test]
+    fn params_parse_as_json_or_text() {
+        let raw = |ps: &[&str]| ps.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        let params = parse_params(&raw(&[
+            "size=5",
+            "name=bob",
+            "flag=true",
+            "quoted=\"x\"",
+            "list=[1,2]",
+            "empty=",
+            "expr=a=b",
+            "float=2.5",
+            "nothing=null",
+            "obj={\"a\":1}",
+            "broken=[1,",
+        ]))
+        .unwrap();
+        assert_eq!(
+            serde_json::Value::Object(params),
+            serde_json::json!({
+                "size": 5,
+                "name": "bob",
+                "flag": true,
+                "quoted": "x",
+                "list": [1, 2],
+                "empty": "",
+                "expr": "a=b",
+                "float": 2.5,
+                "nothing": null,
+                "obj": {"a": 1},
+                "broken": "[1,",
+            })
+        );
+        for (bad, needle) in [
+            (&["size"][..], "KEY=VALUE"),
+            (&["=5"], "key before"),
+            (&[" =5"], "key before"),
+            (&["n=1", "n=2"], "more than once"),
+        ] {
+            let f = parse_params(&raw(bad)).unwrap_err();
+            assert_eq!(f.code, 2, "{bad:?}");
+            assert!(f.message.contains(needle), "{bad:?}: {}", f.message);
+        }
     }
 }

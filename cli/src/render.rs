@@ -4,7 +4,10 @@
 use chrono::{DateTime, TimeZone, Utc};
 use std::fmt::{self, Write as _};
 use std::time::Duration;
-use weft_runtime::store::{FlowSummary, LogRecord, RunDetail, RunRecord, TaskRunRecord};
+use weft_runtime::schedule::Schedule;
+use weft_runtime::store::{
+    DeploymentRecord, FlowSummary, LogRecord, RunDetail, RunRecord, TaskRunRecord,
+};
 use weft_runtime::StateKind;
 
 /// A mapped node with more elements than this shows only [`MAPPED_SHOWN`] of them.
@@ -265,6 +268,55 @@ where
             c.other.to_string(),
             f.last_run
                 .map_or_else(|| "-".to_owned(), |t| date_time(t, tz)),
+        ]);
+    }
+    table.render()
+}
+
+/// A stored schedule spec as people read it (`every 30s`, `cron '0 9 * * 1-5' (Europe/Berlin)`);
+/// the spec itself when this weft cannot read it; `-` for a deployment without a schedule.
+pub fn schedule(spec: Option<&str>) -> String {
+    match spec {
+        None => "-".to_owned(),
+        Some(spec) => spec
+            .parse::<Schedule>()
+            .map_or_else(|_| spec.to_owned(), |s| s.to_string()),
+    }
+}
+
+/// The `weft deployments` table: schedules, status, last and next runs.
+pub fn deployments_table<Tz: TimeZone>(deployments: &[DeploymentRecord], tz: &Tz) -> String
+where
+    Tz::Offset: fmt::Display,
+{
+    let mut table = Table::new(&[
+        ("NAME", Align::Left),
+        ("FLOW", Align::Left),
+        ("SCHEDULE", Align::Left),
+        ("STATUS", Align::Left),
+        ("LAST RUN", Align::Left),
+        ("NEXT RUN", Align::Left),
+    ]);
+    for d in deployments {
+        let short = |id: String| id.get(..SHORT_ID).unwrap_or(&id).to_owned();
+        let last = match (d.last_run_at, d.last_run) {
+            (Some(at), Some(id)) => format!("{} ({})", date_time(at, tz), short(id.to_string())),
+            (Some(at), None) => date_time(at, tz),
+            (None, Some(id)) => short(id.to_string()),
+            (None, None) => "-".to_owned(),
+        };
+        let next = match (d.paused, d.next_run_at) {
+            (true, _) => "paused".to_owned(),
+            (false, Some(at)) => date_time(at, tz),
+            (false, None) => "-".to_owned(),
+        };
+        table.row(vec![
+            d.name.clone(),
+            d.flow.clone(),
+            schedule(d.schedule.as_deref()),
+            if d.paused { "paused" } else { "active" }.to_owned(),
+            last,
+            next,
         ]);
     }
     table.render()
@@ -672,6 +724,40 @@ mod tests {
             flows_table(&[flow], &Utc),
             "FLOW  RUNS  COMPLETED  FAILED  CANCELLED  OTHER  LAST RUN\n\
              etl      6          2       2          1      1  2025-03-04 09:00:00\n"
+        );
+    }
+
+    #[test]
+    fn deployments_table_shows_schedules_status_and_runs() {
+        let dep = |name: &str, schedule: Option<&str>, paused| DeploymentRecord {
+            name: name.into(),
+            flow: "etl".into(),
+            schedule: schedule.map(str::to_owned),
+            parameters: serde_json::json!({}),
+            paused,
+            last_run: None,
+            last_run_at: None,
+            next_run_at: Some(at(10, 0, 0, 0)),
+            updated: at(9, 0, 0, 0),
+        };
+        let mut nightly = dep("nightly", Some("cron 0 9 * * 1-5 in Europe/Berlin"), false);
+        nightly.last_run = Some("0b3c6f1e-1111-4111-8111-111111111111".parse().unwrap());
+        nightly.last_run_at = Some(at(9, 0, 0, 0));
+        let mut adhoc = dep("adhoc", None, false);
+        adhoc.next_run_at = None;
+        let rows = [
+            adhoc,
+            nightly,
+            dep("often", Some("every 30s"), true),
+            dep("odd", Some("someday maybe"), false),
+        ];
+        assert_eq!(
+            deployments_table(&rows, &Utc),
+            "NAME     FLOW  SCHEDULE                            STATUS  LAST RUN                        NEXT RUN\n\
+             adhoc    etl   -                                   active  -                               -\n\
+             nightly  etl   cron '0 9 * * 1-5' (Europe/Berlin)  active  2025-03-04 09:00:00 (0b3c6f1e)  2025-03-04 10:00:00\n\
+             often    etl   every 30s                           paused  -                               paused\n\
+             odd      etl   someday maybe                       active  -                               2025-03-04 10:00:00\n"
         );
     }
 }

@@ -900,3 +900,431 @@ fn postgres_schema_without_history_is_not_created() {
     });
     assert_eq!(exists, 0, "the CLI created schema {}", schema.0);
 }
+
+// ---- deployments ----
+
+use weft::store::{DeploymentRecord, RequestState, RunRequest};
+
+/// A deployment of flow `flow` as a serving process registers it.
+fn deployment(name: &str, flow: &str, schedule: Option<&str>) -> DeploymentRecord {
+    DeploymentRecord {
+        name: name.to_owned(),
+        flow: flow.to_owned(),
+        schedule: schedule.map(str::to_owned),
+        parameters: serde_json::json!({ "n": 3, "fail": false }),
+        paused: false,
+        last_run: None,
+        last_run_at: None,
+        next_run_at: Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+        updated: chrono::Utc::now(),
+    }
+}
+
+/// `nightly etl` (cron, last run noted) and `adhoc hello` (no schedule), registered in `store`;
+/// returns the last run's id.
+fn register_two(rt: &tokio::runtime::Runtime, store: &Store) -> uuid::Uuid {
+    rt.block_on(async {
+        store
+            .register_deployment(&deployment(
+                "nightly etl",
+                "etl",
+                Some("cron 0 9 * * 1-5 in Europe/Berlin"),
+            ))
+            .await
+            .unwrap();
+        store
+            .register_deployment(&deployment("adhoc hello", "hello", None))
+            .await
+            .unwrap();
+        let run = uuid::Uuid::new_v4();
+        store
+            .note_deployment_run("nightly etl", run, chrono::Utc::now())
+            .await
+            .unwrap();
+        run
+    })
+}
+
+/// The requests the pretend serving process answered, with the run ids it started.
+type Handled = std::sync::Arc<std::sync::Mutex<Vec<(RunRequest, Option<uuid::Uuid>)>>>;
+
+/// What the pretend serving process does with a request: start it (a new run id) or reject it.
+#[derive(Clone, Copy)]
+enum Answer {
+    Start,
+    Reject(&'static str),
+}
+
+/// Plays the process serving `deployments` on `rt`: claims their requests every 50 ms and
+/// answers each as told. Returns the requests it answered, with the run ids it started.
+fn serve(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    deployments: &[&str],
+    answer: Answer,
+) -> Handled {
+    let handled = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (store, seen) = (store.clone(), handled.clone());
+    let deployments: Vec<String> = deployments.iter().map(|d| d.to_string()).collect();
+    rt.spawn(async move {
+        loop {
+            for req in store.claim_requests(&deployments).await.unwrap() {
+                let (state, message, run) = match answer {
+                    Answer::Start => (RequestState::Started, None, Some(uuid::Uuid::new_v4())),
+                    Answer::Reject(why) => (RequestState::Rejected, Some(why.to_owned()), None),
+                };
+                store
+                    .finish_request(req.id, state, message, run)
+                    .await
+                    .unwrap();
+                seen.lock().unwrap().push((req, run));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    handled
+}
+
+/// A temp dir whose `weft.db` holds a (run-less) history, and the store on it.
+fn empty_history(rt: &tokio::runtime::Runtime) -> (TempDir, Store) {
+    let dir = TempDir::new();
+    let store = rt.block_on(Store::connect(&dir.db_url())).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn deployments_lists_schedules_status_and_runs() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (dir, store) = empty_history(&rt);
+    let none = weft(&dir, &["deployments"]);
+    assert_eq!(
+        none.ok(),
+        format!("no deployments recorded in {}\n", dir.db_url())
+    );
+    assert_eq!(weft(&dir, &["deployments", "--json"]).ok().trim(), "[]");
+
+    let last = register_two(&rt, &store);
+    rt.block_on(store.set_paused("adhoc hello", true)).unwrap();
+    let out = weft(&dir, &["deployments"]);
+    let table = out.ok();
+    let header = table.lines().next().unwrap();
+    let cols = ["NAME", "FLOW", "SCHEDULE", "STATUS", "LAST RUN", "NEXT RUN"];
+    let at: Vec<usize> = cols.iter().map(|c| header.find(c).unwrap()).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{table}");
+    let lines = data_lines(table);
+    assert_eq!(lines.len(), 2, "{table}");
+    // By name.
+    let (hello, etl) = (lines[0], lines[1]);
+    assert!(hello.starts_with("adhoc hello "), "{table}");
+    assert!(etl.starts_with("nightly etl "), "{table}");
+    let cell = |line: &str, col: usize| -> String {
+        let end = at.get(col + 1).copied().unwrap_or(line.len());
+        line.get(at[col]..end.min(line.len()))
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(cell(etl, 1), "etl");
+    assert_eq!(cell(etl, 2), "cron '0 9 * * 1-5' (Europe/Berlin)");
+    assert_eq!(cell(etl, 3), "active");
+    assert!(
+        cell(etl, 4).ends_with(&format!("({})", &last.to_string()[..8])),
+        "{table}"
+    );
+    assert_eq!(cell(etl, 5).len(), "2025-03-04 09:00:00".len(), "{table}");
+    assert_eq!(cell(hello, 2), "-");
+    assert_eq!(cell(hello, 3), "paused");
+    assert_eq!(cell(hello, 4), "-");
+    assert_eq!(cell(hello, 5), "paused");
+
+    let json = weft(&dir, &["deployments", "--json"]);
+    let all: serde_json::Value = serde_json::from_str(json.ok()).expect("valid JSON");
+    let all = all.as_array().expect("an array");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0]["name"], "adhoc hello");
+    assert_eq!(all[0]["paused"], true);
+    assert_eq!(all[0]["schedule"], serde_json::Value::Null);
+    assert_eq!(all[1]["name"], "nightly etl");
+    assert_eq!(all[1]["flow"], "etl");
+    assert_eq!(all[1]["schedule"], "cron 0 9 * * 1-5 in Europe/Berlin");
+    assert_eq!(all[1]["last_run"], last.to_string());
+    assert_eq!(
+        all[1]["parameters"],
+        serde_json::json!({ "n": 3, "fail": false })
+    );
+    assert!(all[1]["next_run_at"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn deployment_pause_and_resume() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (dir, store) = empty_history(&rt);
+    let unknown = weft(&dir, &["deployment", "pause", "nightly etl"]);
+    assert!(
+        unknown.fails(1).contains("no deployments recorded yet"),
+        "{}",
+        unknown.stderr
+    );
+    register_two(&rt, &store);
+
+    let paused = weft(&dir, &["deployment", "pause", "nightly etl"]);
+    assert_eq!(paused.ok(), "deployment nightly etl paused\n");
+    assert!(rt.block_on(store.deployment("nightly etl")).unwrap().paused);
+    let status = weft(&dir, &["deployments"]);
+    assert!(
+        line_of(status.ok(), "nightly etl").contains("paused"),
+        "{}",
+        status.stdout
+    );
+    // Twice is no error.
+    weft(&dir, &["deployment", "pause", "nightly etl"]).ok();
+
+    let resumed = weft(&dir, &["deployment", "resume", "nightly etl"]);
+    assert_eq!(resumed.ok(), "deployment nightly etl resumed\n");
+    assert!(!rt.block_on(store.deployment("nightly etl")).unwrap().paused);
+    // The other one was never touched.
+    assert!(!rt.block_on(store.deployment("adhoc hello")).unwrap().paused);
+
+    for cmd in ["pause", "resume"] {
+        let out = weft(&dir, &["deployment", cmd, "nightly"]);
+        let line = out.fails(1);
+        assert!(
+            line.contains("no deployment named \"nightly\"")
+                && line.contains("known: adhoc hello, nightly etl"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn deployment_run_is_started_by_the_serving_process() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (dir, store) = empty_history(&rt);
+    register_two(&rt, &store);
+    let handled = serve(&rt, &store, &["nightly etl"], Answer::Start);
+    let out = weft(
+        &dir,
+        &[
+            "deployment",
+            "run",
+            "nightly etl",
+            "--param",
+            "size=5",
+            "--param",
+            "name=bob",
+        ],
+    );
+    let text = out.ok();
+    let handled = handled.lock().unwrap();
+    assert_eq!(handled.len(), 1);
+    let (req, run) = &handled[0];
+    assert_eq!(
+        text,
+        format!(
+            "started run {} of deployment nightly etl\n",
+            run.expect("a run id")
+        )
+    );
+    assert_eq!(req.deployment, "nightly etl");
+    assert_eq!(
+        serde_json::Value::Object(req.parameters.clone()),
+        serde_json::json!({ "size": 5, "name": "bob" })
+    );
+    let stored = rt.block_on(store.request(req.id)).unwrap();
+    assert_eq!((stored.state, stored.run_id), (RequestState::Started, *run));
+}
+
+#[test]
+fn deployment_run_rejected_by_the_serving_process() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (dir, store) = empty_history(&rt);
+    register_two(&rt, &store);
+    let why = "parameter \"n\" of flow etl expects an integer, got \"many\"";
+    let handled = serve(&rt, &store, &["nightly etl"], Answer::Reject(why));
+    let out = weft(
+        &dir,
+        &["deployment", "run", "nightly etl", "--param", "n=many"],
+    );
+    assert_eq!(out.fails(1), format!("error: {why}"));
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    let handled = handled.lock().unwrap();
+    assert_eq!(handled[0].0.parameters["n"], "many");
+}
+
+#[test]
+fn deployment_run_without_a_serving_process_stays_queued() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (dir, store) = empty_history(&rt);
+    register_two(&rt, &store);
+    let started = std::time::Instant::now();
+    let out = weft(
+        &dir,
+        &[
+            "deployment",
+            "run",
+            "adhoc hello",
+            "--wait",
+            "1",
+            "--param",
+            "name=x",
+        ],
+    );
+    assert_eq!(
+        out.fails(1),
+        "error: no process serving deployment \"adhoc hello\" picked the request up within \
+         1s; it stays queued and runs when one does"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    // Queued: the next process serving it gets it.
+    let queued = rt
+        .block_on(store.claim_requests(&["adhoc hello".to_owned()]))
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].parameters["name"], "x");
+}
+
+#[test]
+fn deployment_run_of_an_unknown_deployment_or_with_bad_params() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (dir, store) = empty_history(&rt);
+    register_two(&rt, &store);
+    let out = weft(&dir, &["deployment", "run", "nightly"]);
+    let line = out.fails(1);
+    assert!(
+        line.contains("no deployment named \"nightly\"")
+            && line.contains("known: adhoc hello, nightly etl")
+            && line.contains("a process serving it registers it"),
+        "{line}"
+    );
+    for (param, needle) in [("size", "KEY=VALUE"), ("=5", "key before \"=\" is empty")] {
+        let out = weft(
+            &dir,
+            &["deployment", "run", "nightly etl", "--param", param],
+        );
+        let line = out.fails(2);
+        assert!(line.contains(needle), "{param}: {line}");
+    }
+    let twice = weft(
+        &dir,
+        &[
+            "deployment",
+            "run",
+            "nightly etl",
+            "--param",
+            "n=1",
+            "--param",
+            "n=2",
+        ],
+    );
+    assert!(twice.fails(2).contains("\"n\""), "{}", twice.stderr);
+    // Nothing was queued by any of them.
+    let queued = rt
+        .block_on(store.claim_requests(&["nightly etl".to_owned()]))
+        .unwrap();
+    assert!(queued.is_empty(), "{queued:?}");
+    // A usage mistake is found before the database is opened.
+    let nowhere = weft_in(
+        dir.path(),
+        Some("postgres://postgres@127.0.0.1:1/test"),
+        &[],
+        &["deployment", "run", "x", "--param", "oops"],
+    );
+    assert!(nowhere.fails(2).contains("KEY=VALUE"));
+}
+
+#[test]
+fn deployments_on_a_missing_or_unreachable_database() {
+    let dir = TempDir::new();
+    let db = dir.path().join("nothing-here.db");
+    let url = format!("sqlite://{}", db.display());
+    for args in [
+        &["deployments"][..],
+        &["deployment", "pause", "x"],
+        &["deployment", "run", "x"],
+    ] {
+        let out = weft_in(dir.path(), Some(&url), &[], args);
+        assert!(out.fails(1).contains("does not exist"), "{}", out.stderr);
+        let out = weft_in(
+            dir.path(),
+            Some("postgres://postgres@127.0.0.1:1/test"),
+            &[],
+            args,
+        );
+        assert!(out.fails(1).contains("127.0.0.1:1"), "{}", out.stderr);
+    }
+    assert!(!db.exists(), "the database was created");
+    let help = weft_in(dir.path(), None, &[], &["deployment", "--help"]);
+    let text = help.ok();
+    for word in ["run", "pause", "resume"] {
+        assert!(text.contains(word), "{word} in:\n{text}");
+    }
+    let run_help = weft_in(dir.path(), None, &[], &["deployment", "run", "--help"]);
+    assert!(
+        run_help.ok().contains("--param") && run_help.stdout.contains("--wait"),
+        "{}",
+        run_help.stdout
+    );
+}
+
+#[test]
+fn postgres_deployments() {
+    let schema = PgSchema::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = rt
+        .block_on(
+            StoreOptions::new(POSTGRES)
+                .schema(schema.0.clone())
+                .connect(),
+        )
+        .expect("the PostgreSQL store opens");
+    let last = register_two(&rt, &store);
+    let dir = TempDir::new();
+    let env = [("WEFT_DATABASE_SCHEMA", schema.0.as_str())];
+    let pg = |args: &[&str]| weft_in(dir.path(), Some(POSTGRES), &env, args);
+
+    let list = pg(&["deployments"]);
+    let lines = data_lines(list.ok());
+    assert_eq!(lines.len(), 2, "{}", list.stdout);
+    assert!(
+        lines[1].starts_with("nightly etl")
+            && lines[1].contains("cron '0 9 * * 1-5' (Europe/Berlin)")
+            && lines[1].contains(&last.to_string()[..8]),
+        "{}",
+        list.stdout
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(pg(&["deployments", "--json"]).ok()).unwrap();
+    assert_eq!(json[1]["last_run"], last.to_string());
+
+    assert_eq!(
+        pg(&["deployment", "pause", "adhoc hello"]).ok(),
+        "deployment adhoc hello paused\n"
+    );
+    assert!(rt.block_on(store.deployment("adhoc hello")).unwrap().paused);
+
+    let handled = serve(&rt, &store, &["nightly etl", "adhoc hello"], Answer::Start);
+    let out = pg(&[
+        "deployment",
+        "run",
+        "nightly etl",
+        "--param",
+        "size=5",
+        "--param",
+        "name=bob",
+    ]);
+    let text = out.ok();
+    {
+        let handled = handled.lock().unwrap();
+        let (req, run) = &handled[0];
+        assert_eq!(
+            text,
+            format!("started run {} of deployment nightly etl\n", run.unwrap())
+        );
+        assert_eq!(
+            serde_json::Value::Object(req.parameters.clone()),
+            serde_json::json!({ "size": 5, "name": "bob" })
+        );
+    }
+    let unknown = pg(&["deployment", "run", "nope", "--wait", "1"]);
+    assert!(unknown.fails(1).contains("no deployment named \"nope\""));
+}

@@ -142,6 +142,8 @@ pub struct RunConfig {
     pub(crate) results: Option<Arc<dyn ResultStore>>,
     pub(crate) history: HistoryChoice,
     pub(crate) params_json: Option<String>,
+    pub(crate) cancel: Option<CancelHandle>,
+    pub(crate) cancel_grace: Duration,
 }
 
 /// Where a run's history goes.
@@ -225,6 +227,20 @@ impl RunConfig {
         self.history = HistoryChoice::To(store);
         self
     }
+    /// Let `handle` cancel the run (see [`CancelHandle`]). A body still going `grace` after the
+    /// cancel (stuck in glue code) is dropped; tasks it had started are recorded Cancelled.
+    pub fn cancel_with(mut self, handle: &CancelHandle) -> Self {
+        self.cancel = Some(handle.clone());
+        if self.cancel_grace.is_zero() {
+            self.cancel_grace = Duration::from_secs(5);
+        }
+        self
+    }
+    /// How long a body may go on after a [`CancelHandle`] cancelled it (default 5 s).
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
+        self
+    }
     /// Record nothing of this run (as `WEFT_HISTORY=off` does for every run): for tests and
     /// benchmarks.
     pub fn no_history(mut self) -> Self {
@@ -263,11 +279,79 @@ impl fmt::Debug for RunConfig {
     }
 }
 
-/// Set once, seen by every running task: fail_fast's "stop now".
+/// Set once, seen by every running task: fail_fast's or a [`CancelHandle`]'s "stop now".
 pub(crate) struct CancelFlag {
     set: AtomicBool,
     notify: Notify,
     reason: Mutex<Option<String>>,
+    /// Set from outside the run (a handle), not by fail_fast: the run ends Cancelled.
+    from_outside: AtomicBool,
+}
+
+/// Cancels a flow run from outside it: `serve` on shutdown, a test, a supervisor. Running task
+/// runs end Cancelled (an async body is dropped; a sync body's thread finishes in the
+/// background), no new one starts, and the run ends Cancelled. A body stuck in glue code is
+/// stopped after a grace period ([`RunConfig::cancel_with`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use weft::prelude::*;
+/// use weft::CancelHandle;
+///
+/// #[task]
+/// async fn slow() -> u32 {
+///     tokio::time::sleep(Duration::from_secs(3600)).await;
+///     1
+/// }
+///
+/// #[flow]
+/// async fn long() -> u32 {
+///     let x = slow()?;
+///     x
+/// }
+///
+/// # #[tokio::main] async fn main() {
+/// let handle = CancelHandle::new();
+/// let stopper = handle.clone();
+/// tokio::spawn(async move {
+///     tokio::time::sleep(Duration::from_millis(50)).await;
+///     stopper.cancel("shutting down");
+/// });
+/// let run = long::run_with(RunConfig::new().cancel_with(&handle).no_history()).await;
+/// assert_eq!(run.state.kind, StateKind::Cancelled);
+/// assert_eq!(run.task("slow").unwrap().state.kind, StateKind::Cancelled);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct CancelHandle(Arc<CancelFlag>);
+
+impl CancelHandle {
+    /// A handle that cancels nothing until [`cancel`](Self::cancel) is called.
+    pub fn new() -> CancelHandle {
+        CancelHandle(Arc::new(CancelFlag::new()))
+    }
+    /// Cancels the runs configured with this handle (the first reason given is kept).
+    pub fn cancel(&self, reason: impl Into<String>) {
+        self.0.cancel(reason.into());
+    }
+    /// True once cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.is_set()
+    }
+}
+
+impl Default for CancelHandle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelHandle")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
 }
 
 impl CancelFlag {
@@ -276,6 +360,7 @@ impl CancelFlag {
             set: AtomicBool::new(false),
             notify: Notify::new(),
             reason: Mutex::new(None),
+            from_outside: AtomicBool::new(false),
         }
     }
     pub(crate) fn is_set(&self) -> bool {
@@ -328,7 +413,13 @@ pub struct FlowCtx {
     name: &'static str,
     graph: Option<&'static FlowGraph>,
     run_id: Uuid,
-    cancel: Option<CancelFlag>,
+    cancel: Option<Arc<CancelFlag>>,
+    /// How long a body may go on after an outside cancel before it is dropped.
+    cancel_grace: Duration,
+    /// The handle that may cancel this run from outside (shared with other runs: it is watched,
+    /// never set by the run).
+    outside: Option<CancelHandle>,
+    fail_fast: bool,
     persist: bool,
     restore: bool,
     /// Task runs that may still start (None: no budget).
@@ -357,7 +448,10 @@ impl FlowCtx {
             name: def.name,
             graph: Some(def.graph),
             run_id: config.run_id.unwrap_or_else(Uuid::new_v4),
-            cancel: fail_fast.then(CancelFlag::new),
+            cancel: (fail_fast || config.cancel.is_some()).then(|| Arc::new(CancelFlag::new())),
+            cancel_grace: config.cancel_grace,
+            outside: config.cancel,
+            fail_fast,
             persist: config.persist.unwrap_or(def.persist),
             restore: config.resume,
             budget: config.max_task_runs.map(std::sync::atomic::AtomicU64::new),
@@ -380,6 +474,9 @@ impl FlowCtx {
             graph: None,
             run_id: Uuid::new_v4(),
             cancel: None,
+            cancel_grace: Duration::ZERO,
+            outside: None,
+            fail_fast: false,
             persist: false,
             restore: false,
             budget: None,
@@ -482,10 +579,16 @@ impl FlowCtx {
         self.limit.as_ref()
     }
     pub(crate) fn cancel_flag(&self) -> Option<&CancelFlag> {
-        self.cancel.as_ref()
+        self.cancel.as_deref()
+    }
+    /// Cancelled through a [`CancelHandle`] (rather than by fail_fast).
+    pub(crate) fn cancelled_from_outside(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.is_set() && c.from_outside.load(Ordering::Acquire))
     }
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.cancel.as_ref().is_some_and(CancelFlag::is_set)
+        self.cancel.as_deref().is_some_and(CancelFlag::is_set)
     }
     pub(crate) fn cancel_reason(&self) -> String {
         self.cancel
@@ -526,6 +629,9 @@ impl FlowCtx {
     /// With fail_fast, the first failure stops the run: running tasks are cancelled and none
     /// starts.
     pub(crate) fn note_failure(&self, task: &str, state: &State) {
+        if !self.fail_fast {
+            return;
+        }
         if let Some(flag) = &self.cancel {
             if !flag.is_set() {
                 tracing::warn!(
@@ -810,7 +916,10 @@ where
     // it is spawned onto a worker, where node wake-ups stay on one thread. Either way, task runs
     // awaited inside it find this run through CURRENT_FLOW, and dropping the flow's future
     // stops the run.
-    let driven = CURRENT_FLOW.scope(cx.clone(), driver(cx.clone()));
+    let driven = stop_on_cancel(
+        cx.clone(),
+        CURRENT_FLOW.scope(cx.clone(), driver(cx.clone())),
+    );
     let result = if tokio::task::try_id().is_some() {
         use futures_util::FutureExt;
         match std::panic::AssertUnwindSafe(driven).catch_unwind().await {
@@ -898,6 +1007,8 @@ where
         })
         .collect();
     let proposed = match (&result, failed.first()) {
+        // Stopped from outside: whatever the tasks ended as, the run was cancelled.
+        _ if cx.cancelled_from_outside() => State::cancelled(cx.cancel_reason()),
         // A budget stopped the run: it is not over, resume it under the same id.
         (_, None) if pending > 0 => State::new(
             StateKind::Pending,
@@ -939,6 +1050,12 @@ where
                 "Flow run PENDING: {}",
                 flow_state.message.as_deref().unwrap_or("")
             );
+        } else if flow_state.kind == StateKind::Cancelled {
+            tracing::warn!(
+                target: "weft",
+                "Flow run CANCELLED: {}",
+                flow_state.message.as_deref().unwrap_or("")
+            );
         } else {
             tracing::error!(
                 target: "weft",
@@ -977,6 +1094,36 @@ where
         ended,
         graph: def.graph,
         history,
+    }
+}
+
+/// Runs the driver; when its [`CancelHandle`] fires, cancels the run (its tasks end Cancelled at
+/// once) and gives the body the grace period to wind down, then drops it.
+async fn stop_on_cancel<R>(
+    cx: Arc<FlowCtx>,
+    driven: impl Future<Output = Result<R, FlowError>>,
+) -> Result<R, FlowError> {
+    let (Some(outside), Some(flag)) = (&cx.outside, &cx.cancel) else {
+        return driven.await;
+    };
+    tokio::pin!(driven);
+    tokio::select! {
+        biased;
+        r = &mut driven => return r,
+        _ = outside.0.cancelled() => {}
+    }
+    let reason = outside
+        .0
+        .reason
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(|| "cancelled from outside".to_owned());
+    flag.from_outside.store(true, Ordering::Release);
+    flag.cancel(reason);
+    match tokio::time::timeout(cx.cancel_grace, &mut driven).await {
+        Ok(r) => r,
+        Err(_) => Err(FlowError::Cancelled(cx.cancel_reason())),
     }
 }
 

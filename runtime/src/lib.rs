@@ -25,7 +25,9 @@ pub use tracing;
 #[cfg(feature = "object-store")]
 pub use object_store;
 
-pub use flow::{EventSink, FlowDef, FlowError, FlowRun, Handoff, HandoffTask, RunConfig, RunEvent};
+pub use flow::{
+    CancelHandle, EventSink, FlowDef, FlowError, FlowRun, Handoff, HandoffTask, RunConfig, RunEvent,
+};
 pub use graph::{CycleError, Edge, EdgeKind, FlowGraph, Node, NodeKind};
 pub use schedule::{Schedule, ScheduleError};
 pub use state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
@@ -178,8 +180,13 @@ pub mod __private {
     }
     impl<T> ParamJsonFallback for ParamJson<'_, T> {}
 
-    /// The parameters as one JSON object; a huge value is replaced by a note of its size.
+    /// The parameters as one JSON object, as text.
     pub fn params_json(params: Vec<(&'static str, serde_json::Value)>) -> String {
+        params_value(params).to_string()
+    }
+
+    /// The parameters as one JSON object; a huge value is replaced by a note of its size.
+    pub fn params_value(params: Vec<(&'static str, serde_json::Value)>) -> serde_json::Value {
         const MAX: usize = 64 * 1024;
         let mut map = serde_json::Map::new();
         for (name, value) in params {
@@ -191,7 +198,107 @@ pub mod __private {
             };
             map.insert(name.to_owned(), value);
         }
-        serde_json::Value::Object(map).to_string()
+        serde_json::Value::Object(map)
+    }
+
+    /// Parameter overrides of a requested run (`weft deployment run NAME --param k=v`).
+    pub type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+    /// Refuses overrides naming no parameter of the flow.
+    pub fn check_param_names(overrides: &JsonMap, known: &[&str]) -> Result<(), String> {
+        match overrides.keys().find(|k| !known.contains(&k.as_str())) {
+            None => Ok(()),
+            Some(k) if known.is_empty() => Err(format!(
+                "the flow takes no parameters, so `{k}` cannot be set"
+            )),
+            Some(k) => Err(format!(
+                "the flow has no parameter `{k}`; its parameters are: {}",
+                known.join(", ")
+            )),
+        }
+    }
+
+    /// A parameter's value from JSON, when its type deserializes (autoref specialization as
+    /// for [`Storable`]).
+    pub struct ParamFromJson<'a, T> {
+        name: &'static str,
+        value: &'a serde_json::Value,
+        ty: std::marker::PhantomData<fn() -> T>,
+    }
+    impl<'a, T> ParamFromJson<'a, T> {
+        /// The parameter `name` set to `value`.
+        pub fn new(name: &'static str, value: &'a serde_json::Value) -> Self {
+            ParamFromJson {
+                name,
+                value,
+                ty: std::marker::PhantomData,
+            }
+        }
+    }
+    /// The serde path of [`ParamFromJson`].
+    pub trait ParamFromJsonViaSerde<T> {
+        /// The value, or why it does not fit the parameter's type.
+        fn weft_from_json(&self) -> Result<T, String>;
+    }
+    impl<T: serde::de::DeserializeOwned> ParamFromJsonViaSerde<T> for &ParamFromJson<'_, T> {
+        fn weft_from_json(&self) -> Result<T, String> {
+            // A text value may stand for a number or a bool the command line could not type.
+            let parsed = serde_json::from_value::<T>(self.value.clone()).or_else(|e| {
+                match self
+                    .value
+                    .as_str()
+                    .map(serde_json::from_str::<serde_json::Value>)
+                {
+                    Some(Ok(v)) => serde_json::from_value::<T>(v).map_err(|_| e),
+                    _ => Err(e),
+                }
+            });
+            parsed.map_err(|e| {
+                format!(
+                    "parameter `{}` expects {}, got {}: {e}",
+                    self.name,
+                    std::any::type_name::<T>(),
+                    self.value
+                )
+            })
+        }
+    }
+    /// The fallback of [`ParamFromJson`]: the type cannot be set from outside.
+    pub trait ParamFromJsonFallback<T> {
+        /// An error naming the parameter.
+        fn weft_from_json(&self) -> Result<T, String>;
+    }
+    impl<T> ParamFromJsonFallback<T> for ParamFromJson<'_, T> {
+        fn weft_from_json(&self) -> Result<T, String> {
+            Err(format!(
+                "parameter `{}` ({}) cannot be set from outside the program: its type does not implement serde's Deserialize",
+                self.name,
+                std::any::type_name::<T>()
+            ))
+        }
+    }
+
+    /// A deployment's default parameter, copied for a run when its type is `Clone`.
+    pub struct ParamClone<'a, T>(pub &'a T, pub &'static str);
+    /// The `Clone` path of [`ParamClone`].
+    pub trait ParamCloneVia<T> {
+        /// A copy.
+        fn weft_clone(&self) -> Result<T, String>;
+    }
+    impl<T: Clone> ParamCloneVia<T> for &ParamClone<'_, T> {
+        fn weft_clone(&self) -> Result<T, String> {
+            Ok(self.0.clone())
+        }
+    }
+    /// The fallback of [`ParamClone`].
+    pub trait ParamCloneFallback<T> {
+        /// An error naming the parameter.
+        fn weft_clone(&self) -> Result<T, String>;
+    }
+    impl<T> ParamCloneFallback<T> for ParamClone<'_, T> {
+        fn weft_clone(&self) -> Result<T, String> {
+            Err(format!("parameter `{}` is not Clone", self.1))
+        }
     }
 
     /// Checks one input of a task with `cache_for` (spanned at its type by the macro).

@@ -132,6 +132,7 @@ pub fn generate(
     let param_idents: Vec<&Ident> = params.iter().map(|p| &p.ident).collect();
     let param_types: Vec<&syn::Type> = params.iter().map(|p| &p.ty).collect();
     let param_names: Vec<String> = params.iter().map(|p| p.ident.to_string()).collect();
+    let param_index: Vec<syn::Index> = (0..params.len()).map(syn::Index::from).collect();
     let rebind_params = params.iter().map(|p| {
         let id = &p.ident;
         if p.mutable {
@@ -251,6 +252,33 @@ pub fn generate(
             /// The flow's dependency graph, built at compile time.
             #vis fn graph() -> &'static ::weft::FlowGraph {
                 Self::definition().graph
+            }
+
+            /// The flow as a value with typed parameters, for
+            /// [`Deployment::new`](::weft::schedule::Deployment::new).
+            #[allow(clippy::all, unused_imports)]
+            #vis fn flow() -> ::weft::schedule::FlowHandle<(#(#param_types,)*), #ret_ty> {
+                ::weft::schedule::FlowHandle::__new(
+                    Self::definition(),
+                    |config, params| ::weft::__private::Box::pin(Self::run_with(config, #(params.#param_index),*)),
+                    |base, overrides| {
+                        use ::weft::__private::{ParamCloneFallback as _, ParamCloneVia as _, ParamFromJsonFallback as _, ParamFromJsonViaSerde as _};
+                        ::weft::__private::check_param_names(overrides, &[#(#param_names),*])?;
+                        ::std::result::Result::Ok((#(
+                            match overrides.get(#param_names) {
+                                ::std::option::Option::Some(value) => (&&::weft::__private::ParamFromJson::<#param_types>::new(#param_names, value)).weft_from_json()?,
+                                ::std::option::Option::None => (&&::weft::__private::ParamClone(&base.#param_index, #param_names)).weft_clone()?,
+                            },
+                        )*))
+                    },
+                    |params| {
+                        use ::weft::__private::{ParamJsonFallback as _, ParamJsonViaDisplay as _, ParamJsonViaSerde as _};
+                        ::weft::__private::params_value(::std::vec![#((
+                            #param_names,
+                            (&&&::weft::__private::ParamJson(&params.#param_index)).weft_json()
+                        )),*])
+                    },
+                )
             }
 
             /// The flow's definition: name, options and graph.

@@ -43,10 +43,12 @@
 //! [`RunConfig::no_history`]: crate::RunConfig::no_history
 //! [`FlowRun::history`]: crate::FlowRun::history
 
+mod deploy;
 mod query;
 pub(crate) mod record;
 mod writer;
 
+pub use deploy::{DeploymentRecord, RequestState, RunRequest};
 pub use query::{
     FlowSummary, LogRecord, RunDetail, RunFilter, RunRecord, StateChangeRecord, TaskRunRecord,
 };
@@ -65,8 +67,14 @@ use std::time::Duration;
 use writer::Queue;
 
 /// The schema versions this build knows; a database at a later version is refused.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "history", include_str!("migrations/0001_history.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "history", include_str!("migrations/0001_history.sql")),
+    (
+        2,
+        "deployments",
+        include_str!("migrations/0002_deployments.sql"),
+    ),
+];
 
 fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.0)
@@ -123,6 +131,15 @@ pub enum StoreError {
         /// Some of the runs it matches.
         matches: Vec<uuid::Uuid>,
     },
+    /// No deployment of this name is recorded.
+    DeploymentNotFound {
+        /// The name asked for.
+        name: String,
+        /// The names recorded, sorted.
+        known: Vec<String>,
+    },
+    /// No run request has this id.
+    RequestNotFound(uuid::Uuid),
 }
 
 impl fmt::Display for StoreError {
@@ -165,6 +182,15 @@ impl fmt::Display for StoreError {
                     ids.join(", ")
                 )
             }
+            StoreError::DeploymentNotFound { known, .. } if known.is_empty() => {
+                write!(f, "no deployments recorded yet: serve one first")
+            }
+            StoreError::DeploymentNotFound { name, known } => write!(
+                f,
+                "no deployment named {name:?}; known: {} (a process serving it registers it)",
+                known.join(", ")
+            ),
+            StoreError::RequestNotFound(id) => write!(f, "no run request {id} in the store"),
         }
     }
 }

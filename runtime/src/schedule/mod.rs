@@ -100,6 +100,10 @@
 //! `cron */5 * * * *`, `cron 0 9 * * 1-5 in America/New_York`. The keywords `every`, `from`,
 //! `cron` and `in` are lower case when written and read in any case.
 
+mod serve;
+
+pub use serve::{serve, Deployment, FlowHandle, Overlap, ServeError, Server};
+
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
