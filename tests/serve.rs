@@ -388,3 +388,56 @@ mod postgres {
         drop_schema(&schema, &admin).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_serves_until_sigterm() {
+    let Some(url) = std::env::var_os("WEFT_SERVE_CHILD_URL") else {
+        return;
+    };
+    let store = Store::connect(url.to_str().unwrap()).await.unwrap();
+    let d =
+        Deployment::new("stuck", stuck::flow(), ()).schedule(Schedule::interval("100ms").unwrap());
+    Server::new([d])
+        .store(store)
+        .grace(Duration::from_millis(200))
+        .run()
+        .await
+        .unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_server_cleanly() {
+    let (store, dir) = sqlite_store().await;
+    let url = format!("sqlite://{}/weft.db", dir.display());
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_serves_until_sigterm", "--nocapture"])
+        .env("WEFT_SERVE_CHILD_URL", &url)
+        .env("WEFT_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let s = store.clone();
+    wait_for("the child's first run", || async {
+        !s.runs(&RunFilter::new().flow("stuck"))
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the server exits 0 on SIGTERM: {status}");
+    let runs = store.runs(&RunFilter::new().flow("stuck")).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state, StateKind::Cancelled);
+    let detail = store.run(runs[0].id).await.unwrap();
+    assert!(detail
+        .task_runs
+        .iter()
+        .all(|t| t.state == StateKind::Cancelled));
+    std::fs::remove_dir_all(dir).ok();
+}
