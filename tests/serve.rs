@@ -441,3 +441,42 @@ async fn sigterm_stops_the_server_cleanly() {
         .all(|t| t.state == StateKind::Cancelled));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_missed_while_stopped_are_skipped_or_caught_up_once() {
+    let (store, dir) = sqlite_store().await;
+    let hourly = || Schedule::interval("1h").unwrap();
+    for (name, catch_up) in [("skipper", false), ("catcher", true)] {
+        // A first process served it; its next run was due a while ago.
+        let d = Deployment::new(name, report::flow(), (1, name.to_owned())).schedule(hourly());
+        Server::new([d.clone()])
+            .store(store.clone())
+            .run_until(async {})
+            .await
+            .unwrap();
+        let mut rec = store.deployment(name).await.unwrap();
+        rec.next_run_at = Some(chrono::Utc::now() - chrono::Duration::minutes(30));
+        store.register_deployment(&rec).await.unwrap();
+        // The next process starts after that due time.
+        Server::new([d.catch_up(catch_up)])
+            .store(store.clone())
+            .poll_every(Duration::from_millis(50))
+            .run_until(tokio::time::sleep(Duration::from_millis(700)))
+            .await
+            .unwrap();
+    }
+    let count = |label: &'static str| {
+        let s = store.clone();
+        async move {
+            s.runs(&RunFilter::new().flow("report").limit(100))
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| r.parameters["label"] == label)
+                .count()
+        }
+    };
+    assert_eq!(count("skipper").await, 0, "missed runs are skipped by default");
+    assert_eq!(count("catcher").await, 1, "catch_up runs one of them");
+    std::fs::remove_dir_all(dir).ok();
+}
