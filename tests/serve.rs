@@ -476,7 +476,11 @@ async fn runs_missed_while_stopped_are_skipped_or_caught_up_once() {
                 .count()
         }
     };
-    assert_eq!(count("skipper").await, 0, "missed runs are skipped by default");
+    assert_eq!(
+        count("skipper").await,
+        0,
+        "missed runs are skipped by default"
+    );
     assert_eq!(count("catcher").await, 1, "catch_up runs one of them");
     std::fs::remove_dir_all(dir).ok();
 }

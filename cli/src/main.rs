@@ -5,6 +5,7 @@
 //! It reads the database flow runs record into (`WEFT_DATABASE_URL`, else
 //! `sqlite://$WEFT_HOME/.weft/weft.db`) and never creates one.
 
+mod pipeline;
 mod render;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -95,6 +96,9 @@ enum Command {
     /// Run a deployment now, or pause and resume its schedule
     #[command(subcommand)]
     Deployment(DeploymentCommand),
+    /// Check, run or draw a pipeline file (shell commands as a DAG, seed 003)
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +271,10 @@ fn emit(out: &str) -> Result<(), Failure> {
 
 /// Runs the command; returns what it prints on stdout.
 async fn execute(cli: Cli) -> Result<String, Failure> {
+    // Pipelines need no history to check or draw, and create one to run.
+    if let Command::Pipeline(command) = cli.command {
+        return pipeline::execute(command, cli.database, cli.schema).await;
+    }
     // Checked before connecting, so a typo never waits on the database.
     let state = match &cli.command {
         Command::Runs(RunsArgs { state: Some(s), .. }) => Some(
@@ -407,6 +415,7 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
             store.set_paused(&name, false).await?;
             Ok(format!("deployment {name} resumed\n"))
         }
+        Command::Pipeline(_) => unreachable!("pipeline commands return before the store opens"),
     }
 }
 

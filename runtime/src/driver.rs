@@ -466,7 +466,7 @@ impl<'w, D: TaskBody<A>, A: Send + 'w> IntoNode for TaskCall<'w, D, A> {
             node,
             map_index: None,
         };
-        engine::execute::<D, A>(cx, id, self.args, false).await
+        engine::execute::<D, A>(cx, id, self.args, false, &D::OPTIONS).await
     }
 }
 

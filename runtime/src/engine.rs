@@ -17,14 +17,15 @@ use std::panic::AssertUnwindSafe;
 use tracing::Level;
 
 /// Runs one task run to its final state. `quiet` sends its log lines to DEBUG (elements of a
-/// mapped task).
+/// mapped task). `opts` are `D::OPTIONS` for a `#[task]`; a node built at run time (a pipeline
+/// file's) brings its own.
 pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
     cx: &FlowCtx,
     id: TaskRunId,
     args: A,
     quiet: bool,
+    opts: &TaskOptions,
 ) -> TaskRun<D::Output> {
-    let opts = &D::OPTIONS;
     let name = opts.name;
     let mut tracker = Tracker::new(cx, id, name, opts.state_handlers);
     // A run awaited inside another task's body shares that body's permit: taking a second one
@@ -48,7 +49,7 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
     tracker.cache_key.clone_from(&cache_key);
     let (mut reused, mut target) = (None, None);
     if cx.restores() || opts.target.is_some() || cache_key.is_some() {
-        match Box::pin(find_reusable::<D>(cx, id, cache_key.as_deref())).await {
+        match Box::pin(find_reusable::<D>(cx, id, cache_key.as_deref(), opts)).await {
             Ok(found) => (reused, target) = found,
             Err(why) => {
                 let state = tracker.finish(State::failed(why));
@@ -127,7 +128,7 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
         let call_args = D::next_args(&mut args, attempt == max_attempts);
         let outcome = run_attempt(cx, D::attempt(call_args), opts.timeout).await;
         let (retryable, delay) = match &outcome {
-            Outcome::Done(Attempt::Fail(_)) | Outcome::TimedOut => {
+            Outcome::Done(Attempt::Fail(_) | Attempt::TimedOut(_)) | Outcome::TimedOut => {
                 (true, Some(opts.delay_before_retry(attempt)))
             }
             Outcome::Done(Attempt::Retry(_)) => (true, None),
@@ -228,8 +229,8 @@ async fn find_reusable<D: Task>(
     cx: &FlowCtx,
     id: TaskRunId,
     cache_key: Option<&str>,
+    opts: &TaskOptions,
 ) -> Result<Reusable<D::Output>, String> {
-    let opts = &D::OPTIONS;
     let name = opts.name;
     let mut reused = None;
     if cx.restores() {
@@ -401,7 +402,9 @@ enum Outcome<T> {
 impl<T> Outcome<T> {
     fn message(&self, timeout: Option<std::time::Duration>) -> String {
         match self {
-            Outcome::Done(Attempt::Fail(m) | Attempt::Retry(m) | Attempt::Skip(m)) => m.clone(),
+            Outcome::Done(
+                Attempt::Fail(m) | Attempt::Retry(m) | Attempt::Skip(m) | Attempt::TimedOut(m),
+            ) => m.clone(),
             Outcome::Done(Attempt::Panic(m)) => format!("panicked: {m}"),
             Outcome::Done(Attempt::Ok(_)) => String::new(),
             Outcome::TimedOut => {
@@ -679,7 +682,7 @@ pub(crate) async fn execute_map<D: TaskBody<A>, A: Send>(
                 node,
                 map_index: Some(i as u32),
             };
-            execute::<D, A>(cx, id, args, true).map(move |run| (i, run))
+            execute::<D, A>(cx, id, args, true, &D::OPTIONS).map(move |run| (i, run))
         })
         .collect();
     let mut slots: Vec<Option<TaskRun<D::Output>>> = (0..n).map(|_| None).collect();
@@ -722,7 +725,7 @@ pub(crate) async fn run_standalone<D: TaskBody<A>, A: Send>(
             node: cx.next_unplanned_node(),
             map_index: None,
         };
-        return execute::<D, A>(&cx, id, call.args, false).await;
+        return execute::<D, A>(&cx, id, call.args, false, &D::OPTIONS).await;
     }
     crate::logging::ensure_default();
     let cx = FlowCtx::standalone();
@@ -731,7 +734,7 @@ pub(crate) async fn run_standalone<D: TaskBody<A>, A: Send>(
         node: 0,
         map_index: None,
     };
-    let run = execute::<D, A>(&cx, id, call.args, false).await;
+    let run = execute::<D, A>(&cx, id, call.args, false, &D::OPTIONS).await;
     crate::logging::flush();
     run
 }

@@ -845,6 +845,22 @@ impl<R> FlowRun<R> {
         }
     }
 
+    /// The same report with the value mapped by `f` (used by front doors whose value is built
+    /// after the run, such as a pipeline's outputs).
+    pub fn map_value<S>(self, f: impl FnOnce(R) -> S) -> FlowRun<S> {
+        FlowRun {
+            id: self.id,
+            name: self.name,
+            state: self.state,
+            result: self.result.map(f),
+            task_runs: self.task_runs,
+            started: self.started,
+            ended: self.ended,
+            graph: self.graph,
+            history: self.history,
+        }
+    }
+
     /// The flow's return value, or why there is none.
     pub fn into_result(self) -> Result<R, FlowError> {
         self.result

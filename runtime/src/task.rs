@@ -246,6 +246,9 @@ pub enum Attempt<T> {
     Retry(String),
     /// The body panicked.
     Panic(String),
+    /// The body ran out of time by its own clock (a shell node kills its process group at its
+    /// timeout); retried like a failure, ends TimedOut.
+    TimedOut(String),
 }
 
 /// A task body's way to end its run without panicking (seed 001 returns `Failed(message=...)`,
@@ -564,6 +567,7 @@ pub(crate) fn final_state_of<T>(a: &Attempt<T>) -> State {
         Attempt::Fail(m) | Attempt::Retry(m) => State::failed(m.clone()),
         Attempt::Skip(m) => State::skipped(m.clone()),
         Attempt::Panic(m) => State::crashed(m.clone()),
+        Attempt::TimedOut(m) => State::timed_out(m.clone()),
     }
 }
 

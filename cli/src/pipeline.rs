@@ -1,0 +1,227 @@
+//! `weft pipeline check|run|graph FILE`: pipelines defined as data (seed 003).
+
+use crate::{Failure, GraphFormat};
+use clap::Subcommand;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use weft_runtime::pipeline::params::{parse_assignment, resolve};
+use weft_runtime::pipeline::{ParamSpec, Pipeline, PipelineOutputs};
+use weft_runtime::store::StoreOptions;
+use weft_runtime::{FlowRun, RunConfig, StateKind};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PipelineCommand {
+    /// Check a pipeline file: every problem at once, each with its line and column
+    Check {
+        /// The pipeline file (TOML)
+        file: PathBuf,
+    },
+    /// Run a pipeline file; exit status 0 only when it Completed
+    #[command(
+        long_about = "Run a pipeline file; exit status 0 only when it Completed.\n\nParameters \
+        come from --param NAME=VALUE and --params FILE.json (a JSON object); a required value \
+        still missing is asked for when stdin is a terminal. Values are checked against the \
+        file's schema before anything runs. The run is recorded in the run history like a \
+        flow run (`weft run show RUN_ID`)."
+    )]
+    Run {
+        /// The pipeline file (TOML)
+        file: PathBuf,
+        /// A parameter, NAME=VALUE (repeatable)
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Parameters from a JSON file holding one object
+        #[arg(long = "params", value_name = "FILE")]
+        params_file: Option<PathBuf>,
+        /// Nodes running at once (default: the file's `workers`)
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Draw a pipeline file's graph
+    Graph {
+        /// The pipeline file (TOML)
+        file: PathBuf,
+        /// dot, mermaid or svg
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+}
+
+/// Reads and checks a file; every problem goes to stderr on its own line (`file:line:col:
+/// message`), then one `error:` line says nothing ran.
+fn load(file: &Path) -> Result<Pipeline, Failure> {
+    Pipeline::from_path(file).map_err(|e| {
+        let mut err = std::io::stderr().lock();
+        for line in e.to_string().lines() {
+            let _ = writeln!(err, "{line}");
+        }
+        let n = e.problems.len();
+        Failure {
+            message: format!(
+                "{}: {n} problem{} (nothing ran)",
+                file.display(),
+                if n == 1 { "" } else { "s" }
+            ),
+            code: 1,
+        }
+    })
+}
+
+/// Runs a pipeline command; returns what it prints on stdout.
+pub(crate) async fn execute(
+    command: PipelineCommand,
+    database: Option<String>,
+    schema: Option<String>,
+) -> Result<String, Failure> {
+    match command {
+        PipelineCommand::Check { file } => {
+            let p = load(&file)?;
+            Ok(format!(
+                "{}: ok: pipeline '{}', {} nodes, {} parameters, version {}\n",
+                file.display(),
+                p.name,
+                p.nodes.len(),
+                p.params.len(),
+                &p.hash[..p.hash.len().min(12)]
+            ))
+        }
+        PipelineCommand::Graph { file, format } => {
+            let g = load(&file)?.graph();
+            let mut out = match format {
+                GraphFormat::Dot => g.to_dot(),
+                GraphFormat::Mermaid => g.to_mermaid(),
+                GraphFormat::Svg => g.to_svg(),
+            };
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+            Ok(out)
+        }
+        PipelineCommand::Run {
+            file,
+            params,
+            params_file,
+            workers,
+        } => {
+            let p = load(&file)?;
+            let given = gather(&params, params_file.as_deref())?;
+            let mut ask = |spec: &ParamSpec| prompt(spec);
+            let interactive = std::io::stdin().is_terminal();
+            let prompt: Option<&mut dyn FnMut(&ParamSpec) -> Option<String>> =
+                if interactive { Some(&mut ask) } else { None };
+            let values = resolve(&p.params, &given, prompt).map_err(|e| Failure {
+                message: e.0.join("; "),
+                code: 2,
+            })?;
+            let mut config = RunConfig::new();
+            if let Some(n) = workers {
+                if n == 0 {
+                    return Err(Failure::usage("--workers must be at least 1".to_owned()));
+                }
+                config = config.max_concurrency(n);
+            }
+            if let Some(url) = database {
+                let mut options = StoreOptions::new(url);
+                if let Some(s) = schema {
+                    options = options.schema(s);
+                }
+                config = config.history(options.connect().await?);
+            }
+            weft_runtime::logging::init();
+            let run = p.run_with(config, &values).await;
+            weft_runtime::logging::flush();
+            let summary = summary(&run);
+            if run.state.kind == StateKind::Completed {
+                Ok(summary)
+            } else {
+                print!("{summary}");
+                Err(Failure {
+                    message: format!("pipeline '{}' ended {}", p.name, run.state),
+                    code: 1,
+                })
+            }
+        }
+    }
+}
+
+/// `--param`s and `--params FILE`, the command line winning.
+fn gather(
+    params: &[String],
+    file: Option<&Path>,
+) -> Result<Vec<(String, serde_json::Value)>, Failure> {
+    let mut given = Vec::new();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| Failure {
+            message: format!("cannot read {}: {e}", path.display()),
+            code: 1,
+        })?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Failure {
+            message: format!("{}: not JSON: {e}", path.display()),
+            code: 2,
+        })?;
+        let serde_json::Value::Object(map) = value else {
+            return Err(Failure::usage(format!(
+                "{}: expected a JSON object of parameters",
+                path.display()
+            )));
+        };
+        given.extend(map);
+    }
+    for p in params {
+        given.push(parse_assignment(p).map_err(Failure::usage)?);
+    }
+    Ok(given)
+}
+
+/// Asks for a missing required value on the terminal (seed 003's `input()`).
+fn prompt(spec: &ParamSpec) -> Option<String> {
+    let mut err = std::io::stderr();
+    let _ = write!(
+        err,
+        "{} ({}){}: ",
+        spec.name,
+        spec.kind.expected(),
+        spec.description
+            .as_deref()
+            .map(|d| format!(" — {d}"))
+            .unwrap_or_default()
+    );
+    let _ = err.flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).ok()?;
+    let line = line.trim_end_matches(['\n', '\r']).to_owned();
+    (!line.is_empty()).then_some(line)
+}
+
+/// A line per node: state, exit code, duration; then the run id.
+fn summary(run: &FlowRun<PipelineOutputs>) -> String {
+    let mut out = String::new();
+    let outputs = run.result.as_ref().ok();
+    for r in &run.task_runs {
+        let outcome = outputs
+            .and_then(|o| o.iter().find(|n| n.id == r.task))
+            .and_then(|n| n.outcome.as_ref());
+        let exit = match outcome {
+            Some(o) => match (o.exit_code, o.signal) {
+                (Some(c), _) => format!("exit {c}"),
+                (None, Some(s)) => format!("signal {s}"),
+                _ => "-".to_owned(),
+            },
+            None => "-".to_owned(),
+        };
+        out.push_str(&format!(
+            "{:<16} {:<10} {:<9} {:>8.2?}\n",
+            r.task,
+            r.state.kind.to_string(),
+            exit,
+            r.duration()
+        ));
+    }
+    out.push_str(&format!(
+        "run {}: {}   (weft run show {})\n",
+        run.id,
+        run.state.kind,
+        &run.id.to_string()[..8]
+    ));
+    out
+}

@@ -1,0 +1,357 @@
+//! Running a pipeline on the engine: its nodes become task runs of a flow run whose graph was
+//! built at run time, with the same states, retries, handlers, concurrency limit, fail_fast and
+//! run history as a `#[flow]`.
+
+use super::file::{NodeCommand, Pipeline};
+use super::params::{param_env, render_argv, ParamValues};
+use super::shell::{self, ShellCommand, ShellOutcome, ShellSpec};
+use crate::flow::{FlowDef, FlowError, FlowRun, RunConfig};
+use crate::graph::{Edge, EdgeKind, FlowGraph, Node, NodeKind};
+use crate::state::{StateKind, TaskRunId};
+use crate::task::{Attempt, BoxFuture, Task, TaskBody, TaskOptions, TaskRun};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// What one node of a pipeline run did: the command as rendered and its outcome (None: the node
+/// never started).
+#[derive(Debug, Clone)]
+pub struct NodeOutput {
+    /// The node's id.
+    pub id: String,
+    /// The command after parameters were filled in.
+    pub command: String,
+    /// The last attempt's outcome: exit code, output, timing.
+    pub outcome: Option<ShellOutcome>,
+}
+
+/// Every node's output, in the file's order: the value of a pipeline's [`FlowRun`].
+pub type PipelineOutputs = Vec<NodeOutput>;
+
+/// A shell node as a task of the engine: its options come from the file, not from `#[task]`.
+struct ShellNode;
+
+#[derive(Clone)]
+struct NodeArgs {
+    spec: Arc<ShellSpec>,
+    slot: Arc<Mutex<Option<ShellOutcome>>>,
+}
+
+impl Task for ShellNode {
+    const OPTIONS: TaskOptions = TaskOptions::named("shell node");
+    type Output = ();
+}
+
+impl TaskBody<NodeArgs> for ShellNode {
+    fn next_args(args: &mut Option<NodeArgs>, _last: bool) -> NodeArgs {
+        args.clone().expect("arguments are taken once per attempt")
+    }
+    fn attempt<'a>(args: NodeArgs) -> BoxFuture<'a, Attempt<()>>
+    where
+        NodeArgs: 'a,
+    {
+        Box::pin(async move {
+            // fail_fast stops the node through its run's cancel flag: the process group is
+            // killed, not just forgotten.
+            let cx = crate::flow::current();
+            let cancel = async move {
+                match cx.as_ref().and_then(|c| c.cancel_flag()) {
+                    Some(flag) => flag.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let outcome = match shell::run(&args.spec, cancel).await {
+                Ok(o) => o,
+                Err(e) => return Attempt::Fail(e),
+            };
+            let attempt = if outcome.success() {
+                Attempt::Ok(())
+            } else if outcome.timed_out {
+                Attempt::TimedOut(format!(
+                    "timed out after {}; its process group was killed",
+                    humantime::format_duration(args.spec.timeout)
+                ))
+            } else {
+                Attempt::Fail(failure_message(&outcome))
+            };
+            *args.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+            attempt
+        })
+    }
+}
+
+/// `exit code 2: <last line of stderr>`.
+fn failure_message(o: &ShellOutcome) -> String {
+    let status = match (o.exit_code, o.signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        (None, None) => "ended without an exit code".to_owned(),
+    };
+    let err = o.stderr_lossy();
+    match err.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(line) => format!("{status}: {}", line.trim()),
+        None => status,
+    }
+}
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
+/// The flow definition of a pipeline version, built once per process (its graph and names live
+/// as long as the program, as a `#[flow]`'s do).
+fn definition(p: &Pipeline) -> &'static FlowDef {
+    static DEFS: OnceLock<Mutex<HashMap<String, &'static FlowDef>>> = OnceLock::new();
+    let defs = DEFS.get_or_init(Default::default);
+    let key = format!("{}:{}", p.name, p.hash);
+    if let Some(def) = defs.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return def;
+    }
+    let graph: &'static FlowGraph = Box::leak(Box::new(graph_of(p)));
+    let def: &'static FlowDef = Box::leak(Box::new(FlowDef {
+        name: leak(&p.name),
+        fail_fast: p.fail_fast,
+        max_concurrency: Some(p.workers.max(1)),
+        persist: false,
+        state_handlers: &[],
+        version: Some(leak(&p.hash[..p.hash.len().min(12)])),
+        graph,
+    }));
+    defs.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, def);
+    def
+}
+
+/// The pipeline's graph: a task node per pipeline node, an ordering edge per `next`.
+pub(crate) fn graph_of(p: &Pipeline) -> FlowGraph {
+    let nodes: Vec<Node> = p
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Node {
+            id: i as u32,
+            kind: NodeKind::Task,
+            task: n.id.clone().into(),
+            binding: None,
+            statement: match &n.run {
+                NodeCommand::Argv(argv) => argv.join(" ").into(),
+                NodeCommand::Script(s) => s.trim().to_owned().into(),
+            },
+            line: 0,
+        })
+        .collect();
+    let edges: Vec<Edge> = p
+        .nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| {
+            n.upstream.iter().map(move |&u| Edge {
+                from: u as u32,
+                to: i as u32,
+                kind: EdgeKind::Order,
+                binding: None,
+            })
+        })
+        .collect();
+    FlowGraph {
+        name: p.name.clone().into(),
+        nodes: nodes.into(),
+        edges: edges.into(),
+    }
+}
+
+impl Pipeline {
+    /// The pipeline's graph (DOT, Mermaid, SVG through [`FlowGraph`]'s methods).
+    pub fn graph(&self) -> FlowGraph {
+        graph_of(self)
+    }
+
+    /// Runs the pipeline with resolved parameters (see [`super::params::resolve`]).
+    pub async fn run(&self, params: &ParamValues) -> FlowRun<PipelineOutputs> {
+        self.run_with(RunConfig::new(), params).await
+    }
+
+    /// Runs the pipeline with a [`RunConfig`] (workers as `max_concurrency`, `fail_fast`,
+    /// history, cancel handle...).
+    pub async fn run_with(
+        &self,
+        config: RunConfig,
+        params: &ParamValues,
+    ) -> FlowRun<PipelineOutputs> {
+        let def = definition(self);
+        let config = if config.records_history() {
+            config.with_params_json(params.to_json().to_string())
+        } else {
+            config
+        };
+        // Every node's command, rendered before anything runs; a node whose placeholders do
+        // not render fails without starting.
+        let env = param_env(params);
+        let nodes: Vec<PreparedNode> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let rendered = match &n.run {
+                    NodeCommand::Argv(argv) => render_argv(argv, params).map(ShellCommand::Argv),
+                    NodeCommand::Script(s) => Ok(ShellCommand::Script(s.clone())),
+                };
+                let mut node_env = env.clone();
+                node_env.extend(n.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let options = TaskOptions {
+                    retries: n.retries,
+                    retry_delay: n.retry_delay,
+                    ..TaskOptions::named(leak(&n.id))
+                };
+                PreparedNode {
+                    id: n.id.clone(),
+                    upstream: n.upstream.clone(),
+                    options,
+                    command: rendered.map(|command| {
+                        let mut spec = ShellSpec::new(command, n.timeout);
+                        spec.env = node_env;
+                        // A relative workdir is read from the pipeline file's folder.
+                        spec.workdir = n.workdir.as_ref().map(|w| match &self.source {
+                            Some(src) if w.is_relative() => {
+                                src.parent().map_or_else(|| w.clone(), |dir| dir.join(w))
+                            }
+                            _ => w.clone(),
+                        });
+                        Arc::new(spec)
+                    }),
+                    slot: Arc::new(Mutex::new(None)),
+                }
+            })
+            .collect();
+        let nodes = Arc::new(nodes);
+        let driver_nodes = nodes.clone();
+        crate::flow::run_flow(def, config, move |cx| async move {
+            drive(&cx, &driver_nodes).await;
+            Ok::<_, FlowError>(())
+        })
+        .await
+        .map_value(|()| outputs(&nodes))
+    }
+}
+
+struct PreparedNode {
+    id: String,
+    upstream: Vec<usize>,
+    options: TaskOptions,
+    command: Result<Arc<ShellSpec>, String>,
+    slot: Arc<Mutex<Option<ShellOutcome>>>,
+}
+
+fn outputs(nodes: &[PreparedNode]) -> PipelineOutputs {
+    nodes
+        .iter()
+        .map(|n| NodeOutput {
+            id: n.id.clone(),
+            command: match &n.command {
+                Ok(spec) => spec.command.display_line(),
+                Err(e) => format!("<not rendered: {e}>"),
+            },
+            outcome: n.slot.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        })
+        .collect()
+}
+
+/// Starts each node once all its upstream nodes Completed; a node with an upstream that did not
+/// is NotRun. The flow's semaphore bounds how many run at once (the pipeline's workers).
+async fn drive(cx: &Arc<crate::flow::FlowCtx>, nodes: &[PreparedNode]) {
+    let n = nodes.len();
+    let mut state: Vec<Option<StateKind>> = vec![None; n];
+    let mut waiting: Vec<usize> = nodes.iter().map(|p| p.upstream.len()).collect();
+    let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, p) in nodes.iter().enumerate() {
+        for &u in &p.upstream {
+            downstream[u].push(i);
+        }
+    }
+    let mut running = FuturesUnordered::new();
+    let start = |i: usize| {
+        let p = &nodes[i];
+        let id = TaskRunId {
+            flow_run_id: cx.run_id(),
+            node: i as u32,
+            map_index: None,
+        };
+        async move {
+            let run: TaskRun<()> = match &p.command {
+                Ok(spec) => {
+                    let args = NodeArgs {
+                        spec: spec.clone(),
+                        slot: p.slot.clone(),
+                    };
+                    crate::engine::execute::<ShellNode, NodeArgs>(cx, id, args, false, &p.options)
+                        .await
+                }
+                Err(why) => crate::engine::never_run(
+                    cx,
+                    id,
+                    p.options.name,
+                    &[],
+                    crate::state::State::failed(why.clone()),
+                ),
+            };
+            (i, run.state.kind)
+        }
+    };
+    for (i, _) in waiting.iter().enumerate().filter(|(_, w)| **w == 0) {
+        running.push(start(i));
+    }
+    while let Some((i, kind)) = running.next().await {
+        state[i] = Some(kind);
+        let mut settle = vec![i];
+        while let Some(done) = settle.pop() {
+            for &d in &downstream[done] {
+                waiting[d] -= 1;
+                if waiting[d] > 0 || state[d].is_some() {
+                    continue;
+                }
+                let blocked = nodes[d]
+                    .upstream
+                    .iter()
+                    .find(|&&u| state[u] != Some(StateKind::Completed));
+                match blocked {
+                    None if !cx.is_cancelled() => running.push(start(d)),
+                    None => {
+                        let run: TaskRun<()> = crate::engine::never_run(
+                            cx,
+                            TaskRunId {
+                                flow_run_id: cx.run_id(),
+                                node: d as u32,
+                                map_index: None,
+                            },
+                            nodes[d].options.name,
+                            &[],
+                            crate::state::State::cancelled(cx.cancel_reason()),
+                        );
+                        state[d] = Some(run.state.kind);
+                        settle.push(d);
+                    }
+                    Some(&u) => {
+                        let why = format!(
+                            "upstream '{}' ended {}",
+                            nodes[u].id,
+                            state[u].map_or("unfinished".to_owned(), |k| k.to_string())
+                        );
+                        let run: TaskRun<()> = crate::engine::never_run(
+                            cx,
+                            TaskRunId {
+                                flow_run_id: cx.run_id(),
+                                node: d as u32,
+                                map_index: None,
+                            },
+                            nodes[d].options.name,
+                            &[],
+                            crate::state::State::not_run(why),
+                        );
+                        state[d] = Some(run.state.kind);
+                        settle.push(d);
+                    }
+                }
+            }
+        }
+    }
+}

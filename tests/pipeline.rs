@@ -1,0 +1,343 @@
+//! Pipelines from files on the engine: order, fail_fast, workers, timeouts, hostile parameters,
+//! run history; the shipped example files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use weft::pipeline::params::{parse_assignment, resolve};
+use weft::pipeline::{Pipeline, PipelineOutputs};
+use weft::prelude::*;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weft-pipeline-{tag}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn load(text: &str) -> Pipeline {
+    Pipeline::from_toml(text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn run(p: &Pipeline, params: &[(&str, &str)]) -> FlowRun<PipelineOutputs> {
+    let given: Vec<_> = params
+        .iter()
+        .map(|(k, v)| parse_assignment(&format!("{k}={v}")).unwrap())
+        .collect();
+    let values = resolve(&p.params, &given, None).unwrap_or_else(|e| panic!("{e}"));
+    p.run_with(RunConfig::new().no_history(), &values).await
+}
+
+fn state_of(run: &FlowRun<PipelineOutputs>, id: &str) -> StateKind {
+    run.task(id)
+        .unwrap_or_else(|| panic!("node {id}"))
+        .state
+        .kind
+}
+
+/// Start and end of each node that ran, from its process's own timing.
+fn spans(
+    run: &FlowRun<PipelineOutputs>,
+) -> Vec<(
+    String,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+)> {
+    run.result
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter_map(|n| {
+            n.outcome
+                .as_ref()
+                .map(|o| (n.id.clone(), o.started, o.ended))
+        })
+        .collect()
+}
+
+const DAG: &str = r#"
+name = "dag"
+workers = 4
+[[nodes]]
+id = "a"
+command = ["sh", "-c", "sleep 0.2; echo a"]
+next = ["c"]
+[[nodes]]
+id = "b"
+command = ["echo", "b"]
+next = ["c"]
+[[nodes]]
+id = "c"
+command = ["echo", "c"]
+next = ["d"]
+[[nodes]]
+id = "d"
+command = ["echo", "d"]
+[[nodes]]
+id = "lonely"
+command = ["echo", "isolated"]
+"#;
+
+#[tokio::test]
+async fn nodes_run_after_all_their_predecessors_completed() {
+    let run = run(&load(DAG), &[]).await;
+    assert!(run.is_successful(), "{}", run.state);
+    let spans = spans(&run);
+    let at = |id: &str| spans.iter().find(|s| s.0 == id).unwrap().clone();
+    assert!(at("a").2 <= at("c").1 && at("b").2 <= at("c").1);
+    assert!(at("c").2 <= at("d").1);
+    assert_eq!(state_of(&run, "lonely"), StateKind::Completed); // an isolated node runs
+    let out = run.result.as_ref().unwrap();
+    let a = out.iter().find(|n| n.id == "a").unwrap();
+    assert_eq!(a.outcome.as_ref().unwrap().stdout, b"a\n");
+    assert_eq!(run.graph.edges.len(), 3);
+}
+
+const FAILING: &str = r#"
+name = "failing"
+workers = 3
+fail_fast = FAIL_FAST
+[[nodes]]
+id = "bad"
+command = ["sh", "-c", "sleep 0.2; echo broken >&2; exit 3"]
+next = ["after_bad"]
+[[nodes]]
+id = "after_bad"
+command = ["echo", "never"]
+[[nodes]]
+id = "slow"
+script = "echo $$ > slow.pid; sleep 5; echo slow done"
+workdir = "WORKDIR"
+[[nodes]]
+id = "quick"
+command = ["echo", "quick"]
+next = ["after_quick"]
+[[nodes]]
+id = "after_quick"
+command = ["sh", "-c", "sleep 1; echo after quick"]
+"#;
+
+fn failing(fail_fast: bool, dir: &Path) -> Pipeline {
+    load(
+        &FAILING
+            .replace("FAIL_FAST", &fail_fast.to_string())
+            .replace("WORKDIR", &dir.display().to_string()),
+    )
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie (exited, not reaped by this container's init) counts as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn fail_fast_cancels_running_nodes_and_starts_no_new_one() {
+    let dir = temp_dir("failfast");
+    let run = run(&failing(true, &dir), &[]).await;
+    assert_eq!(run.state.kind, StateKind::Failed);
+    assert_eq!(state_of(&run, "bad"), StateKind::Failed);
+    assert!(run
+        .task("bad")
+        .unwrap()
+        .state
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("exit code 3: broken"));
+    assert_eq!(state_of(&run, "after_bad"), StateKind::NotRun);
+    assert_eq!(state_of(&run, "slow"), StateKind::Cancelled);
+    // `after_quick` either never started or was cancelled: it never completed.
+    assert_ne!(state_of(&run, "after_quick"), StateKind::Completed);
+    assert!(
+        run.duration() < Duration::from_secs(4),
+        "the slow node was stopped"
+    );
+    let pid: i32 = std::fs::read_to_string(dir.join("slow.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for _ in 0..50 {
+        if !alive(pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!alive(pid), "the cancelled node's process group was killed");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn without_fail_fast_independent_branches_finish() {
+    let dir = temp_dir("nofailfast");
+    let run = run(&failing(false, &dir), &[]).await;
+    assert_eq!(run.state.kind, StateKind::Failed);
+    assert_eq!(state_of(&run, "after_bad"), StateKind::NotRun);
+    assert_eq!(state_of(&run, "slow"), StateKind::Completed);
+    assert_eq!(state_of(&run, "after_quick"), StateKind::Completed);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+fn parallel(workers: usize) -> Pipeline {
+    let mut text = format!("name = \"par{workers}\"\nworkers = {workers}\n");
+    for i in 0..3 {
+        text.push_str(&format!(
+            "[[nodes]]\nid = \"n{i}\"\ncommand = [\"sleep\", \"0.3\"]\n"
+        ));
+    }
+    load(&text)
+}
+
+fn overlaps(
+    spans: &[(
+        String,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    )],
+) -> bool {
+    spans
+        .iter()
+        .enumerate()
+        .any(|(i, a)| spans.iter().skip(i + 1).any(|b| a.1 < b.2 && b.1 < a.2))
+}
+
+#[tokio::test]
+async fn one_worker_never_overlaps_three_do() {
+    let one = run(&parallel(1), &[]).await;
+    assert!(one.is_successful());
+    assert_eq!(spans(&one).len(), 3);
+    assert!(!overlaps(&spans(&one)));
+    let three = run(&parallel(3), &[]).await;
+    assert!(three.is_successful());
+    assert!(overlaps(&spans(&three)));
+}
+
+#[tokio::test]
+async fn a_node_past_its_timeout_ends_timed_out_with_its_processes_gone() {
+    let dir = temp_dir("timeout");
+    let p = load(&format!(
+        r#"
+name = "timeout"
+[[nodes]]
+id = "forever"
+script = "sleep 1000 & echo $! > child.pid; ping_without_count() {{ sleep 1000; }}; ping_without_count"
+workdir = "{}"
+timeout = "300ms"
+"#,
+        dir.display()
+    ));
+    let run = run(&p, &[]).await;
+    assert_eq!(state_of(&run, "forever"), StateKind::TimedOut);
+    assert!(run
+        .task("forever")
+        .unwrap()
+        .state
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("timed out"));
+    let pid: i32 = std::fs::read_to_string(dir.join("child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for _ in 0..50 {
+        if !alive(pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!alive(pid), "no child survives the timeout");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn hostile_parameters_never_reach_a_shell() {
+    let dir = temp_dir("hostile");
+    let p = load(&format!(
+        r#"
+name = "hostile"
+workers = 1
+[params.value]
+type = "string"
+required = true
+[[nodes]]
+id = "argv"
+command = ["printf", "%s", "{{value}}"]
+workdir = "{dir}"
+[[nodes]]
+id = "script"
+script = 'printf "%s" "$value"'
+workdir = "{dir}"
+"#,
+        dir = dir.display()
+    ));
+    for value in [
+        "127.0.0.1; touch FILE",
+        "$(touch FILE)",
+        "`touch FILE`",
+        "a\ntouch FILE",
+        "'\"; touch FILE; \"'",
+        "-rf",
+    ] {
+        let run = run(&p, &[("value", value)]).await;
+        assert!(run.is_successful(), "{value:?}: {}", run.state);
+        for node in run.result.as_ref().unwrap() {
+            assert_eq!(
+                node.outcome.as_ref().unwrap().stdout,
+                value.as_bytes(),
+                "{}",
+                node.id
+            );
+        }
+        assert!(!dir.join("FILE").exists(), "{value:?} ran a command");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn a_pipeline_run_is_recorded_like_a_flow_run() {
+    let dir = temp_dir("history");
+    let store = weft::store::Store::connect(&format!("sqlite://{}/weft.db", dir.display()))
+        .await
+        .unwrap();
+    let p = load(DAG);
+    let values = resolve(&p.params, &[], None).unwrap();
+    let run = p
+        .run_with(RunConfig::new().history(store.clone()), &values)
+        .await;
+    assert!(run.history.as_ref().unwrap().is_complete());
+    let detail = store.run(run.id).await.unwrap();
+    assert_eq!(detail.run.flow, "dag");
+    assert_eq!(detail.task_runs.len(), 5);
+    assert!(detail
+        .task_runs
+        .iter()
+        .all(|t| t.state == StateKind::Completed));
+    assert!(detail.to_dot().contains("\"a\" -> \"c\""));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn the_shipped_pipelines_check_and_run() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pipelines");
+    let web = Pipeline::from_path(root.join("web_check.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(web.start_nodes().len() > 1);
+    let backup = Pipeline::from_path(root.join("backup.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!backup.nodes.is_empty());
+    // web_check pings; it runs where `ping` exists (.ci/run installs it).
+    if std::process::Command::new("ping")
+        .arg("-V")
+        .output()
+        .is_ok()
+    {
+        let run = run(&web, &[("count", "1")]).await;
+        assert!(run.is_successful(), "{}: {:#?}", run.state, run.task_runs);
+    }
+}
