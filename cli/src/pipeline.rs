@@ -107,7 +107,7 @@ pub(crate) async fn execute(
             let given = gather(&params, params_file.as_deref())?;
             let mut ask = |spec: &ParamSpec| prompt(spec);
             let interactive = std::io::stdin().is_terminal();
-            let prompt: Option<&mut Prompt> = if interactive { Some(&mut ask) } else { None };
+            let prompt: Option<&mut Prompt<'_>> = if interactive { Some(&mut ask) } else { None };
             let values = resolve(&p.params, &given, prompt).map_err(|e| Failure {
                 message: e.0.join("; "),
                 code: 2,
@@ -173,7 +173,7 @@ fn gather(
 }
 
 /// How `resolve` asks for a missing value.
-type Prompt = dyn FnMut(&ParamSpec) -> Option<String>;
+type Prompt<'a> = dyn FnMut(&ParamSpec) -> Option<String> + 'a;
 
 /// Asks for a missing required value on the terminal (seed 003's `input()`).
 fn prompt(spec: &ParamSpec) -> Option<String> {
