@@ -328,7 +328,7 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         conn.close().await.unwrap();
         v
     };
-    assert_eq!(versions(url.clone()).await, [1, 2]);
+    assert_eq!(versions(url.clone()).await, [1, 2, 3]);
 
     // What an older weft left: version 1 only.
     {
@@ -336,7 +336,9 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         for sql in [
             "DROP TABLE run_requests",
             "DROP TABLE deployments",
-            "DELETE FROM _sqlx_migrations WHERE version = 2",
+            "DROP TABLE node_outputs",
+            "DROP TABLE pipelines",
+            "DELETE FROM _sqlx_migrations WHERE version >= 2",
         ] {
             sqlx::query(sql).execute(&mut conn).await.unwrap();
         }
@@ -349,7 +351,7 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         .connect()
         .await
         .unwrap();
-    assert_eq!(versions(url.clone()).await, [1, 2]);
+    assert_eq!(versions(url.clone()).await, [1, 2, 3]);
     store
         .register_deployment(&record("d", "f", None))
         .await
@@ -430,11 +432,13 @@ mod postgres {
     async fn postgres_history_of_version_1_is_upgraded() {
         let schema = Schema::new().await;
         drop(schema.store().await);
-        assert_eq!(schema.versions().await, [1, 2]);
+        assert_eq!(schema.versions().await, [1, 2, 3]);
         for sql in [
             "DROP TABLE \"{s}\".run_requests",
             "DROP TABLE \"{s}\".deployments",
-            "DELETE FROM \"{s}\"._sqlx_migrations WHERE version = 2",
+            "DROP TABLE \"{s}\".node_outputs",
+            "DROP TABLE \"{s}\".pipelines",
+            "DELETE FROM \"{s}\"._sqlx_migrations WHERE version >= 2",
         ] {
             sqlx::query(&sql.replace("{s}", &schema.name))
                 .execute(&schema.admin)
@@ -443,7 +447,7 @@ mod postgres {
         }
         assert_eq!(schema.versions().await, [1]);
         let store = schema.store().await;
-        assert_eq!(schema.versions().await, [1, 2]);
+        assert_eq!(schema.versions().await, [1, 2, 3]);
         store
             .register_deployment(&record("d", "f", None))
             .await

@@ -341,3 +341,74 @@ async fn the_shipped_pipelines_check_and_run() {
         assert!(run.is_successful(), "{}: {:#?}", run.state, run.task_runs);
     }
 }
+
+async fn outputs_are_recorded_as_bytes(store: weft::store::Store) {
+    let p = load(
+        r#"
+name = "outputs"
+[[nodes]]
+id = "latin1"
+command = ["printf", "caf\\351\\n"]
+next = ["fails"]
+[[nodes]]
+id = "fails"
+script = "echo partial; echo 'disk full' >&2; exit 4"
+"#,
+    );
+    let values = resolve(&p.params, &[], None).unwrap();
+    let run = p
+        .run_with(RunConfig::new().history(store.clone()), &values)
+        .await;
+    assert_eq!(run.state.kind, StateKind::Failed);
+    assert!(run.history.as_ref().unwrap().is_complete());
+    let detail = store.run(run.id).await.unwrap();
+    assert_eq!(detail.node_outputs.len(), 2);
+    let latin1 = &detail.node_outputs[0];
+    assert_eq!(latin1.stdout, b"caf\xe9\n"); // the bytes, as written
+    assert_eq!(latin1.stdout_lossy(), "caf\u{fffd}\n"); // shown lossily, never an error
+    assert_eq!(latin1.exit_code, Some(0));
+    assert!(latin1.command.contains("printf"));
+    let fails = &detail.node_outputs[1];
+    assert_eq!(
+        (fails.exit_code, fails.stdout.as_slice()),
+        (Some(4), &b"partial\n"[..])
+    );
+    assert_eq!(fails.stderr_lossy(), "disk full\n");
+    let source = store
+        .pipeline_source("outputs", &detail.run.flow_version)
+        .await
+        .unwrap()
+        .expect("the file's version is recorded");
+    assert!(source.contains("disk full"));
+}
+
+#[tokio::test]
+async fn sqlite_node_outputs_are_recorded_as_bytes() {
+    let dir = temp_dir("outputs");
+    let store = weft::store::Store::connect(&format!("sqlite://{}/weft.db", dir.display()))
+        .await
+        .unwrap();
+    outputs_are_recorded_as_bytes(store).await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_node_outputs_are_recorded_as_bytes() {
+    let url = std::env::var("WEFT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let admin = sqlx::PgPool::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {url} ({e}): start it"));
+    let schema = format!("weft_pipe_{}", uuid::Uuid::new_v4().simple());
+    let store = weft::store::StoreOptions::new(url)
+        .schema(&schema)
+        .connect()
+        .await
+        .unwrap();
+    outputs_are_recorded_as_bytes(store).await;
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}

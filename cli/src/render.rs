@@ -386,8 +386,76 @@ where
     } else {
         out.push_str(&task_table(&detail.task_runs, all));
     }
+    if !detail.node_outputs.is_empty() {
+        out.push('\n');
+        out.push_str(&node_outputs(detail, all));
+    }
     out.push('\n');
     out.push_str(&logs(&detail.logs, tz));
+    out
+}
+
+/// Lines of one stream shown per node unless `--all`.
+const OUTPUT_LINES: usize = 40;
+
+/// `Output:` of a pipeline run: each node's command, how it exited, then its stdout and stderr
+/// (shown lossily: bytes that are not UTF-8 become `�`), the last lines unless `all`.
+pub fn node_outputs(detail: &RunDetail, all: bool) -> String {
+    let mut out = String::from("Output:\n");
+    for o in &detail.node_outputs {
+        let name = detail
+            .task_runs
+            .iter()
+            .find(|t| t.node == o.node && t.map_index.is_none())
+            .map_or_else(|| format!("node {}", o.node), |t| t.task.clone());
+        let status = match (o.exit_code, o.signal) {
+            (Some(c), _) => format!("exit {c}"),
+            (None, Some(s)) => format!("signal {s}"),
+            (None, None) => "no exit status".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "--- {name} ({status}): {}",
+            o.command.trim_end().replace('\n', "; ")
+        );
+        for (label, text, kept, total) in [
+            (
+                "stdout",
+                o.stdout_lossy(),
+                o.stdout.len() as u64,
+                o.stdout_total,
+            ),
+            (
+                "stderr",
+                o.stderr_lossy(),
+                o.stderr.len() as u64,
+                o.stderr_total,
+            ),
+        ] {
+            if text.is_empty() {
+                continue;
+            }
+            let lines: Vec<&str> = text.lines().collect();
+            let skip = if all {
+                0
+            } else {
+                lines.len().saturating_sub(OUTPUT_LINES)
+            };
+            if skip > 0 {
+                let _ = writeln!(out, "    [{label}: {skip} earlier lines; --all shows them]");
+            }
+            for line in &lines[skip..] {
+                let _ = writeln!(out, "    {label} | {line}");
+            }
+            if total > kept {
+                let _ = writeln!(
+                    out,
+                    "    [{label}: {} more bytes were not kept]",
+                    total - kept
+                );
+            }
+        }
+    }
     out
 }
 

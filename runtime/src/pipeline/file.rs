@@ -80,6 +80,8 @@ pub struct Pipeline {
     pub source: Option<PathBuf>,
     /// The version: BLAKE3 of the file's text, in hex.
     pub hash: String,
+    /// The file's text (recorded in the run history with each version).
+    pub text: String,
 }
 
 /// One `[[nodes]]` table.
@@ -234,6 +236,7 @@ impl Pipeline {
             match pipeline {
                 Some(mut p) => {
                     p.hash = blake3::hash(text.as_bytes()).to_hex().to_string();
+                    p.text = text.to_owned();
                     return Ok(p);
                 }
                 // Every refusal reports a problem; this only guards against a silent one.
@@ -491,6 +494,7 @@ impl<'t> Checker<'t> {
             nodes: nodes?,
             source: None,
             hash: String::new(),
+            text: String::new(),
         })
     }
 

@@ -33,6 +33,7 @@ struct ShellNode;
 
 #[derive(Clone)]
 struct NodeArgs {
+    node: u32,
     spec: Arc<ShellSpec>,
     slot: Arc<Mutex<Option<ShellOutcome>>>,
 }
@@ -74,6 +75,9 @@ impl TaskBody<NodeArgs> for ShellNode {
             } else {
                 Attempt::Fail(failure_message(&outcome))
             };
+            if let Some(history) = crate::store::record::current() {
+                history.node_output(args.node, &outcome);
+            }
             *args.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
             attempt
         })
@@ -225,7 +229,11 @@ impl Pipeline {
             .collect();
         let nodes = Arc::new(nodes);
         let driver_nodes = nodes.clone();
+        let pipeline = self.clone();
         crate::flow::run_flow(def, config, move |cx| async move {
+            if let Some(history) = crate::store::record::current() {
+                history.pipeline(&pipeline);
+            }
             drive(&cx, &driver_nodes).await;
             Ok::<_, FlowError>(())
         })
@@ -280,6 +288,7 @@ async fn drive(cx: &Arc<crate::flow::FlowCtx>, nodes: &[PreparedNode]) {
             let run: TaskRun<()> = match &p.command {
                 Ok(spec) => {
                     let args = NodeArgs {
+                        node: i as u32,
                         spec: spec.clone(),
                         slot: p.slot.clone(),
                     };

@@ -50,7 +50,8 @@ mod writer;
 
 pub use deploy::{DeploymentRecord, RequestState, RunRequest};
 pub use query::{
-    FlowSummary, LogRecord, RunDetail, RunFilter, RunRecord, StateChangeRecord, TaskRunRecord,
+    FlowSummary, LogRecord, NodeOutputRecord, RunDetail, RunFilter, RunRecord, StateChangeRecord,
+    TaskRunRecord,
 };
 
 use chrono::{DateTime, Utc};
@@ -73,6 +74,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "deployments",
         include_str!("migrations/0002_deployments.sql"),
+    ),
+    (
+        3,
+        "pipelines",
+        include_str!("migrations/0003_pipelines.sql"),
     ),
 ];
 

@@ -156,6 +156,43 @@ pub struct LogRecord {
     pub message: String,
 }
 
+/// What a node of a pipeline run did (its last attempt): the command as rendered, how it
+/// exited, and its output as bytes (at most the runner's cap per stream).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeOutputRecord {
+    /// The node (as in [`TaskRunRecord::node`]).
+    pub node: u32,
+    /// The command after parameters were filled in.
+    pub command: String,
+    /// Its exit code (None when killed by a signal).
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, if any.
+    pub signal: Option<i32>,
+    /// Standard output as bytes.
+    pub stdout: Vec<u8>,
+    /// Standard error as bytes.
+    pub stderr: Vec<u8>,
+    /// Bytes written to stdout, including those beyond the kept part.
+    pub stdout_total: u64,
+    /// Bytes written to stderr, including those beyond the kept part.
+    pub stderr_total: u64,
+    /// When the process started.
+    pub started: DateTime<Utc>,
+    /// When it ended.
+    pub ended: DateTime<Utc>,
+}
+
+impl NodeOutputRecord {
+    /// Standard output as text; bytes that are not UTF-8 become `�`.
+    pub fn stdout_lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.stdout)
+    }
+    /// Standard error as text; bytes that are not UTF-8 become `�`.
+    pub fn stderr_lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.stderr)
+    }
+}
+
 /// A recorded run in full: the run, its flow's graph, task runs, state changes and logs.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunDetail {
@@ -169,6 +206,8 @@ pub struct RunDetail {
     pub state_changes: Vec<StateChangeRecord>,
     /// The run's log lines, in order.
     pub logs: Vec<LogRecord>,
+    /// For a pipeline run: each node's command and output, by node.
+    pub node_outputs: Vec<NodeOutputRecord>,
 }
 
 impl RunDetail {
@@ -402,13 +441,58 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+            let node_outputs = sqlx::query(
+                "SELECT node, command, exit_code, signal, stdout, stderr, stdout_total, stderr_total, \
+                 started, ended FROM node_outputs WHERE flow_run_id = $1 ORDER BY node",
+            )
+            .bind(&id_text)
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let code: Option<i64> = r.try_get("exit_code")?;
+                let signal: Option<i64> = r.try_get("signal")?;
+                Ok(NodeOutputRecord {
+                    node: u32_of(r, "node")?.unwrap_or(0),
+                    command: r.try_get("command")?,
+                    exit_code: code.and_then(|c| i32::try_from(c).ok()),
+                    signal: signal.and_then(|c| i32::try_from(c).ok()),
+                    stdout: r.try_get("stdout")?,
+                    stderr: r.try_get("stderr")?,
+                    stdout_total: r.try_get::<i64, _>("stdout_total")?.max(0) as u64,
+                    stderr_total: r.try_get::<i64, _>("stderr_total")?.max(0) as u64,
+                    started: ts_of(r, "started")?.unwrap_or_default(),
+                    ended: ts_of(r, "ended")?.unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
             Ok(RunDetail {
                 run,
                 graph,
                 task_runs,
                 state_changes,
                 logs,
+                node_outputs,
             })
+        })
+        .await
+    }
+
+    /// The text of a pipeline file as it was at `version` (what its runs ran), if recorded.
+    pub async fn pipeline_source(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (name, version) = (name.to_owned(), version.to_owned());
+        self.with_pool(move |pool, _| async move {
+            Ok(
+                sqlx::query_scalar("SELECT source FROM pipelines WHERE name = $1 AND version = $2")
+                    .bind(name)
+                    .bind(version)
+                    .fetch_optional(&pool)
+                    .await?,
+            )
         })
         .await
     }

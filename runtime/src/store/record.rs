@@ -1,7 +1,7 @@
 //! The engine's side of run history: one recorder per flow run turns its events, task reports
 //! and log lines into queued rows.
 
-use super::writer::{Change, Op, TaskRow};
+use super::writer::{Change, NodeOutputRow, Op, TaskRow};
 use super::{HistoryReport, Store, TaskRunRecord};
 use crate::flow::RunEvent;
 use crate::graph::FlowGraph;
@@ -123,6 +123,34 @@ impl Recorder {
                 result: r.result_key.clone(),
             },
         }));
+    }
+
+    /// A pipeline node's command and outcome (its last attempt's).
+    pub(crate) fn node_output(&self, node: u32, o: &crate::pipeline::shell::ShellOutcome) {
+        self.store.queue().push(Op::NodeOutput(NodeOutputRow {
+            run: self.run,
+            node,
+            command: o.command_line.clone(),
+            exit_code: o.exit_code,
+            signal: o.signal,
+            stdout: o.stdout.clone(),
+            stderr: o.stderr.clone(),
+            stdout_total: o.stdout_total,
+            stderr_total: o.stderr_total,
+            started: o.started,
+            ended: o.ended,
+        }));
+    }
+
+    /// The pipeline file a run runs (once per version in the store).
+    pub(crate) fn pipeline(&self, p: &crate::pipeline::Pipeline) {
+        self.store.queue().push(Op::Pipeline {
+            name: p.name.clone(),
+            version: p.hash[..p.hash.len().min(12)].to_owned(),
+            source: p.text.clone(),
+            path: p.source.as_ref().map(|s| s.display().to_string()),
+            at: Utc::now(),
+        });
     }
 
     /// A log line emitted while the run was being driven.

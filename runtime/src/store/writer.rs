@@ -49,6 +49,16 @@ pub(crate) enum Op {
         level: &'static str,
         message: String,
     },
+    /// What a node of a pipeline run did.
+    NodeOutput(NodeOutputRow),
+    /// A pipeline file's version.
+    Pipeline {
+        name: String,
+        version: String,
+        source: String,
+        path: Option<String>,
+        at: DateTime<Utc>,
+    },
     /// Answered once everything queued before it is written or given up.
     Flush {
         run: Uuid,
@@ -59,7 +69,8 @@ pub(crate) enum Op {
 impl Op {
     fn run(&self) -> Option<Uuid> {
         match self {
-            Op::Flow { .. } => None,
+            Op::Flow { .. } | Op::Pipeline { .. } => None,
+            Op::NodeOutput(o) => Some(o.run),
             Op::RunStarted { run, .. }
             | Op::RunState { run, .. }
             | Op::Log { run, .. }
@@ -104,6 +115,24 @@ impl TaskRow {
             ..new
         };
     }
+}
+
+/// A pipeline file's version: name, version, text, path, when first seen.
+type PipelineRow = (String, String, String, Option<String>, DateTime<Utc>);
+
+/// A pipeline node's command and outcome (the last attempt's).
+pub(crate) struct NodeOutputRow {
+    pub run: Uuid,
+    pub node: u32,
+    pub command: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub stdout_total: u64,
+    pub stderr_total: u64,
+    pub started: DateTime<Utc>,
+    pub ended: DateTime<Utc>,
 }
 
 /// How much of one flow run's history reached the database.
@@ -268,6 +297,8 @@ struct Batch {
     task_index: HashMap<(Uuid, u32, Option<u32>), usize>,
     changes: Vec<Change>,
     logs: Vec<(Uuid, u64, DateTime<Utc>, &'static str, String)>,
+    outputs: Vec<NodeOutputRow>,
+    pipelines: Vec<PipelineRow>,
     per_run: HashMap<Uuid, u64>,
 }
 
@@ -283,7 +314,13 @@ impl Batch {
         self.rows() == 0
     }
     fn rows(&self) -> usize {
-        self.flows.len() + self.runs.len() + self.tasks.len() + self.changes.len() + self.logs.len()
+        self.flows.len()
+            + self.runs.len()
+            + self.tasks.len()
+            + self.changes.len()
+            + self.logs.len()
+            + self.outputs.len()
+            + self.pipelines.len()
     }
     fn add(&mut self, op: Op) {
         if let Some(run) = op.run() {
@@ -331,6 +368,14 @@ impl Batch {
                 level,
                 message,
             } => self.logs.push((run, seq, at, level, message)),
+            Op::NodeOutput(o) => self.outputs.push(o),
+            Op::Pipeline {
+                name,
+                version,
+                source,
+                path,
+                at,
+            } => self.pipelines.push((name, version, source, path, at)),
             Op::Flush { .. } => {}
         }
     }
@@ -475,6 +520,43 @@ async fn write(inner: &Inner, b: &Batch) -> Result<(), sqlx::Error> {
                 }
             }
         }
+    }
+    for (name, version, source, path, at) in &b.pipelines {
+        sqlx::query(
+            "INSERT INTO pipelines (name, version, source, path, registered) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name, version) DO NOTHING",
+        )
+        .bind(name)
+        .bind(version)
+        .bind(source)
+        .bind(path.as_deref())
+        .bind(ts(*at))
+        .execute(&mut *tx)
+        .await?;
+    }
+    for o in &b.outputs {
+        // A retried node keeps its last attempt's output.
+        sqlx::query(
+            "INSERT INTO node_outputs (flow_run_id, node, command, exit_code, signal, stdout, stderr, \
+             stdout_total, stderr_total, started, ended) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (flow_run_id, node) DO UPDATE SET command = excluded.command, \
+             exit_code = excluded.exit_code, signal = excluded.signal, stdout = excluded.stdout, \
+             stderr = excluded.stderr, stdout_total = excluded.stdout_total, \
+             stderr_total = excluded.stderr_total, started = excluded.started, ended = excluded.ended",
+        )
+        .bind(o.run.to_string())
+        .bind(i64::from(o.node))
+        .bind(o.command.as_str())
+        .bind(o.exit_code.map(i64::from))
+        .bind(o.signal.map(i64::from))
+        .bind(o.stdout.as_slice())
+        .bind(o.stderr.as_slice())
+        .bind(o.stdout_total as i64)
+        .bind(o.stderr_total as i64)
+        .bind(ts(o.started))
+        .bind(ts(o.ended))
+        .execute(&mut *tx)
+        .await?;
     }
     // The multi-row statements, built one ahead: binding the next chunk's values here overlaps
     // with the database executing the current one.
