@@ -117,6 +117,20 @@ script = 'test "$target" = "ok"'
         "{}",
         text(&runs.stdout)
     );
+    // Each node's command and output, the hostile value printed as text, never run.
+    let listed = text(&runs.stdout);
+    let newest = listed
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let show = weft(&dir, &["run", "show", newest]);
+    let shown = text(&show.stdout);
+    assert!(shown.contains("Output:"), "{shown}");
+    assert!(shown.contains("stdout | x; touch FILE"), "{shown}");
+    assert!(shown.contains("--- check (exit 1)"), "{shown}");
     std::fs::remove_dir_all(dir).ok();
 }
 
