@@ -61,9 +61,16 @@ impl TaskBody<NodeArgs> for ShellNode {
                     None => std::future::pending().await,
                 }
             };
-            let outcome = match shell::run(&args.spec, cancel).await {
-                Ok(o) => o,
-                Err(e) => return Attempt::Fail(e),
+            // On a task of its own: starting a process blocks its thread until the child is
+            // launched, and the flow's driver would start every node from one thread.
+            // Dropping the attempt aborts it, and the runner kills the group when dropped.
+            let spec = args.spec.clone();
+            let mut spawned =
+                AbortOnDrop(tokio::spawn(async move { shell::run(&spec, cancel).await }));
+            let outcome = match (&mut spawned.0).await {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => return Attempt::Fail(e),
+                Err(e) => return Attempt::Panic(e.to_string()),
             };
             let attempt = if outcome.success() {
                 Attempt::Ok(())
@@ -81,6 +88,15 @@ impl TaskBody<NodeArgs> for ShellNode {
             *args.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
             attempt
         })
+    }
+}
+
+/// A spawned node process runner, aborted with the attempt that awaits it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
