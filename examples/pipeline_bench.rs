@@ -28,8 +28,9 @@
 //! - the overhead per node beyond the process spawn: (weft − baseline) / 1,000, in µs.
 //!
 //! Two more baselines are printed under the table, to tell where the overhead goes: the same
-//! 1,000 processes driven from ONE tokio task (as a pipeline run's driver polls all its nodes
-//! from one task, so their spawns share one thread), and a layered one (a layer starts once the
+//! 1,000 processes driven from ONE tokio task (how a pipeline run started its processes before
+//! each node's process got a tokio task of its own: their spawns shared one thread), and a
+//! layered one (a layer starts once the
 //! previous one finished, a wait at every layer boundary that weft does not have).
 //!
 //! It asserts that every weft run Completed with every node exiting 0 and that every baseline
@@ -337,7 +338,7 @@ async fn main() {
     println!("other baselines, same reps:");
     for m in &measured {
         println!(
-            "- workers = {}: all processes driven from one task (as a pipeline run's driver): \
+            "- workers = {}: all processes driven from one task (how pipeline runs started processes before each got its own task): \
              {:.0} ms, so {:.0} µs/node of the overhead is that single task and {:.0} µs/node the \
              engine; layered (a layer starts after the previous one finished): {:.0} ms",
             m.workers,
