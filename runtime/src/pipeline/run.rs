@@ -338,44 +338,31 @@ async fn drive(cx: &Arc<crate::flow::FlowCtx>, nodes: &[PreparedNode]) {
                     .upstream
                     .iter()
                     .find(|&&u| state[u] != Some(StateKind::Completed));
-                match blocked {
-                    None if !cx.is_cancelled() => running.push(start(d)),
-                    None => {
-                        let run: TaskRun<()> = crate::engine::never_run(
-                            cx,
-                            TaskRunId {
-                                flow_run_id: cx.run_id(),
-                                node: d as u32,
-                                map_index: None,
-                            },
-                            nodes[d].options.name,
-                            &[],
-                            crate::state::State::cancelled(cx.cancel_reason()),
-                        );
-                        state[d] = Some(run.state.kind);
-                        settle.push(d);
+                let why = match blocked {
+                    None if !cx.is_cancelled() => {
+                        running.push(start(d));
+                        continue;
                     }
-                    Some(&u) => {
-                        let why = format!(
-                            "upstream '{}' ended {}",
-                            nodes[u].id,
-                            state[u].map_or("unfinished".to_owned(), |k| k.to_string())
-                        );
-                        let run: TaskRun<()> = crate::engine::never_run(
-                            cx,
-                            TaskRunId {
-                                flow_run_id: cx.run_id(),
-                                node: d as u32,
-                                map_index: None,
-                            },
-                            nodes[d].options.name,
-                            &[],
-                            crate::state::State::not_run(why),
-                        );
-                        state[d] = Some(run.state.kind);
-                        settle.push(d);
-                    }
-                }
+                    None => crate::state::State::cancelled(cx.cancel_reason()),
+                    Some(&u) => crate::state::State::not_run(format!(
+                        "upstream '{}' ended {}",
+                        nodes[u].id,
+                        state[u].map_or("unfinished".to_owned(), |k| k.to_string())
+                    )),
+                };
+                let run: TaskRun<()> = crate::engine::never_run(
+                    cx,
+                    TaskRunId {
+                        flow_run_id: cx.run_id(),
+                        node: d as u32,
+                        map_index: None,
+                    },
+                    nodes[d].options.name,
+                    &[],
+                    why,
+                );
+                state[d] = Some(run.state.kind);
+                settle.push(d);
             }
         }
     }

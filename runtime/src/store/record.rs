@@ -2,7 +2,7 @@
 //! and log lines into queued rows.
 
 use super::writer::{Change, NodeOutputRow, Op, TaskRow};
-use super::{HistoryReport, Store, TaskRunRecord};
+use super::{HistoryReport, NodeOutputRecord, Store, TaskRunRecord};
 use crate::flow::RunEvent;
 use crate::graph::FlowGraph;
 use crate::state::StateKind;
@@ -129,16 +129,18 @@ impl Recorder {
     pub(crate) fn node_output(&self, node: u32, o: &crate::pipeline::shell::ShellOutcome) {
         self.store.queue().push(Op::NodeOutput(NodeOutputRow {
             run: self.run,
-            node,
-            command: o.command_line.clone(),
-            exit_code: o.exit_code,
-            signal: o.signal,
-            stdout: o.stdout.clone(),
-            stderr: o.stderr.clone(),
-            stdout_total: o.stdout_total,
-            stderr_total: o.stderr_total,
-            started: o.started,
-            ended: o.ended,
+            rec: NodeOutputRecord {
+                node,
+                command: o.command_line.clone(),
+                exit_code: o.exit_code,
+                signal: o.signal,
+                stdout: o.stdout.clone(),
+                stderr: o.stderr.clone(),
+                stdout_total: o.stdout_total,
+                stderr_total: o.stderr_total,
+                started: o.started,
+                ended: o.ended,
+            },
         }));
     }
 

@@ -1,7 +1,7 @@
 //! The history writer: the engine queues rows (never waiting), a task on the store's own thread
 //! writes them in batched transactions, retrying with backoff while the database is away.
 
-use super::{ts, Backend, Inner, TaskRunRecord};
+use super::{ts, Backend, Inner, NodeOutputRecord, TaskRunRecord};
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyArguments;
@@ -120,19 +120,10 @@ impl TaskRow {
 /// A pipeline file's version: name, version, text, path, when first seen.
 type PipelineRow = (String, String, String, Option<String>, DateTime<Utc>);
 
-/// A pipeline node's command and outcome (the last attempt's).
+/// A pipeline node's command and outcome (the last attempt's) in flow run `run`.
 pub(crate) struct NodeOutputRow {
     pub run: Uuid,
-    pub node: u32,
-    pub command: String,
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-    pub stdout_total: u64,
-    pub stderr_total: u64,
-    pub started: DateTime<Utc>,
-    pub ended: DateTime<Utc>,
+    pub rec: NodeOutputRecord,
 }
 
 /// How much of one flow run's history reached the database.
@@ -534,7 +525,8 @@ async fn write(inner: &Inner, b: &Batch) -> Result<(), sqlx::Error> {
         .execute(&mut *tx)
         .await?;
     }
-    for o in &b.outputs {
+    for row in &b.outputs {
+        let o = &row.rec;
         // A retried node keeps its last attempt's output.
         sqlx::query(
             "INSERT INTO node_outputs (flow_run_id, node, command, exit_code, signal, stdout, stderr, \
@@ -544,7 +536,7 @@ async fn write(inner: &Inner, b: &Batch) -> Result<(), sqlx::Error> {
              stderr = excluded.stderr, stdout_total = excluded.stdout_total, \
              stderr_total = excluded.stderr_total, started = excluded.started, ended = excluded.ended",
         )
-        .bind(o.run.to_string())
+        .bind(row.run.to_string())
         .bind(i64::from(o.node))
         .bind(o.command.as_str())
         .bind(o.exit_code.map(i64::from))
