@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use weft_runtime::pipeline::params::{parse_assignment, resolve};
 use weft_runtime::pipeline::{ParamSpec, Pipeline, PipelineOutputs};
 use weft_runtime::store::StoreOptions;
-use weft_runtime::{FlowRun, RunConfig, StateKind};
+use weft_runtime::{EventSink, FlowRun, RunConfig, RunEvent, StateKind};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PipelineCommand {
@@ -127,8 +127,13 @@ pub(crate) async fn execute(
                 config = config.history(options.connect().await?);
             }
             weft_runtime::logging::init();
+            // On a terminal a progress bar stays under the state lines.
+            if std::io::stderr().is_terminal() {
+                config = config.sink(std::sync::Arc::new(Progress::new(p.nodes.len())));
+            }
             let run = p.run_with(config, &values).await;
             weft_runtime::logging::flush();
+            weft_runtime::logging::status(None);
             let summary = summary(&run);
             if run.state.kind == StateKind::Completed {
                 Ok(summary)
@@ -170,6 +175,49 @@ fn gather(
         given.push(parse_assignment(p).map_err(Failure::usage)?);
     }
     Ok(given)
+}
+
+/// The progress bar of a pipeline run: nodes done, running and failed.
+struct Progress {
+    total: usize,
+    nodes: std::sync::Mutex<std::collections::HashMap<u32, StateKind>>,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        Progress {
+            total,
+            nodes: Default::default(),
+        }
+    }
+}
+
+impl EventSink for Progress {
+    fn on_event(&self, e: &RunEvent) {
+        let Some(id) = e.task_run_id else {
+            return;
+        };
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.insert(id.node, e.state.kind);
+        let done = nodes.values().filter(|k| k.is_final()).count();
+        let running = nodes
+            .values()
+            .filter(|k| matches!(k, StateKind::Running | StateKind::Retrying))
+            .count();
+        let failed = nodes.values().filter(|k| k.is_failed()).count();
+        weft_runtime::logging::status(Some(bar(done, running, failed, self.total)));
+    }
+}
+
+/// `[##########--------------]  12/30 nodes · 2 running · 1 failed`
+fn bar(done: usize, running: usize, failed: usize, total: usize) -> String {
+    const WIDTH: usize = 24;
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    format!(
+        "[{}{}] {done:>4}/{total} nodes · {running} running · {failed} failed",
+        "#".repeat(filled),
+        "-".repeat(WIDTH - filled)
+    )
 }
 
 /// How `resolve` asks for a missing value.
@@ -226,4 +274,23 @@ fn summary(run: &FlowRun<PipelineOutputs>) -> String {
         &run.id.to_string()[..8]
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bar;
+
+    #[test]
+    fn the_bar_fills_with_finished_nodes() {
+        assert_eq!(
+            bar(0, 1, 0, 4),
+            "[------------------------]    0/4 nodes · 1 running · 0 failed"
+        );
+        assert_eq!(
+            bar(2, 1, 1, 4),
+            "[############------------]    2/4 nodes · 1 running · 1 failed"
+        );
+        assert!(bar(4, 0, 0, 4).starts_with(&format!("[{}]", "#".repeat(24))));
+        assert!(bar(0, 0, 0, 0).starts_with(&format!("[{}]", "#".repeat(24))));
+    }
 }

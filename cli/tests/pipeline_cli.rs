@@ -163,3 +163,35 @@ fn graph_draws_the_file() {
     assert!(text(&svg.stdout).starts_with("<svg"));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn a_terminal_gets_a_progress_bar_under_the_state_lines() {
+    // `script` gives the command a pseudo-terminal, as a person's shell would.
+    if Command::new("script").arg("--version").output().is_err() {
+        return;
+    }
+    let dir = temp();
+    let file = dir.join("bar.toml");
+    std::fs::write(
+        &file,
+        "name = \"bar\"\n[[nodes]]\nid = \"one\"\ncommand = [\"true\"]\nnext = [\"two\"]\n\
+         [[nodes]]\nid = \"two\"\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
+    let line = format!(
+        "{} pipeline run {}",
+        env!("CARGO_BIN_EXE_weft"),
+        file.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("WEFT_HOME", &dir)
+        .env_remove("WEFT_LOG")
+        .output()
+        .unwrap();
+    let all = text(&out.stdout);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("2/2 nodes"), "{all}");
+    assert!(all.contains("Task 'two': Starting task run..."), "{all}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -34,8 +34,9 @@ use tracing_subscriber::EnvFilter;
 /// Buffered weft lines waiting for the console.
 struct Console {
     pending: Mutex<Vec<u8>>,
-    /// Held while writing to stderr, so flushes never interleave.
-    out: Mutex<()>,
+    /// Held while writing to stderr, so flushes never interleave; holds the status line shown
+    /// under the log on a terminal, if any.
+    out: Mutex<Option<String>>,
 }
 
 /// How often the background thread writes buffered lines.
@@ -53,7 +54,7 @@ fn console() -> &'static Console {
             });
         Console {
             pending: Mutex::new(Vec::with_capacity(64 * 1024)),
-            out: Mutex::new(()),
+            out: Mutex::new(None),
         }
     })
 }
@@ -77,15 +78,47 @@ pub fn flush() {
 impl Console {
     /// Writes what is buffered, then `line`. Lock order: `out`, then `pending`.
     fn write_through(&self, line: &[u8]) {
-        let _out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let status = self.out.lock().unwrap_or_else(|e| e.into_inner());
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         if pending.is_empty() && line.is_empty() {
             return;
         }
         let mut err = std::io::stderr().lock();
+        // The status line is erased, the log lines written, and the status drawn again under
+        // them.
+        if status.is_some() {
+            let _ = err.write_all(b"\r\x1b[2K");
+        }
         let _ = err.write_all(&pending);
         let _ = err.write_all(line);
+        if let Some(s) = status.as_deref() {
+            let _ = err.write_all(s.as_bytes());
+        }
+        let _ = err.flush();
     }
+}
+
+/// Shows `line` as a status line under the log on a terminal (a progress bar), or removes it
+/// with `None`. Log lines written meanwhile appear above it. Does nothing when stderr is not a
+/// terminal.
+///
+/// ```
+/// weft::logging::status(Some("[====>     ] 2/5 nodes".to_owned()));
+/// weft::logging::status(None);
+/// ```
+pub fn status(line: Option<String>) {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return;
+    }
+    let console = console();
+    let mut status = console.out.lock().unwrap_or_else(|e| e.into_inner());
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(b"\r\x1b[2K");
+    if let Some(s) = &line {
+        let _ = err.write_all(s.as_bytes());
+    }
+    let _ = err.flush();
+    *status = line;
 }
 
 struct ConsoleWriter {
