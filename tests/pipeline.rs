@@ -412,3 +412,47 @@ async fn postgres_node_outputs_are_recorded_as_bytes() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn long_output_is_cut_in_the_history_and_kept_whole_in_the_result_store() {
+    let dir = temp_dir("long");
+    let store = weft::store::Store::connect(&format!("sqlite://{}/weft.db", dir.display()))
+        .await
+        .unwrap();
+    let results = std::sync::Arc::new(weft::results::MemoryStore::default());
+    let p = load(
+        r#"
+name = "long"
+[[nodes]]
+id = "loud"
+script = "head -c 3145728 /dev/zero | tr '\\000' a; echo oops >&2"
+"#,
+    );
+    let values = resolve(&p.params, &[], None).unwrap();
+    let run = p
+        .run_with(
+            RunConfig::new()
+                .history(store.clone())
+                .result_store(results.clone()),
+            &values,
+        )
+        .await;
+    assert!(run.is_successful(), "{}", run.state);
+    let detail = store.run(run.id).await.unwrap();
+    let out = &detail.node_outputs[0];
+    assert_eq!(out.stdout.len(), 1 << 20, "the history keeps the first MiB");
+    assert_eq!(out.stdout_total, 3 << 20);
+    let key = out
+        .stdout_key
+        .clone()
+        .expect("the whole stream went to the result store");
+    assert_eq!(out.stderr_key, None);
+    let entry = weft::results::ResultStore::get(&*results, &key)
+        .await
+        .unwrap()
+        .unwrap();
+    let whole = weft::results::decode_entry(&entry).unwrap();
+    assert_eq!(whole.payload.len(), 3 << 20);
+    assert!(whole.payload.iter().all(|b| *b == b'a'));
+    std::fs::remove_dir_all(dir).ok();
+}

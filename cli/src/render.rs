@@ -418,18 +418,20 @@ pub fn node_outputs(detail: &RunDetail, all: bool) -> String {
             "--- {name} ({status}): {}",
             o.command.trim_end().replace('\n', "; ")
         );
-        for (label, text, kept, total) in [
+        for (label, text, kept, total, key) in [
             (
                 "stdout",
                 o.stdout_lossy(),
                 o.stdout.len() as u64,
                 o.stdout_total,
+                &o.stdout_key,
             ),
             (
                 "stderr",
                 o.stderr_lossy(),
                 o.stderr.len() as u64,
                 o.stderr_total,
+                &o.stderr_key,
             ),
         ] {
             if text.is_empty() {
@@ -447,12 +449,22 @@ pub fn node_outputs(detail: &RunDetail, all: bool) -> String {
             for line in &lines[skip..] {
                 let _ = writeln!(out, "    {label} | {line}");
             }
-            if total > kept {
-                let _ = writeln!(
-                    out,
-                    "    [{label}: {} more bytes were not kept]",
-                    total - kept
-                );
+            match (total > kept, key) {
+                (true, Some(key)) => {
+                    let _ = writeln!(
+                        out,
+                        "    [{label}: {} more bytes; the whole stream is in the result store at {key}]",
+                        total - kept
+                    );
+                }
+                (true, None) => {
+                    let _ = writeln!(
+                        out,
+                        "    [{label}: {} more bytes were not kept]",
+                        total - kept
+                    );
+                }
+                _ => {}
             }
         }
     }

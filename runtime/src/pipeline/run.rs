@@ -31,9 +31,15 @@ pub type PipelineOutputs = Vec<NodeOutput>;
 /// A shell node as a task of the engine: its options come from the file, not from `#[task]`.
 struct ShellNode;
 
+/// Bytes of each stream the run history keeps (the rest goes to the result store).
+const HISTORY_OUTPUT: usize = 1 << 20;
+/// Bytes of each stream a node's runner keeps in memory.
+const NODE_OUTPUT: usize = 64 << 20;
+
 #[derive(Clone)]
 struct NodeArgs {
     node: u32,
+    id: Arc<str>,
     spec: Arc<ShellSpec>,
     slot: Arc<Mutex<Option<ShellOutcome>>>,
 }
@@ -83,7 +89,29 @@ impl TaskBody<NodeArgs> for ShellNode {
                 Attempt::Fail(failure_message(&outcome))
             };
             if let Some(history) = crate::store::record::current() {
-                history.node_output(args.node, &outcome);
+                // The history keeps the first MiB of each stream; a longer one goes whole to the
+                // run's result store.
+                let mut keys = [None, None];
+                if let Some(cx) = crate::flow::current() {
+                    for (slot, (name, bytes)) in keys
+                        .iter_mut()
+                        .zip([("stdout", &outcome.stdout), ("stderr", &outcome.stderr)])
+                    {
+                        if bytes.len() > HISTORY_OUTPUT {
+                            let key = format!("runs/{}/{}.{name}", cx.run_id(), args.id);
+                            let entry = crate::results::encode_entry(bytes, None);
+                            match cx.results().put(&key, entry).await {
+                                Ok(()) => *slot = Some(key),
+                                Err(e) => tracing::warn!(
+                                    target: "weft",
+                                    "Task '{}': could not keep its whole {name} at {key} ({e})",
+                                    args.id
+                                ),
+                            }
+                        }
+                    }
+                }
+                history.node_output(args.node, &outcome, HISTORY_OUTPUT, keys);
             }
             *args.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
             attempt
@@ -229,6 +257,7 @@ impl Pipeline {
                     options,
                     command: rendered.map(|command| {
                         let mut spec = ShellSpec::new(command, n.timeout);
+                        spec.output_cap = NODE_OUTPUT;
                         spec.env = node_env;
                         // A relative workdir is read from the pipeline file's folder.
                         spec.workdir = n.workdir.as_ref().map(|w| match &self.source {
@@ -305,6 +334,7 @@ async fn drive(cx: &Arc<crate::flow::FlowCtx>, nodes: &[PreparedNode]) {
                 Ok(spec) => {
                     let args = NodeArgs {
                         node: i as u32,
+                        id: p.id.as_str().into(),
                         spec: spec.clone(),
                         slot: p.slot.clone(),
                     };

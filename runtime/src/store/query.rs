@@ -176,6 +176,10 @@ pub struct NodeOutputRecord {
     pub stdout_total: u64,
     /// Bytes written to stderr, including those beyond the kept part.
     pub stderr_total: u64,
+    /// The result store key of the whole stdout, when it outgrew what the history keeps.
+    pub stdout_key: Option<String>,
+    /// The result store key of the whole stderr, likewise.
+    pub stderr_key: Option<String>,
     /// When the process started.
     pub started: DateTime<Utc>,
     /// When it ended.
@@ -443,7 +447,7 @@ impl Store {
             .collect::<Result<Vec<_>, StoreError>>()?;
             let node_outputs = sqlx::query(
                 "SELECT node, command, exit_code, signal, stdout, stderr, stdout_total, stderr_total, \
-                 started, ended FROM node_outputs WHERE flow_run_id = $1 ORDER BY node",
+                 stdout_key, stderr_key, started, ended FROM node_outputs WHERE flow_run_id = $1 ORDER BY node",
             )
             .bind(&id_text)
             .fetch_all(&pool)
@@ -461,6 +465,8 @@ impl Store {
                     stderr: r.try_get("stderr")?,
                     stdout_total: r.try_get::<i64, _>("stdout_total")?.max(0) as u64,
                     stderr_total: r.try_get::<i64, _>("stderr_total")?.max(0) as u64,
+                    stdout_key: r.try_get("stdout_key")?,
+                    stderr_key: r.try_get("stderr_key")?,
                     started: ts_of(r, "started")?.unwrap_or_default(),
                     ended: ts_of(r, "ended")?.unwrap_or_default(),
                 })

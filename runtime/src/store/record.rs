@@ -125,8 +125,16 @@ impl Recorder {
         }));
     }
 
-    /// A pipeline node's command and outcome (its last attempt's).
-    pub(crate) fn node_output(&self, node: u32, o: &crate::pipeline::shell::ShellOutcome) {
+    /// A pipeline node's command and outcome (its last attempt's): at most `keep` bytes of each
+    /// stream; `keys` say where the whole streams went when they were longer.
+    pub(crate) fn node_output(
+        &self,
+        node: u32,
+        o: &crate::pipeline::shell::ShellOutcome,
+        keep: usize,
+        keys: [Option<String>; 2],
+    ) {
+        let [stdout_key, stderr_key] = keys;
         self.store.queue().push(Op::NodeOutput(NodeOutputRow {
             run: self.run,
             rec: NodeOutputRecord {
@@ -134,10 +142,12 @@ impl Recorder {
                 command: o.command_line.clone(),
                 exit_code: o.exit_code,
                 signal: o.signal,
-                stdout: o.stdout.clone(),
-                stderr: o.stderr.clone(),
+                stdout: o.stdout[..o.stdout.len().min(keep)].to_vec(),
+                stderr: o.stderr[..o.stderr.len().min(keep)].to_vec(),
                 stdout_total: o.stdout_total,
                 stderr_total: o.stderr_total,
+                stdout_key,
+                stderr_key,
                 started: o.started,
                 ended: o.ended,
             },

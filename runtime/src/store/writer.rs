@@ -530,11 +530,13 @@ async fn write(inner: &Inner, b: &Batch) -> Result<(), sqlx::Error> {
         // A retried node keeps its last attempt's output.
         sqlx::query(
             "INSERT INTO node_outputs (flow_run_id, node, command, exit_code, signal, stdout, stderr, \
-             stdout_total, stderr_total, started, ended) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             stdout_total, stderr_total, stdout_key, stderr_key, started, ended) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT (flow_run_id, node) DO UPDATE SET command = excluded.command, \
              exit_code = excluded.exit_code, signal = excluded.signal, stdout = excluded.stdout, \
              stderr = excluded.stderr, stdout_total = excluded.stdout_total, \
-             stderr_total = excluded.stderr_total, started = excluded.started, ended = excluded.ended",
+             stderr_total = excluded.stderr_total, stdout_key = excluded.stdout_key, \
+             stderr_key = excluded.stderr_key, started = excluded.started, ended = excluded.ended",
         )
         .bind(row.run.to_string())
         .bind(i64::from(o.node))
@@ -545,6 +547,8 @@ async fn write(inner: &Inner, b: &Batch) -> Result<(), sqlx::Error> {
         .bind(o.stderr.as_slice())
         .bind(o.stdout_total as i64)
         .bind(o.stderr_total as i64)
+        .bind(o.stdout_key.as_deref())
+        .bind(o.stderr_key.as_deref())
         .bind(ts(o.started))
         .bind(ts(o.ended))
         .execute(&mut *tx)

@@ -21,6 +21,9 @@ CREATE TABLE IF NOT EXISTS node_outputs (
     stderr       BYTEA NOT NULL,
     stdout_total BIGINT NOT NULL,
     stderr_total BIGINT NOT NULL,
+    -- Where the whole stream is in the result store when it outgrew what is kept here.
+    stdout_key   TEXT,
+    stderr_key   TEXT,
     started      TEXT NOT NULL,
     ended        TEXT NOT NULL,
     PRIMARY KEY (flow_run_id, node)
