@@ -195,3 +195,50 @@ fn a_terminal_gets_a_progress_bar_under_the_state_lines() {
     assert!(all.contains("Task 'two': Starting task run..."), "{all}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn a_missing_value_is_asked_for_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        return;
+    }
+    let dir = temp();
+    let file = dir.join("ask.toml");
+    std::fs::write(
+        &file,
+        "name = \"ask\"\n[params.who]\ntype = \"string\"\nrequired = true\n\
+         description = \"whom to greet\"\n[[nodes]]\nid = \"greet\"\n\
+         command = [\"echo\", \"hello {who}\"]\n",
+    )
+    .unwrap();
+    let line = format!(
+        "{} pipeline run {}",
+        env!("CARGO_BIN_EXE_weft"),
+        file.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("WEFT_HOME", &dir)
+        .env("WEFT_LOG", "off")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"Marvin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let all = text(&out.stdout);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("who (") && all.contains("whom to greet"),
+        "the prompt: {all}"
+    );
+    let runs = weft(&dir, &["runs", "--flow", "ask", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(json[0]["parameters"]["who"], "Marvin");
+    std::fs::remove_dir_all(dir).ok();
+}
