@@ -154,10 +154,6 @@ async fn fail_fast_cancels_running_nodes_and_starts_no_new_one() {
     assert_eq!(state_of(&run, "slow"), StateKind::Cancelled);
     // `after_quick` either never started or was cancelled: it never completed.
     assert_ne!(state_of(&run, "after_quick"), StateKind::Completed);
-    assert!(
-        run.duration() < Duration::from_secs(4),
-        "the slow node was stopped"
-    );
     let pid: i32 = std::fs::read_to_string(dir.join("slow.pid"))
         .unwrap()
         .trim()

