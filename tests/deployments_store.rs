@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use weft::store::*;
 
+mod common;
+
 fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("weft-deploy-{tag}-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -364,65 +366,18 @@ async fn sqlite_history_of_version_1_is_upgraded() {
 mod postgres {
     use super::*;
 
-    fn server_url() -> String {
-        std::env::var("WEFT_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-    }
-
-    /// A schema of its own per test, dropped at the end.
-    struct Schema {
-        name: String,
-        admin: sqlx::PgPool,
-    }
-
-    impl Schema {
-        async fn new() -> Schema {
-            let admin = sqlx::PgPool::connect(&server_url())
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "PostgreSQL is not reachable at {} ({e}): start it (`.ci/run` does), or \
-                         set WEFT_TEST_POSTGRES_URL",
-                        server_url()
-                    )
-                });
-            let name = format!("weft_deploy_{}", uuid::Uuid::new_v4().simple());
-            Schema { name, admin }
-        }
-        async fn store(&self) -> Store {
-            StoreOptions::new(server_url())
-                .schema(&self.name)
-                .connect()
-                .await
-                .unwrap()
-        }
-        async fn versions(&self) -> Vec<i64> {
-            sqlx::query_scalar(&format!(
-                "SELECT version FROM \"{}\"._sqlx_migrations ORDER BY version",
-                self.name
-            ))
-            .fetch_all(&self.admin)
-            .await
-            .unwrap()
-        }
-        async fn drop(self) {
-            sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
-                .execute(&self.admin)
-                .await
-                .unwrap();
-        }
-    }
+    use common::Schema;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_deployments_round_trip() {
-        let schema = Schema::new().await;
+        let schema = Schema::new("deploy").await;
         deployments_round_trip(schema.store().await).await;
         schema.drop().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_requests_are_claimed_once() {
-        let schema = Schema::new().await;
+        let schema = Schema::new("deploy").await;
         let (a, b) = (schema.store().await, schema.store().await);
         requests_are_claimed_once(a, b).await;
         schema.drop().await;
@@ -430,7 +385,7 @@ mod postgres {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_history_of_version_1_is_upgraded() {
-        let schema = Schema::new().await;
+        let schema = Schema::new("deploy").await;
         drop(schema.store().await);
         assert_eq!(schema.versions().await, [1, 2, 3]);
         for sql in [

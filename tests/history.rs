@@ -8,6 +8,8 @@ use std::time::Duration;
 use weft::prelude::*;
 use weft::store::{RunFilter, Store, StoreError, StoreOptions};
 
+mod common;
+
 #[task]
 async fn extract(n: u32) -> Vec<u32> {
     weft::tracing::info!("extracting {n} rows");
@@ -339,45 +341,11 @@ mod postgres {
     use std::sync::Arc;
     use tokio::net::{TcpListener, TcpStream};
 
-    fn server_url() -> String {
-        std::env::var("WEFT_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-    }
-
-    /// A schema of its own per test, dropped at the end.
-    struct Schema {
-        name: String,
-        admin: sqlx::PgPool,
-    }
-
-    impl Schema {
-        async fn new() -> Schema {
-            let admin = sqlx::PgPool::connect(&server_url())
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                    "PostgreSQL is not reachable at {} ({e}): start it (`.ci/run` does), or set \
-                     WEFT_TEST_POSTGRES_URL",
-                    server_url()
-                )
-                });
-            let name = format!("weft_test_{}", uuid::Uuid::new_v4().simple());
-            Schema { name, admin }
-        }
-        fn options(&self, url: &str) -> StoreOptions {
-            StoreOptions::new(url).schema(&self.name)
-        }
-        async fn drop(self) {
-            sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
-                .execute(&self.admin)
-                .await
-                .unwrap();
-        }
-    }
+    use common::{server_url, Schema};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_records_runs_task_runs_state_changes_and_logs() {
-        let schema = Schema::new().await;
+        let schema = Schema::new("test").await;
         let store = schema.options(&server_url()).connect().await.unwrap();
         records_everything(store).await;
         // weft's tables live in their own schema.
@@ -408,7 +376,7 @@ mod postgres {
 
     #[tokio::test]
     async fn postgres_newer_schema_is_refused() {
-        let schema = Schema::new().await;
+        let schema = Schema::new("test").await;
         drop(schema.options(&server_url()).connect().await.unwrap());
         sqlx::query(&format!(
             "INSERT INTO \"{}\"._sqlx_migrations (version, description, success, checksum, execution_time) \
@@ -491,7 +459,7 @@ mod postgres {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_database_that_goes_away_loses_history_not_the_flow() {
-        let schema = Schema::new().await;
+        let schema = Schema::new("test").await;
         let proxy = Proxy::start().await;
         let store = schema
             .options(&proxy.url())
@@ -524,7 +492,7 @@ mod postgres {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_short_outage_is_retried_and_nothing_is_lost() {
-        let schema = Schema::new().await;
+        let schema = Schema::new("test").await;
         let proxy = Proxy::start().await;
         let store = schema
             .options(&proxy.url())

@@ -7,6 +7,8 @@ use weft::pipeline::params::{parse_assignment, resolve};
 use weft::pipeline::{Pipeline, PipelineOutputs};
 use weft::prelude::*;
 
+mod common;
+
 fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("weft-pipeline-{tag}-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -392,22 +394,9 @@ async fn sqlite_node_outputs_are_recorded_as_bytes() {
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_node_outputs_are_recorded_as_bytes() {
-    let url = std::env::var("WEFT_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let admin = sqlx::PgPool::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {url} ({e}): start it"));
-    let schema = format!("weft_pipe_{}", uuid::Uuid::new_v4().simple());
-    let store = weft::store::StoreOptions::new(url)
-        .schema(&schema)
-        .connect()
-        .await
-        .unwrap();
-    outputs_are_recorded_as_bytes(store).await;
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    let schema = common::Schema::new("pipe").await;
+    outputs_are_recorded_as_bytes(schema.store().await).await;
+    schema.drop().await;
 }
 
 #[tokio::test]

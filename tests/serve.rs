@@ -10,6 +10,8 @@ use weft::prelude::*;
 use weft::schedule::{Deployment, Overlap, Schedule, Server};
 use weft::store::{RequestState, RunFilter, Store};
 
+mod common;
+
 /// (deployment tag, start, end) of every body run, in tokio time.
 static SPANS: Mutex<Vec<(String, Instant, Instant)>> = Mutex::new(Vec::new());
 
@@ -347,42 +349,20 @@ async fn sqlite_requested_runs_pauses_and_resumes() {
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
-    use weft::store::StoreOptions;
-
-    async fn pg_store() -> (Store, String, sqlx::PgPool) {
-        let url = std::env::var("WEFT_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let admin = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL is not reachable at {url} ({e}): start it (`.ci/run` does)")
-        });
-        let schema = format!("weft_serve_{}", uuid::Uuid::new_v4().simple());
-        let store = StoreOptions::new(url)
-            .schema(&schema)
-            .connect()
-            .await
-            .unwrap();
-        (store, schema, admin)
-    }
-
-    async fn drop_schema(schema: &str, admin: &sqlx::PgPool) {
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            .execute(admin)
-            .await
-            .unwrap();
-    }
+    use common::Schema;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_shutdown_leaves_nothing_running() {
-        let (store, schema, admin) = pg_store().await;
-        shutdown_leaves_nothing_running(store).await;
-        drop_schema(&schema, &admin).await;
+        let schema = Schema::new("serve").await;
+        shutdown_leaves_nothing_running(schema.store().await).await;
+        schema.drop().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_requested_runs_pauses_and_resumes() {
-        let (store, schema, admin) = pg_store().await;
-        requested_runs_pauses_and_resumes(store).await;
-        drop_schema(&schema, &admin).await;
+        let schema = Schema::new("serve").await;
+        requested_runs_pauses_and_resumes(schema.store().await).await;
+        schema.drop().await;
     }
 }
 

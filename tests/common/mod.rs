@@ -1,0 +1,61 @@
+//! Shared by the integration tests that use the PostgreSQL on 127.0.0.1:5432.
+
+/// The test server (`WEFT_TEST_POSTGRES_URL`, default the local `test` database).
+#[cfg(feature = "postgres")]
+pub fn server_url() -> String {
+    std::env::var("WEFT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A PostgreSQL schema of its own per test, dropped with [`Schema::drop`].
+#[cfg(feature = "postgres")]
+pub struct Schema {
+    /// Its name (`weft_<tag>_<uuid>`).
+    pub name: String,
+    /// A pool on the server, outside the schema, for checks and the final drop.
+    pub admin: sqlx::PgPool,
+}
+
+#[cfg(feature = "postgres")]
+#[allow(dead_code)] // each test file uses some of these
+impl Schema {
+    /// A new schema name; fails the test, saying what to do, when PostgreSQL is not reachable.
+    pub async fn new(tag: &str) -> Schema {
+        let admin = sqlx::PgPool::connect(&server_url())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is not reachable at {} ({e}): start it (`.ci/run` does), or set \
+                     WEFT_TEST_POSTGRES_URL",
+                    server_url()
+                )
+            });
+        let name = format!("weft_{tag}_{}", uuid::Uuid::new_v4().simple());
+        Schema { name, admin }
+    }
+    /// Store options for this schema on `url` (the server, or a proxy in front of it).
+    pub fn options(&self, url: &str) -> weft::store::StoreOptions {
+        weft::store::StoreOptions::new(url).schema(&self.name)
+    }
+    /// A store in this schema on the test server.
+    pub async fn store(&self) -> weft::store::Store {
+        self.options(&server_url()).connect().await.unwrap()
+    }
+    /// The migration versions applied in this schema.
+    pub async fn versions(&self) -> Vec<i64> {
+        sqlx::query_scalar(&format!(
+            "SELECT version FROM \"{}\"._sqlx_migrations ORDER BY version",
+            self.name
+        ))
+        .fetch_all(&self.admin)
+        .await
+        .unwrap()
+    }
+    /// Drops the schema and everything in it.
+    pub async fn drop(self) {
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
+            .execute(&self.admin)
+            .await
+            .unwrap();
+    }
+}
