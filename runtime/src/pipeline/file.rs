@@ -660,6 +660,31 @@ impl<'t> Checker<'t> {
         specs
     }
 
+    /// `min` and `max` of a number parameter, read by `read`; None when either is malformed
+    /// (already reported). `min` above `max` is reported at `max`.
+    fn bounds<T: PartialOrd + fmt::Display + Copy>(
+        &mut self,
+        t: &DeTable<'_>,
+        name: &str,
+        read: fn(&mut Self, &Val<'_>, &str) -> Option<T>,
+    ) -> Option<(Option<T>, Option<T>)> {
+        let min = t.get("min").map(|v| (read(self, v, "min"), v.span().start));
+        let max = t.get("max").map(|v| (read(self, v, "max"), v.span().start));
+        if matches!(min, Some((None, _))) || matches!(max, Some((None, _))) {
+            return None;
+        }
+        let (min, max) = (min.and_then(|m| m.0), max.and_then(|m| Some((m.0?, m.1))));
+        if let (Some(lo), Some((hi, at))) = (min, max) {
+            if lo > hi {
+                self.at(
+                    at,
+                    format!("`min` {lo} is more than `max` {hi} for parameter `{name}`"),
+                );
+            }
+        }
+        Some((min, max.map(|m| m.0)))
+    }
+
     fn param(&mut self, name: &str, table_at: usize, t: &DeTable<'_>) -> Option<ParamSpec> {
         self.unknown_keys(t, &PARAM_KEYS, &format!("parameter `{name}`"));
         let kind_name = match t.get("type") {
@@ -724,54 +749,12 @@ impl<'t> Checker<'t> {
             "bool" => Some(ParamKind::Bool),
             "ip" => Some(ParamKind::Ip),
             "path" => Some(ParamKind::Path),
-            "int" => {
-                let min = t.get("min").map(|v| (self.int(v, "min"), v.span().start));
-                let max = t.get("max").map(|v| (self.int(v, "max"), v.span().start));
-                match (min, max) {
-                    (Some((None, _)), _) | (_, Some((None, _))) => None,
-                    (min, max) => {
-                        let (min, max) = (min.and_then(|m| m.0), max.map(|m| (m.0, m.1)));
-                        if let (Some(lo), Some((Some(hi), at))) = (min, max) {
-                            if lo > hi {
-                                self.at(
-                                    at,
-                                    format!(
-                                        "`min` {lo} is more than `max` {hi} for parameter `{name}`"
-                                    ),
-                                );
-                            }
-                        }
-                        Some(ParamKind::Int {
-                            min,
-                            max: max.and_then(|m| m.0),
-                        })
-                    }
-                }
-            }
-            "float" => {
-                let min = t.get("min").map(|v| (self.float(v, "min"), v.span().start));
-                let max = t.get("max").map(|v| (self.float(v, "max"), v.span().start));
-                match (min, max) {
-                    (Some((None, _)), _) | (_, Some((None, _))) => None,
-                    (min, max) => {
-                        let (min, max) = (min.and_then(|m| m.0), max.map(|m| (m.0, m.1)));
-                        if let (Some(lo), Some((Some(hi), at))) = (min, max) {
-                            if lo > hi {
-                                self.at(
-                                    at,
-                                    format!(
-                                        "`min` {lo} is more than `max` {hi} for parameter `{name}`"
-                                    ),
-                                );
-                            }
-                        }
-                        Some(ParamKind::Float {
-                            min,
-                            max: max.and_then(|m| m.0),
-                        })
-                    }
-                }
-            }
+            "int" => self
+                .bounds(t, name, Self::int)
+                .map(|(min, max)| ParamKind::Int { min, max }),
+            "float" => self
+                .bounds(t, name, Self::float)
+                .map(|(min, max)| ParamKind::Float { min, max }),
             "choice" => match t.get("choices") {
                 None => {
                     self.at(
