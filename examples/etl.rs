@@ -1,4 +1,4 @@
-//! Seed 000's ETL flow: extract consumer complaints from an HTTP API, parse them, load them into
+//! Prefect's ETL tutorial flow: extract consumer complaints from an HTTP API, parse them, load them into
 //! a real SQLite file, with the table created concurrently and loading waiting for it.
 //!
 //! ```text
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use weft::prelude::*;
 use weft::results::LocalStore;
 
-/// Seed 000's state handler.
+/// The tutorial's state handler.
 fn alert_failed(change: &StateChange) -> Option<State> {
     if change.new.is_failed() {
         println!("Failed!");
@@ -72,7 +72,7 @@ async fn create_table(db: &SqlitePool) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Extract: a sync task (a blocking HTTP client), cached for a day like the seed's.
+/// Extract: a sync task (a blocking HTTP client), cached for a day like the tutorial's.
 #[task(cache_for = "1d", retries = 2, retry_delay = "200ms", state_handlers = [alert_failed])]
 fn get_complaint_data(url: String, size: u32) -> Result<Vec<Hit>, String> {
     let response = ureq::get(&url)

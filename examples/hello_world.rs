@@ -1,4 +1,4 @@
-//! Seed 000's first flow: `hello_world`, then a parameterized `say_hello(name)` like seed 002.
+//! Prefect's first tutorial flow: `hello_world`, then a parameterized `say_hello(name)`.
 use weft::prelude::*;
 
 #[task]

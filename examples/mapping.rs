@@ -1,4 +1,4 @@
-//! Prefect's `task.map` (seed 004's flows, scaled out): one task run per element of a list.
+//! Prefect's `task.map` (the upstream-tasks flows, scaled out): one task run per element of a list.
 //!
 //! * `inc::map(1..=10)?` runs `inc` ten times; the results come back in input order and feed
 //!   `sum`, like Prefect's `total = sum(inc.map(numbers))`.
@@ -78,14 +78,12 @@ async fn naps(timeline: Arc<Timeline>) -> Vec<u32> {
     done
 }
 
-/// The element runs of a mapped task, in input order (`task_runs` is in the order runs ended).
+/// The element runs of a mapped task. `task_runs` lists runs by node in written order, a
+/// mapped node's summary first, then its elements in input order.
 fn elements<'a, R>(run: &'a FlowRun<R>, task: &'a str) -> Vec<&'a TaskRunReport> {
-    let mut runs: Vec<_> = run
-        .runs_of(task)
+    run.runs_of(task)
         .filter(|r| r.id.map_index.is_some())
-        .collect();
-    runs.sort_by_key(|r| r.id.map_index);
-    runs
+        .collect()
 }
 
 /// Each element's state, then the mapped node's summary.

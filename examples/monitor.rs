@@ -1,4 +1,4 @@
-//! Seed 001: a service monitor served on a schedule. A task checks a status page and ends
+//! The service monitor: a status check served on a schedule. A task checks a status page and ends
 //! Failed with "Server not available. Status code: 503" when the answer is not 200; the flow is
 //! served every 30 seconds (`playstation_monitor.serve(name="playstation-monitor", interval=30)`).
 //!

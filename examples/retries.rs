@@ -1,4 +1,4 @@
-//! Seed 000's fault tolerance: retries with exponential backoff, the `alert_failed` state
+//! Prefect's fault-tolerance tutorial: retries with exponential backoff, the `alert_failed` state
 //! handler that prints "Failed!", and a task that skips itself (`raise signals.SKIP`).
 //!
 //! ```python
@@ -24,7 +24,7 @@ static ALERTS: AtomicU32 = AtomicU32::new(0);
 /// How many times `flaky`'s body ran.
 static FLAKY_CALLS: AtomicU32 = AtomicU32::new(0);
 
-/// Seed 000's handler: print "Failed!" on entering a failed state; `None` keeps the new state.
+/// The tutorial's handler: print "Failed!" on entering a failed state; `None` keeps the new state.
 fn alert_failed(change: &StateChange) -> Option<State> {
     if change.new.is_failed() {
         println!("Failed!");

@@ -1,6 +1,6 @@
-//! Seed 004's serverless trick: a cloud function may run for 540 seconds at most, so each
+//! The serverless trick: a cloud function may run for 540 seconds at most, so each
 //! invocation runs at most one task, checkpoints it, and hands the run's states on (as JSON, the
-//! seed's Pub/Sub message) to the next invocation, until the flow completes.
+//! Pub/Sub message) to the next invocation, until the flow completes.
 //!
 //! ```text
 //! cargo run --example serverless
@@ -14,7 +14,7 @@ use weft::prelude::*;
 use weft::results::LocalStore;
 use weft::Handoff;
 
-macro_rules! seed_tasks {
+macro_rules! eight_tasks {
     ($($name:ident => $text:literal),* $(,)?) => {$(
         #[task]
         fn $name() -> String {
@@ -24,7 +24,7 @@ macro_rules! seed_tasks {
     )*};
 }
 
-seed_tasks! {
+eight_tasks! {
     task1 => "Task 1",
     task2 => "Task 2",
     task3 => "Task 3",
@@ -35,7 +35,7 @@ seed_tasks! {
     task8 => "Task 8",
 }
 
-/// The seed's flow, with exactly its `upstream_tasks`.
+/// The Prefect flow, with exactly its `upstream_tasks`.
 #[flow(name = "this is my first flow", persist)]
 async fn my_first_flow() {
     let t1 = task1();

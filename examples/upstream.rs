@@ -1,4 +1,4 @@
-//! Seed 004: eight tasks ordered by Prefect's `upstream_tasks`, without passing data.
+//! Eight tasks ordered by Prefect's `upstream_tasks`, without passing data.
 //!
 //! ```python
 //! t3 = task3(upstream_tasks=[t1, t2])
@@ -6,9 +6,9 @@
 //! ```
 //!
 //! becomes `#[wait_for(t1, t2)] let t3 = task3();`. Look for: every task ends `Completed`, each
-//! "Task N" line is printed after those of its upstream tasks, the graph has exactly the seed's 9
+//! "Task N" line is printed after those of its upstream tasks, the graph has exactly the original's 9
 //! (dashed, "order") edges, and the run's Mermaid drawing colors every node green
-//! (the seed's `flow.visualize(flow_state)`).
+//! (Prefect's `flow.visualize(flow_state)`).
 //!
 //! Run with `cargo run --example upstream`.
 use weft::prelude::*;
@@ -78,8 +78,8 @@ const TASKS: [&str; 8] = [
     "task1", "task2", "task3", "task4", "task5", "task6", "task7", "task8",
 ];
 
-/// The seed's `upstream_tasks`, as (upstream, downstream).
-const SEED_EDGES: [(&str, &str); 9] = [
+/// The original flow's `upstream_tasks`, as (upstream, downstream).
+const UPSTREAM_EDGES: [(&str, &str); 9] = [
     ("task1", "task3"),
     ("task2", "task3"),
     ("task3", "task4"),
@@ -96,7 +96,7 @@ async fn main() {
     let run = my_flow().await;
     println!("\nflow state: {}", run.state);
 
-    // print(flow_state.result): one line per task, in the seed's order.
+    // print(flow_state.result): one line per task, in the original's order.
     for name in TASKS {
         let report = run.task(name).expect("every task has a run");
         println!("{name}: {}", report.state);
@@ -104,7 +104,7 @@ async fn main() {
     }
     assert!(run.is_successful(), "{}", run.state);
 
-    // The compile-time graph has exactly the seed's edges, all ordering-only.
+    // The compile-time graph has exactly the original's edges, all ordering-only.
     let graph = my_flow::graph();
     let name_of = |id: u32| graph.nodes[id as usize].task.as_ref();
     let mut got: Vec<(&str, &str)> = graph
@@ -119,13 +119,16 @@ async fn main() {
             (name_of(e.from), name_of(e.to))
         })
         .collect();
-    let mut want = SEED_EDGES.to_vec();
+    let mut want = UPSTREAM_EDGES.to_vec();
     got.sort();
     want.sort();
-    assert_eq!(got, want, "the graph's edges are the seed's upstream_tasks");
+    assert_eq!(
+        got, want,
+        "the graph's edges are the original flow's upstream_tasks"
+    );
 
     // Each task started after all of its upstream tasks ended.
-    for (up, down) in SEED_EDGES {
+    for (up, down) in UPSTREAM_EDGES {
         let ended = run.task(up).unwrap().ended.unwrap();
         let started = run.task(down).unwrap().started.unwrap();
         assert!(ended <= started, "{down} started before {up} ended");

@@ -30,6 +30,11 @@
 pub use weft_macros::{flow, task};
 pub use weft_runtime::*;
 
+/// The README's Rust examples, compiled and run as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Everything a flow author needs: `use weft::prelude::*;`.
 pub mod prelude {
     pub use weft_macros::{flow, task};

@@ -330,7 +330,7 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         conn.close().await.unwrap();
         v
     };
-    assert_eq!(versions(url.clone()).await, [1, 2, 3]);
+    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4]);
 
     // What an older weft left: version 1 only.
     {
@@ -340,6 +340,9 @@ async fn sqlite_history_of_version_1_is_upgraded() {
             "DROP TABLE deployments",
             "DROP TABLE node_outputs",
             "DROP TABLE pipelines",
+            "DROP INDEX flow_runs_by_parent",
+            "ALTER TABLE flow_runs DROP COLUMN parent_run",
+            "ALTER TABLE flow_runs DROP COLUMN parent_node",
             "DELETE FROM _sqlx_migrations WHERE version >= 2",
         ] {
             sqlx::query(sql).execute(&mut conn).await.unwrap();
@@ -353,7 +356,7 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         .connect()
         .await
         .unwrap();
-    assert_eq!(versions(url.clone()).await, [1, 2, 3]);
+    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4]);
     store
         .register_deployment(&record("d", "f", None))
         .await
@@ -387,12 +390,14 @@ mod postgres {
     async fn postgres_history_of_version_1_is_upgraded() {
         let schema = Schema::new("deploy").await;
         drop(schema.store().await);
-        assert_eq!(schema.versions().await, [1, 2, 3]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4]);
         for sql in [
             "DROP TABLE \"{s}\".run_requests",
             "DROP TABLE \"{s}\".deployments",
             "DROP TABLE \"{s}\".node_outputs",
             "DROP TABLE \"{s}\".pipelines",
+            "ALTER TABLE \"{s}\".flow_runs DROP COLUMN parent_run",
+            "ALTER TABLE \"{s}\".flow_runs DROP COLUMN parent_node",
             "DELETE FROM \"{s}\"._sqlx_migrations WHERE version >= 2",
         ] {
             sqlx::query(&sql.replace("{s}", &schema.name))
@@ -402,7 +407,7 @@ mod postgres {
         }
         assert_eq!(schema.versions().await, [1]);
         let store = schema.store().await;
-        assert_eq!(schema.versions().await, [1, 2, 3]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4]);
         store
             .register_deployment(&record("d", "f", None))
             .await

@@ -138,11 +138,13 @@ async fn glue_runs_join_the_right_flow_wherever_the_flow_runs() {
     let run = tokio::spawn(awaits_in_glue()).await.unwrap();
     assert_eq!(run.runs_of("boom").count(), 1);
     assert_eq!(run.state.kind, StateKind::Failed);
-    // A subflow keeps its own runs.
+    // A subflow keeps its own runs; its failure reaches the parent through its own run.
     let run = tokio::spawn(parent()).await.unwrap();
     assert_eq!(run.result, Ok(0));
     assert_eq!(run.runs_of("boom").count(), 0);
-    assert!(run.is_successful(), "{}", run.state);
+    assert_eq!(run.runs_of("awaits_in_glue").count(), 1);
+    assert_eq!(run.subflows[0].runs_of("boom").count(), 1);
+    assert_eq!(run.state.kind, StateKind::Failed, "{}", run.state);
 }
 
 static DELETED: AtomicBool = AtomicBool::new(false);

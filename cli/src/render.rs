@@ -380,11 +380,18 @@ where
     let _ = writeln!(out, "ended       {ended}");
     let _ = writeln!(out, "duration    {}", run_duration(run));
     let _ = writeln!(out, "parameters  {}", run.parameters);
+    if let Some((parent, node)) = run.parent {
+        let _ = writeln!(out, "parent      {parent} (node {node})");
+    }
     out.push('\n');
     if detail.task_runs.is_empty() {
         out.push_str("No task runs recorded.\n");
     } else {
         out.push_str(&task_table(&detail.task_runs, all));
+    }
+    if !detail.children.is_empty() {
+        out.push('\n');
+        out.push_str(&subflow_table(&detail.children));
     }
     if !detail.node_outputs.is_empty() {
         out.push('\n');
@@ -393,6 +400,27 @@ where
     out.push('\n');
     out.push_str(&logs(&detail.logs, tz));
     out
+}
+
+/// `Subflow runs:` the child runs a run started, with the node that started each.
+fn subflow_table(children: &[RunRecord]) -> String {
+    let mut table = Table::new(&[
+        ("NODE", Align::Right),
+        ("ID", Align::Left),
+        ("FLOW", Align::Left),
+        ("STATE", Align::Left),
+        ("DURATION", Align::Right),
+    ]);
+    for c in children {
+        table.row(vec![
+            c.parent.map_or_else(String::new, |(_, n)| n.to_string()),
+            c.id.to_string(),
+            c.flow.clone(),
+            c.state.to_string(),
+            run_duration(c),
+        ]);
+    }
+    format!("Subflow runs:\n{}", table.render())
 }
 
 /// Lines of one stream shown per node unless `--all`.
@@ -757,6 +785,7 @@ mod tests {
             message: None,
             started: at(9, 0, 0, 0),
             ended,
+            parent: None,
         };
         let runs = vec![
             run(

@@ -254,7 +254,7 @@ fn borrows(ty: &Type) -> bool {
 /// The `T` of a body returning `Result<T, E>`: any type whose name ends in `Result` and has
 /// type arguments (`io::Result<T>`, `anyhow::Result<T>`, an `AppResult<T>` alias); a macro sees
 /// names, not types, so another alias of `Result` must follow that naming to be fallible.
-fn result_ok_type(ret: &Type) -> Option<Type> {
+pub(crate) fn result_ok_type(ret: &Type) -> Option<Type> {
     let Type::Path(p) = ret else { return None };
     let last = p.path.segments.last()?;
     if !last.ident.to_string().ends_with("Result") {
@@ -446,7 +446,12 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         let clones = call_types
             .iter()
             .zip(idx)
-            .map(|(ty, i)| quote_spanned!(ty.span()=> { let __weft_input = &__a.#i; ::weft::__private::clone_for_retry(__weft_input) }));
+            .map(|(ty, i)| {
+                // At the user's type, marked as generated: rustc suggests no edit of it.
+                let at = Span::mixed_site().located_at(ty.span());
+                let input = quote!(&__a.#i);
+                quote_spanned!(at=> { let __weft_input = #input; (<_ as ::weft::__private::RetriedInput>::clone_fn(::weft::__private::type_of(__weft_input)))(__weft_input) })
+            });
         quote! {
             if __last {
                 __args.take().expect("arguments are kept until the last attempt")

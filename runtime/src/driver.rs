@@ -8,6 +8,7 @@ use crate::state::{State, StateKind, TaskRunId};
 use crate::task::{MapCall, TaskBody, TaskCall, TaskError, TaskOptions, TaskRun};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::future::{poll_fn, Future};
+use std::marker::PhantomData;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -85,47 +86,20 @@ impl Drop for ReaderGuard<'_> {
     }
 }
 
-/// Marker for a task output moved into more than one node.
-#[diagnostic::on_unimplemented(
-    message = "task output `{Self}` is moved into more than one node, so it must be `Clone`",
-    label = "moved here while another node takes it too",
-    note = "pass it by reference (`&x`), wrap it in `Arc`, or derive `Clone`"
-)]
-pub trait MovedTwice: Clone {}
-impl<T: Clone> MovedTwice for T {}
-
-/// Marker for a task output that one node borrows and another takes by value.
-#[diagnostic::on_unimplemented(
-    message = "task output `{Self}` is borrowed by one node and taken by value by another, so it must be `Clone`",
-    label = "taken by value here while another node borrows it",
-    note = "take it by reference here too (`&x`), wrap it in `Arc`, or derive `Clone`"
-)]
-pub trait BorrowedAndMoved: Clone {}
-impl<T: Clone> BorrowedAndMoved for T {}
-
-/// Marker for task inputs of tasks with `retries`.
-#[diagnostic::on_unimplemented(
-    message = "task input `{Self}` must be `Clone` because the task has `retries`",
-    label = "each attempt needs a fresh copy of this input",
-    note = "derive or implement `Clone`, wrap the value in `Arc`, or take it by reference (`&T`) in an async task"
-)]
-pub trait RetryInput: Clone {}
-impl<T: Clone> RetryInput for T {}
-
-/// The clone function of an output moved into several nodes; generated code calls this at the
-/// second reader so that a missing `Clone` is reported there, once.
-pub fn moved_twice<T: MovedTwice>(_: &Owned<T>) -> fn(&T) -> T {
-    T::clone
+/// The clone function of a task output moved into several nodes (generated code computes it
+/// once, at the second reader, so that a missing `Clone` is one error there).
+pub fn output_type<T>(_: &Owned<T>) -> PhantomData<T> {
+    PhantomData
 }
 
-/// The clone function of a borrowed output that a node also takes by value.
-pub fn borrowed_and_moved<T: BorrowedAndMoved>(_: &Shared<T>) -> fn(&T) -> T {
-    T::clone
+/// The output type of a borrowed task output.
+pub fn shared_type<T>(_: &Shared<T>) -> PhantomData<T> {
+    PhantomData
 }
 
-/// Clones an input for the next attempt of a task with retries.
-pub fn clone_for_retry<T: RetryInput>(v: &T) -> T {
-    v.clone()
+/// The type of a value, for the rules' checks.
+pub fn type_of<T>(_: &T) -> PhantomData<T> {
+    PhantomData
 }
 
 macro_rules! handle_common {
@@ -440,7 +414,8 @@ impl<T> NodeRun for MapRun<T> {
     }
 }
 
-/// A value a flow body can run as a node: a task call or a mapped task call.
+/// A value a flow body can run as a node: a task call, a mapped task call or a flow call (a
+/// subflow).
 #[diagnostic::on_unimplemented(
     message = "this statement calls a function that is not a #[task] (it returns `{Self}`)",
     label = "not a #[task]: a statement `f(..)` or `let x = f(..)?;` in a #[flow] body must call a task",
@@ -449,17 +424,18 @@ impl<T> NodeRun for MapRun<T> {
 pub trait IntoNode {
     /// What the node produces.
     type Run: NodeRun + Send;
-    /// The task's options.
-    fn options(&self) -> &'static TaskOptions;
+    /// The task's options (a subflow's: its name).
+    const OPTIONS: &'static TaskOptions;
+    /// What the node is in the graph.
+    const KIND: crate::graph::NodeKind;
     /// Runs the node (trigger already checked).
     fn run(self, cx: &FlowCtx, node: u32) -> impl Future<Output = Self::Run> + Send;
 }
 
 impl<'w, D: TaskBody<A>, A: Send + 'w> IntoNode for TaskCall<'w, D, A> {
     type Run = TaskRun<D::Output>;
-    fn options(&self) -> &'static TaskOptions {
-        &D::OPTIONS
-    }
+    const OPTIONS: &'static TaskOptions = &D::OPTIONS;
+    const KIND: crate::graph::NodeKind = D::KIND;
     async fn run(self, cx: &FlowCtx, node: u32) -> TaskRun<D::Output> {
         let id = TaskRunId {
             flow_run_id: cx.run_id(),
@@ -472,9 +448,8 @@ impl<'w, D: TaskBody<A>, A: Send + 'w> IntoNode for TaskCall<'w, D, A> {
 
 impl<'w, D: TaskBody<A>, A: Send + 'w> IntoNode for MapCall<'w, D, A> {
     type Run = MapRun<D::Output>;
-    fn options(&self) -> &'static TaskOptions {
-        &D::OPTIONS
-    }
+    const OPTIONS: &'static TaskOptions = &D::OPTIONS;
+    const KIND: crate::graph::NodeKind = crate::graph::NodeKind::Map;
     async fn run(self, cx: &FlowCtx, node: u32) -> MapRun<D::Output> {
         let started = chrono::Utc::now();
         let runs = engine::execute_map::<D, A>(cx, node, self.items).await;
@@ -531,7 +506,7 @@ where
     C::Run: FromNeverRan,
 {
     Box::pin(async move {
-        let opts = call.options();
+        let opts = C::OPTIONS;
         // An upstream task that has not run yet (a budgeted run) keeps this one waiting too.
         if let Some((name, _)) = upstream.iter().find(|(_, s)| s.kind == StateKind::Pending) {
             let waiting = State::new(

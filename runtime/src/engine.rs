@@ -120,7 +120,7 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
         tracker.started.get_or_insert(running.timestamp);
         let now = tracker.transition(running);
         if now.is_final() {
-            // A handler ended the run before its body ran (seed 004's ENDRUN).
+            // A handler ended the run before its body ran (Prefect's `ENDRUN` signal).
             settled = Some(now.clone());
             break now.clone();
         }
@@ -728,13 +728,14 @@ pub(crate) async fn run_standalone<D: TaskBody<A>, A: Send>(
         return execute::<D, A>(&cx, id, call.args, false, &D::OPTIONS).await;
     }
     crate::logging::ensure_default();
-    let cx = FlowCtx::standalone();
+    let cx = FlowCtx::standalone_recorded(D::OPTIONS.name, false).await;
     let id = TaskRunId {
         flow_run_id: cx.run_id(),
         node: 0,
         map_index: None,
     };
     let run = execute::<D, A>(&cx, id, call.args, false, &D::OPTIONS).await;
+    cx.finish_standalone(run.state.clone()).await;
     crate::logging::flush();
     run
 }
@@ -748,8 +749,15 @@ pub(crate) async fn run_standalone_map<D: TaskBody<A>, A: Send>(
         return execute_map::<D, A>(&cx, node, call.items).await;
     }
     crate::logging::ensure_default();
-    let cx = FlowCtx::standalone();
+    let cx = FlowCtx::standalone_recorded(D::OPTIONS.name, true).await;
     let runs = execute_map::<D, A>(&cx, 0, call.items).await;
+    let failed = runs.iter().filter(|r| r.state.is_failed()).count();
+    cx.finish_standalone(if failed > 0 {
+        State::failed(format!("{failed} of {} mapped runs failed", runs.len()))
+    } else {
+        State::of(StateKind::Completed)
+    })
+    .await;
     crate::logging::flush();
     runs
 }

@@ -144,6 +144,8 @@ pub struct RunConfig {
     pub(crate) params_json: Option<String>,
     pub(crate) cancel: Option<CancelHandle>,
     pub(crate) cancel_grace: Duration,
+    /// The parent run and its node, for a subflow's run.
+    pub(crate) parent: Option<(Uuid, u32)>,
 }
 
 /// Where a run's history goes.
@@ -189,7 +191,7 @@ impl RunConfig {
         self
     }
     /// Start at most `n` task runs (restored and cached ones are free); the rest stay Pending
-    /// and the run ends Pending, to be resumed (seed 004's serverless invocations).
+    /// and the run ends Pending, to be resumed (serverless invocations with a time limit).
     pub fn max_task_runs(mut self, n: u64) -> Self {
         self.max_task_runs = Some(n);
         self
@@ -326,6 +328,10 @@ pub(crate) struct CancelFlag {
 pub struct CancelHandle(Arc<CancelFlag>);
 
 impl CancelHandle {
+    /// A handle on an existing flag (a subflow watches its parent's).
+    pub(crate) fn from_flag(flag: Arc<CancelFlag>) -> CancelHandle {
+        CancelHandle(flag)
+    }
     /// A handle that cancels nothing until [`cancel`](Self::cancel) is called.
     pub fn new() -> CancelHandle {
         CancelHandle(Arc::new(CancelFlag::new()))
@@ -434,6 +440,8 @@ pub struct FlowCtx {
     /// Ids for task runs that are not nodes of the graph (awaited in glue), after the nodes'.
     unplanned: AtomicU32,
     history: Option<Arc<Recorder>>,
+    /// The finished child runs (subflows), in the order they ended.
+    subflows: Mutex<Vec<FlowRun<()>>>,
 }
 
 impl FlowCtx {
@@ -464,6 +472,7 @@ impl FlowCtx {
             results: config.results.unwrap_or_else(crate::results::default_store),
             unplanned: AtomicU32::new(def.graph.nodes.len() as u32),
             history,
+            subflows: Mutex::new(Vec::new()),
         }
     }
 
@@ -489,6 +498,7 @@ impl FlowCtx {
             results: crate::results::default_store(),
             unplanned: AtomicU32::new(1),
             history: None,
+            subflows: Mutex::new(Vec::new()),
         }
     }
 
@@ -571,6 +581,25 @@ impl FlowCtx {
     }
     pub(crate) fn results(&self) -> &dyn ResultStore {
         &*self.results
+    }
+    pub(crate) fn results_arc(&self) -> Arc<dyn ResultStore> {
+        self.results.clone()
+    }
+    /// The store this run is recorded into, if any.
+    pub(crate) fn history_store(&self) -> Option<Store> {
+        self.history.as_ref().map(|h| h.store().clone())
+    }
+    pub(crate) fn sinks(&self) -> &[Arc<dyn EventSink>] {
+        &self.sinks
+    }
+    pub(crate) fn cancel_arc(&self) -> Option<Arc<CancelFlag>> {
+        self.cancel.clone()
+    }
+    pub(crate) fn grace(&self) -> Duration {
+        self.cancel_grace
+    }
+    pub(crate) fn add_subflow(&self, run: FlowRun<()>) {
+        self.subflows.lock().unwrap().push(run);
     }
     pub(crate) fn flow_name(&self) -> &'static str {
         self.name
@@ -750,16 +779,18 @@ impl std::error::Error for FlowError {}
 /// assert!(run.to_dot().contains("fillcolor=\"#dc3545\"")); // drawn red
 /// # }
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[must_use = "a flow run carries the flow's value and its final state"]
 pub struct FlowRun<R> {
     /// The flow run's id.
     pub id: Uuid,
     /// The flow's name.
     pub name: &'static str,
-    /// Final state: Completed when every task run ended Completed, Cached or Skipped; Failed
-    /// otherwise, or when the body panicked or was cancelled. A body stopped by a missing
-    /// upstream value of a Skipped task still Completes, with `result` an `Err`.
+    /// Final state: Completed when every task run ended Completed, Cached or Skipped and the
+    /// body returned a value; Failed when a task run did not succeed, when the body returned
+    /// `Err(e)` (a flow whose return type is a `Result`; the message is `e`'s `Display`) or
+    /// panicked; Cancelled when cancelled from outside; Skipped when the body stopped because
+    /// it needed the value of a Skipped task (then `result` is `Err(FlowError::Upstream)`).
     pub state: State,
     /// What the flow body returned, or why it could not.
     pub result: Result<R, FlowError>,
@@ -774,10 +805,15 @@ pub struct FlowRun<R> {
     pub graph: &'static FlowGraph,
     /// How much of the run reached the run history (None: history was off).
     pub history: Option<HistoryReport>,
+    /// For a subflow's run: the parent run's id and the parent's node that ran it.
+    pub parent: Option<(Uuid, u32)>,
+    /// The child runs of flows called in this flow's body (subflows), in the order they
+    /// ended, each with its own task runs and children.
+    pub subflows: Vec<FlowRun<()>>,
 }
 
-/// The states of a run, to hand to a later invocation that continues it (seed 004's serverless
-/// runs): serde-serializable, e.g. to JSON for a queue message.
+/// The states of a run, to hand to a later invocation that continues it (serverless runs that
+/// continue in the next invocation): serde-serializable, e.g. to JSON for a queue message.
 ///
 /// ```
 /// use weft::prelude::*;
@@ -858,6 +894,25 @@ impl<R> FlowRun<R> {
             ended: self.ended,
             graph: self.graph,
             history: self.history,
+            parent: self.parent,
+            subflows: self.subflows,
+        }
+    }
+
+    /// The report without the value (how a parent keeps its children's runs).
+    pub fn summary(&self) -> FlowRun<()> {
+        FlowRun {
+            id: self.id,
+            name: self.name,
+            state: self.state.clone(),
+            result: self.result.as_ref().map(|_| ()).map_err(Clone::clone),
+            task_runs: self.task_runs.clone(),
+            started: self.started,
+            ended: self.ended,
+            graph: self.graph,
+            history: self.history.clone(),
+            parent: self.parent,
+            subflows: self.subflows.clone(),
         }
     }
 
@@ -895,10 +950,27 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Runs a flow: spawns the driver on a tokio worker, then builds the report.
+/// Runs a flow whose body's value never means failure (see [`run_flow_with`]).
 pub(crate) async fn run_flow<R, F, Fut>(
     def: &'static FlowDef,
+    config: RunConfig,
+    driver: F,
+) -> FlowRun<R>
+where
+    F: FnOnce(Arc<FlowCtx>) -> Fut,
+    Fut: Future<Output = Result<R, FlowError>> + Send + 'static,
+    R: Send + 'static,
+{
+    run_flow_with(def, config, |_| None, driver).await
+}
+
+/// Runs a flow: spawns the driver on a tokio worker, then builds the report. `failure` tells
+/// whether the body's value is a failure (an `Err` returned by a body whose return type is a
+/// `Result`), and why.
+pub(crate) async fn run_flow_with<R, F, Fut>(
+    def: &'static FlowDef,
     mut config: RunConfig,
+    failure: fn(&R) -> Option<String>,
     driver: F,
 ) -> FlowRun<R>
 where
@@ -915,6 +987,7 @@ where
         );
     }
     let run_id = *config.run_id.get_or_insert_with(Uuid::new_v4);
+    let parent = config.parent;
     let history = start_history(def, &mut config, run_id).await;
     let cx = Arc::new(FlowCtx::new(def, config, history));
     let started = Utc::now();
@@ -1022,9 +1095,12 @@ where
             !(r.state.is_successful() || r.state.is_skipped() || r.state.kind == StateKind::Pending)
         })
         .collect();
+    let body_failure = result.as_ref().ok().and_then(failure);
     let proposed = match (&result, failed.first()) {
         // Stopped from outside: whatever the tasks ended as, the run was cancelled.
         _ if cx.cancelled_from_outside() => State::cancelled(cx.cancel_reason()),
+        // The body returned `Err(e)`: the flow failed, as a Prefect flow that raises.
+        _ if body_failure.is_some() => State::failed(body_failure.clone().unwrap_or_default()),
         // A budget stopped the run: it is not over, resume it under the same id.
         (_, None) if pending > 0 => State::new(
             StateKind::Pending,
@@ -1034,11 +1110,9 @@ where
                 cx.run_id
             )),
         ),
-        // A value the body needed is missing: its task's state decides (a skip is no failure).
-        (Err(FlowError::Upstream { .. }), None) => State::new(
-            StateKind::Completed,
-            Some("All reference tasks succeeded.".to_owned()),
-        ),
+        // A value the body needed is missing and nothing failed: it was skipped, so the run
+        // was skipped too (no value, and no failure).
+        (Err(e @ FlowError::Upstream { .. }), None) => State::skipped(e.to_string()),
         (Err(e), _) => State::failed(e.to_string()),
         (Ok(_), Some(first)) => State::failed(format!(
             "{} of {} task runs did not succeed; first: '{}' ended {}",
@@ -1052,6 +1126,7 @@ where
             Some("All reference tasks succeeded.".to_owned()),
         ),
     };
+    let body_failed = body_failure.is_some() && proposed.is_failed();
     let mut proposed = Some(proposed);
     in_run(&mut || {
         let Some(proposed) = proposed.take() else {
@@ -1060,6 +1135,12 @@ where
         flow_state = flow_transition(&cx, def, flow_state.clone(), proposed);
         if flow_state.is_successful() {
             tracing::info!(target: "weft", "Flow run SUCCESS: all reference tasks succeeded");
+        } else if flow_state.kind == StateKind::Skipped {
+            tracing::info!(
+                target: "weft",
+                "Flow run SKIPPED: {}",
+                flow_state.message.as_deref().unwrap_or("")
+            );
         } else if flow_state.kind == StateKind::Pending {
             tracing::info!(
                 target: "weft",
@@ -1070,6 +1151,12 @@ where
             tracing::warn!(
                 target: "weft",
                 "Flow run CANCELLED: {}",
+                flow_state.message.as_deref().unwrap_or("")
+            );
+        } else if body_failed {
+            tracing::error!(
+                target: "weft",
+                "Flow run FAILED: the flow returned an error: {}",
                 flow_state.message.as_deref().unwrap_or("")
             );
         } else {
@@ -1100,6 +1187,7 @@ where
         None => None,
     };
     crate::logging::flush();
+    let subflows = std::mem::take(&mut *cx.subflows.lock().unwrap());
     FlowRun {
         id: cx.run_id,
         name: def.name,
@@ -1110,6 +1198,8 @@ where
         ended,
         graph: def.graph,
         history,
+        parent,
+        subflows,
     }
 }
 
@@ -1174,6 +1264,7 @@ async fn start_history(
         def.graph,
         def.version,
         params,
+        config.parent,
     ))
 }
 
@@ -1204,4 +1295,101 @@ fn flow_transition(cx: &FlowCtx, def: &'static FlowDef, old: State, new: State) 
         });
     }
     new
+}
+
+impl FlowCtx {
+    /// A context for a task (or a mapped task) awaited outside any flow: recorded in the run
+    /// history as a run of its own, named after the task, as Prefect records a task called
+    /// outside a flow (unless history is off).
+    pub(crate) async fn standalone_recorded(task: &'static str, mapped: bool) -> Self {
+        let mut cx = FlowCtx::standalone();
+        if !crate::store::enabled_by_env() {
+            return cx;
+        }
+        let store = match Store::open_default().await {
+            Ok(store) => store,
+            Err(e) => {
+                tracing::warn!(target: "weft", "Task '{task}': not recorded in the run history: {e}");
+                return cx;
+            }
+        };
+        let graph = standalone_graph(task, mapped);
+        cx.name = task;
+        cx.graph = Some(graph);
+        cx.history = Some(Recorder::start(
+            store,
+            cx.run_id,
+            graph,
+            None,
+            "{}".to_owned(),
+            None,
+        ));
+        cx.emit_run_state(State::of(StateKind::Running));
+        cx
+    }
+
+    /// Ends a standalone run's record with the task's final state and waits for it to be
+    /// confirmed (at most the store's flush timeout).
+    pub(crate) async fn finish_standalone(&self, state: State) {
+        let Some(h) = &self.history else {
+            return;
+        };
+        self.emit_run_state(state);
+        let report = h.finish().await;
+        if !report.is_complete() {
+            tracing::warn!(
+                target: "weft",
+                "Task '{}': run history in {} is incomplete: {} rows recorded, {} lost",
+                self.name,
+                report.store,
+                report.recorded,
+                report.lost
+            );
+        }
+    }
+
+    fn emit_run_state(&self, state: State) {
+        self.emit(&RunEvent {
+            flow_run_id: self.run_id,
+            flow: self.name,
+            task_run_id: None,
+            name: self.name,
+            state,
+            attempt: 0,
+        });
+    }
+}
+
+/// The one-node graph of a task run awaited outside any flow (one per task, kept for the
+/// process's life like a `#[flow]`'s).
+fn standalone_graph(task: &'static str, mapped: bool) -> &'static FlowGraph {
+    type Graphs = Mutex<std::collections::HashMap<(&'static str, bool), &'static FlowGraph>>;
+    static GRAPHS: std::sync::OnceLock<Graphs> = std::sync::OnceLock::new();
+    let mut graphs = GRAPHS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    graphs.entry((task, mapped)).or_insert_with(|| {
+        let node = crate::graph::Node {
+            id: 0,
+            kind: if mapped {
+                NodeKind::Map
+            } else {
+                NodeKind::Task
+            },
+            task: task.into(),
+            binding: None,
+            statement: if mapped {
+                format!("{task}::map(..)").into()
+            } else {
+                format!("{task}(..)").into()
+            },
+            line: 0,
+        };
+        Box::leak(Box::new(FlowGraph {
+            name: task.into(),
+            nodes: vec![node].into(),
+            edges: Vec::new().into(),
+        }))
+    })
 }

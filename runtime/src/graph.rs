@@ -34,6 +34,8 @@ pub enum NodeKind {
     Map,
     /// Plain Rust in the flow body; runs in written order when the values it reads are ready.
     Glue,
+    /// A call of another `#[flow]`: a child flow run (a subflow) with its own run id.
+    Flow,
 }
 
 /// How one node depends on another.

@@ -10,9 +10,11 @@ mod handlers;
 pub mod logging;
 pub mod pipeline;
 pub mod results;
+pub mod rules;
 pub mod schedule;
 pub mod state;
 pub mod store;
+mod subflow;
 pub mod task;
 pub mod viz;
 
@@ -21,6 +23,13 @@ mod driver;
 /// The `tracing` crate: what task bodies log with `weft::tracing::info!(..)` goes to the console
 /// and into the run's history.
 pub use tracing;
+
+/// Run ids ([`RunConfig::run_id`], [`RunConfig::resume`], [`FlowRun::id`]), re-exported so that
+/// you need not depend on `uuid` at the same version.
+pub use uuid::Uuid;
+
+/// The timestamps of states and reports ([`State::timestamp`], [`FlowRun::started`]).
+pub use chrono::{DateTime, Utc};
 
 /// The `object_store` crate, for building S3, GCS or Azure backends (feature `object-store`).
 #[cfg(feature = "object-store")]
@@ -33,6 +42,7 @@ pub use graph::{CycleError, Edge, EdgeKind, FlowGraph, Node, NodeKind};
 pub use schedule::{Schedule, ScheduleError};
 pub use state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
 pub use store::{HistoryReport, Store, StoreError};
+pub use subflow::{FlowCall, FlowFn};
 pub use task::{
     MapCall, Signal, Task, TaskCall, TaskError, TaskOptions, TaskRun, TaskRunReport, Trigger,
 };
@@ -44,12 +54,14 @@ pub mod __private {
     pub use crate::engine::blocking;
     pub use crate::flow::FlowCtx;
     pub use crate::graph::{Edge, EdgeKind, FlowGraph, Node, NodeKind};
+    pub use crate::rules::{BorrowedAndTaken, RetriedInput, TakenTwice, TaskFn};
     pub use crate::task::{
         Attempt, BoxFuture, MapCall, Signal, Task, TaskBody, TaskCall, TaskOptions, Trigger,
     };
     pub use crate::{FlowDef, FlowError, FlowRun, RunConfig, State};
     pub use std::borrow::Cow;
     pub use std::boxed::Box;
+    pub use std::sync::OnceLock;
     pub use std::time::Duration;
 
     /// Converts a body's `Result` into an attempt outcome; a [`Signal`] error keeps its meaning.
@@ -325,10 +337,12 @@ pub mod __private {
     pub trait CacheInput: serde::Serialize {}
     impl<T: serde::Serialize + ?Sized> CacheInput for T {}
 
-    /// Runs a flow (see [`crate::flow`]).
+    /// Runs a flow (see [`crate::flow`]); `failure` says whether the body's value is a
+    /// failure (an `Err` of a `Result` return type) and why.
     pub async fn run_flow<R, F, Fut>(
         def: &'static FlowDef,
         config: RunConfig,
+        failure: fn(&R) -> Option<String>,
         driver: F,
     ) -> FlowRun<R>
     where
@@ -336,6 +350,23 @@ pub mod __private {
         Fut: std::future::Future<Output = Result<R, FlowError>> + Send + 'static,
         R: Send + 'static,
     {
-        crate::flow::run_flow(def, config, driver).await
+        crate::flow::run_flow_with(def, config, failure, driver).await
+    }
+
+    /// The failure of a flow body returning a `Result`: its `Err`'s text.
+    pub fn result_failure<T, E: std::fmt::Display>(r: &Result<T, E>) -> Option<String> {
+        r.as_ref().err().map(ToString::to_string)
+    }
+    /// A flow body that is not a `Result` never fails by its value.
+    pub fn no_failure<R>(_: &R) -> Option<String> {
+        None
+    }
+    /// A subflow node's output: the body's value, or the `Ok` value of a `Result`.
+    pub fn result_ok<T, E>(r: Result<T, E>) -> Option<T> {
+        r.ok()
+    }
+    /// A subflow node's output: the body's value.
+    pub fn plain_value<R>(r: R) -> Option<R> {
+        Some(r)
     }
 }

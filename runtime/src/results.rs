@@ -358,7 +358,7 @@ mod tests {
 }
 
 /// Entries in any [`object_store`](https://docs.rs/object_store) backend: S3, GCS, Azure Blob
-/// Storage, local files, memory (feature `object-store`). Seed 004's `GCSResult`:
+/// Storage, local files, memory (feature `object-store`). Prefect's `GCSResult`:
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -194,6 +194,9 @@ impl TaskOptions {
 pub trait Task: Send + Sync + 'static {
     /// The options written in `#[task(...)]`.
     const OPTIONS: TaskOptions;
+    /// What a call of it is in a flow's graph: a task, or a subflow (a `#[flow]` called in
+    /// another flow's body).
+    const KIND: crate::graph::NodeKind = crate::graph::NodeKind::Task;
     /// The value a successful run produces (`T` of a body returning `T` or `Result<T, E>`).
     /// It lives here, free of the arguments' lifetimes, so that futures holding it stay `Send`
     /// for rustc's higher-ranked check.
@@ -251,8 +254,8 @@ pub enum Attempt<T> {
     TimedOut(String),
 }
 
-/// A task body's way to end its run without panicking (seed 001 returns `Failed(message=...)`,
-/// seed 000 raises a signal).
+/// A task body's way to end its run without panicking (Prefect's `return Failed(message=...)`,
+/// or raising a signal).
 ///
 /// Return it as the error of a task returning `Result<T, Signal>`:
 /// ```

@@ -128,10 +128,11 @@ impl FlowGraph {
     pub fn to_dot_with_states(&self, states: &HashMap<u32, StateKind>) -> String {
         let mut out = format!("digraph \"{}\" {{\n    rankdir=TB;\n", esc(&self.name));
         for n in self.task_nodes() {
-            let shape = if n.kind == NodeKind::Map {
-                "box3d"
-            } else {
-                "box"
+            let shape = match n.kind {
+                NodeKind::Map => "box3d",
+                // A subflow: a box with side bars, as flowcharts draw a subroutine.
+                NodeKind::Flow => "component",
+                _ => "box",
             };
             let _ = write!(out, "    \"{}\" [shape={shape}", esc(n.label()));
             if let Some(k) = states.get(&n.id) {
@@ -200,7 +201,11 @@ impl FlowGraph {
         let mut out = String::from("flowchart TD\n");
         for n in self.task_nodes() {
             let label = n.label().replace('"', "#quot;");
-            let _ = writeln!(out, "    n{}[\"{label}\"]", n.id);
+            if n.kind == NodeKind::Flow {
+                let _ = writeln!(out, "    n{}[[\"{label}\"]]", n.id);
+            } else {
+                let _ = writeln!(out, "    n{}[\"{label}\"]", n.id);
+            }
             if let Some(k) = states.get(&n.id) {
                 let _ = writeln!(out, "    style n{} fill:{}", n.id, state_color(*k));
             }
@@ -314,7 +319,9 @@ impl FlowGraph {
 fn box_size(label: &str, kind: NodeKind) -> (f64, f64) {
     let w = (label.chars().count() as f64 * CHAR_WIDTH + 2.0 * BOX_PAD_X).max(BOX_MIN_WIDTH);
     let extra = if kind == NodeKind::Map { STACK } else { 0.0 };
-    (w + extra, BOX_HEIGHT + extra)
+    // A subflow's box has room for its side bars.
+    let bars = if kind == NodeKind::Flow { 12.0 } else { 0.0 };
+    (w + extra + bars, BOX_HEIGHT + extra)
 }
 
 /// Text for XML content and attribute values: `& < > "` escaped, control characters as spaces.
@@ -459,11 +466,12 @@ impl SvgCanvas {
             let (x, y) = (xy.x + dx, xy.y + dy);
             let extra = if map { STACK } else { 0.0 };
             let (bw, bh) = (size.x - extra, size.y - extra);
-            let _ = write!(
-                out,
-                "<g class=\"node {}\" data-node=\"{id}\">",
-                if map { "map" } else { "task" }
-            );
+            let class = match node.kind {
+                NodeKind::Map => "map",
+                NodeKind::Flow => "flow",
+                _ => "task",
+            };
+            let _ = write!(out, "<g class=\"node {class}\" data-node=\"{id}\">");
             if let Some(k) = state {
                 let _ = write!(out, "<title>{k}</title>");
             }
@@ -481,6 +489,19 @@ impl SvgCanvas {
                 out.push_str(&rect(x + STACK, y + STACK));
             }
             out.push_str(&rect(x, y));
+            if node.kind == NodeKind::Flow {
+                // A subflow: bars inside both sides, as flowcharts draw a subroutine.
+                for bx in [x + 6.0, x + bw - 6.0] {
+                    let _ = write!(
+                        out,
+                        "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"{STROKE}\" \
+                         stroke-width=\"1.5\"/>",
+                        num(bx),
+                        num(y),
+                        num(y + bh)
+                    );
+                }
+            }
             let _ = writeln!(
                 out,
                 "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" dominant-baseline=\"central\" \
@@ -545,7 +566,7 @@ impl<R> FlowRun<R> {
     }
 
     /// DOT of the flow graph, each task filled with the color of its final state
-    /// (seed 004's `flow.visualize(flow_state)`).
+    /// (Prefect's `flow.visualize(flow_state)`).
     pub fn to_dot(&self) -> String {
         self.graph.to_dot_with_states(&self.node_states())
     }

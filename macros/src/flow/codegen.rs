@@ -23,6 +23,93 @@ fn slot(b: usize) -> Ident {
     format_ident!("__s{}", b, span = Span::mixed_site())
 }
 
+fn clone_fn(b: usize) -> Ident {
+    format_ident!("__c{}", b, span = Span::mixed_site())
+}
+
+/// The called function and its argument count (`f(a, b)` → `f`, 2).
+fn callee(t: &TaskStmt) -> (&Expr, usize) {
+    match &t.call {
+        Expr::Call(c) => (&*c.func, c.args.len()),
+        _ => unreachable!("task statements hold calls"),
+    }
+}
+
+/// `(_, _, ..)`: the argument tuple of a call with `n` arguments, for `TaskFn::<..>`.
+fn args_tuple(n: usize) -> TokenStream {
+    let holes = (0..n).map(|_| quote!(_));
+    quote!((#(#holes,)*))
+}
+
+/// The task's options (`&'static TaskOptions`). A plain function here is the one compile error
+/// of the statement, at the function's name (`TaskFn` says what to do).
+fn task_options(t: &TaskStmt) -> TokenStream {
+    let comp = &t.companion;
+    if t.is_map {
+        return quote_spanned!(comp.span()=> &<#comp as ::weft::__private::Task>::OPTIONS);
+    }
+    let (func, n) = callee(t);
+    let args = args_tuple(n);
+    quote_spanned!(func.span()=> ::weft::__private::TaskFn::<#args>::options(&#func))
+}
+
+/// What the node is: a task, a mapped task or a subflow.
+fn task_kind(t: &TaskStmt) -> TokenStream {
+    if t.is_map {
+        return quote!(::weft::__private::NodeKind::Map);
+    }
+    let (func, n) = callee(t);
+    let args = args_tuple(n);
+    quote_spanned!(func.span()=> ::weft::__private::TaskFn::<#args>::kind(&#func))
+}
+
+/// Where a task output taken by value needs a clone check, and which: the second taker of an
+/// output taken twice, or the first taker of an output others borrow.
+fn clone_checks(m: &FlowModel) -> TokenStream {
+    let mut out = TokenStream::new();
+    for (b, bind) in m.bindings.iter().enumerate() {
+        let BindingKind::Task { stmt: p, .. } = bind.kind else {
+            continue;
+        };
+        // Readers that take the value, in written order, with the span of their use.
+        let mut takers: Vec<(usize, Span)> = bind
+            .handle_readers
+            .iter()
+            .filter(|(_, mode)| *mode == Mode::Own)
+            .filter_map(|(node, _)| {
+                let NodeStmt::Task(t) = &m.nodes[*node].stmt else {
+                    return None;
+                };
+                let input = t.inputs.iter().find(|i| i.binding == b)?;
+                Some((*node, input.span))
+            })
+            .collect();
+        if let Some(g) = bind.glue_reads_at {
+            takers.push((g, bind.name.span()));
+        }
+        takers.sort_by_key(|(node, _)| *node);
+        let h = handle(p);
+        let c = clone_fn(b);
+        let check = if bind.shared() {
+            // Glue takes a shared output after its readers: only node takers clone.
+            let Some((_, span)) = takers.iter().find(|(n, _)| Some(*n) != bind.glue_reads_at)
+            else {
+                continue;
+            };
+            let at = Span::mixed_site().located_at(*span);
+            quote_spanned!(at=> <_ as ::weft::__private::BorrowedAndTaken>::clone_fn(::weft::__private::shared_type(&#h)))
+        } else if takers.len() >= 2 {
+            // At the user's token, but marked as generated: rustc suggests no edit of it.
+            let at = Span::mixed_site().located_at(takers[1].1);
+            quote_spanned!(at=> <_ as ::weft::__private::TakenTwice>::clone_fn(::weft::__private::output_type(&#h)))
+        } else {
+            continue;
+        };
+        out.extend(quote!(let #c = #check;));
+    }
+    out
+}
+
 /// `&x` → `x` where the node already holds `x` as a reference.
 struct Unref<'a> {
     borrowed: &'a BTreeSet<String>,
@@ -58,6 +145,24 @@ pub fn generate(
         syn::ReturnType::Default => quote!(()),
         syn::ReturnType::Type(_, t) => quote!(#t),
     };
+    // A body returning a `Result` fails the run with its `Err`; as a subflow node its output
+    // is the `Ok` value, as for a task.
+    let ok_ty = match &func.sig.output {
+        syn::ReturnType::Type(_, t) => crate::task::result_ok_type(t),
+        syn::ReturnType::Default => None,
+    };
+    let (out_ty, failure, value) = match &ok_ty {
+        Some(t) => (
+            quote!(#t),
+            quote!(::weft::__private::result_failure),
+            quote!(::weft::__private::result_ok),
+        ),
+        None => (
+            ret_ty.clone(),
+            quote!(::weft::__private::no_failure),
+            quote!(::weft::__private::plain_value),
+        ),
+    };
     let cx = hidden("__cx");
     let cx_arc = hidden("__cx_arc");
     let set = hidden("__set");
@@ -71,9 +176,9 @@ pub fn generate(
         let line = n.line;
         let (kind, task, binding) = match &n.stmt {
             NodeStmt::Task(t) => {
-                let comp = &t.companion;
-                let kind = if t.is_map { quote!(Map) } else { quote!(Task) };
-                let task = quote_spanned!(comp.span()=> <#comp as ::weft::__private::Task>::OPTIONS.name);
+                let kind = task_kind(t);
+                let opts = task_options(t);
+                let task = quote!(#opts.name);
                 let binding = match t.binding {
                     Some(b) => {
                         let name = m.bindings[b].name.to_string();
@@ -83,12 +188,16 @@ pub fn generate(
                 };
                 (kind, task, binding)
             }
-            NodeStmt::Glue(_) => (quote!(Glue), quote!(""), quote!(::core::option::Option::None)),
+            NodeStmt::Glue(_) => (
+                quote!(::weft::__private::NodeKind::Glue),
+                quote!(""),
+                quote!(::core::option::Option::None),
+            ),
         };
         quote! {
             ::weft::__private::Node {
                 id: #id,
-                kind: ::weft::__private::NodeKind::#kind,
+                kind: #kind,
                 task: ::weft::__private::Cow::Borrowed(#task),
                 binding: #binding,
                 statement: ::weft::__private::Cow::Borrowed(#text),
@@ -142,6 +251,7 @@ pub fn generate(
         }
     });
     let items = &m.items;
+    let clone_checks = clone_checks(m);
 
     // Handles: one per task node; `()` when nobody reads the value.
     let handles = m.nodes.iter().enumerate().filter_map(|(i, n)| {
@@ -149,8 +259,8 @@ pub fn generate(
             return None;
         };
         let h = handle(i);
-        let comp = &t.companion;
-        let name = quote_spanned!(comp.span()=> <#comp as ::weft::__private::Task>::OPTIONS.name);
+        let opts = task_options(t);
+        let name = quote!(#opts.name);
         Some(match t.binding.map(|b| &m.bindings[b]) {
             Some(b) if b.shared() => {
                 let n = b.handle_readers.len() as u32;
@@ -209,8 +319,7 @@ pub fn generate(
             let read = if bind.shared() {
                 quote!(take_after_readers())
             } else if bind.owned_readers() >= 2 {
-                let hl = Ident::new(&h.to_string(), Span::mixed_site().located_at(name.span()));
-                let c = quote_spanned!(name.span()=> { let __weft_reader = &#hl; ::weft::__private::moved_twice(__weft_reader) });
+                let c = clone_fn(b);
                 quote!(take_or_clone(#c))
             } else {
                 quote!(take())
@@ -283,21 +392,22 @@ pub fn generate(
 
             /// The flow's definition: name, options and graph.
             #vis fn definition() -> &'static ::weft::FlowDef {
-                static GRAPH: ::weft::__private::FlowGraph = ::weft::__private::FlowGraph {
-                    name: ::weft::__private::Cow::Borrowed(#flow_name),
-                    nodes: ::weft::__private::Cow::Borrowed(&[#(#nodes),*]),
-                    edges: ::weft::__private::Cow::Borrowed(&[#(#edges),*]),
-                };
-                static DEF: ::weft::FlowDef = ::weft::FlowDef {
+                // Built on first use: node names come from the tasks' options.
+                static GRAPH: ::weft::__private::OnceLock<::weft::__private::FlowGraph> = ::weft::__private::OnceLock::new();
+                static DEF: ::weft::__private::OnceLock<::weft::FlowDef> = ::weft::__private::OnceLock::new();
+                DEF.get_or_init(|| ::weft::FlowDef {
                     name: #flow_name,
                     fail_fast: #fail_fast,
                     persist: #persist,
                     max_concurrency: #max_concurrency,
                     state_handlers: #handlers,
                     version: #version,
-                    graph: &GRAPH,
-                };
-                &DEF
+                    graph: GRAPH.get_or_init(|| ::weft::__private::FlowGraph {
+                        name: ::weft::__private::Cow::Borrowed(#flow_name),
+                        nodes: ::weft::__private::Cow::Owned(::std::vec![#(#nodes),*]),
+                        edges: ::weft::__private::Cow::Borrowed(&[#(#edges),*]),
+                    }),
+                })
             }
 
             /// Runs the flow with a [`RunConfig`](::weft::RunConfig) (run id, option overrides,
@@ -323,11 +433,12 @@ pub fn generate(
                 } else {
                     #config
                 };
-                ::weft::__private::run_flow(Self::definition(), #config, move |#cx_arc| async move {
+                ::weft::__private::run_flow(Self::definition(), #config, #failure, move |#cx_arc| async move {
                     let #cx: &::weft::__private::FlowCtx = &#cx_arc;
                     #(#rebind_params)*
                     #(#items)*
                     #(#handles)*
+                    #clone_checks
                     #(#slots)*
                     let #stop = ::weft::__private::BodyStop::new();
                     let #set = ::weft::__private::NodeSet::new();
@@ -341,9 +452,28 @@ pub fn generate(
             }
         }
 
+        impl ::weft::__private::Task for #fn_name {
+            const OPTIONS: ::weft::__private::TaskOptions = ::weft::__private::TaskOptions::named(#flow_name);
+            const KIND: ::weft::__private::NodeKind = ::weft::__private::NodeKind::Flow;
+            type Output = #out_ty;
+        }
+
+        impl ::weft::FlowFn for #fn_name {
+            type Return = #ret_ty;
+            fn def() -> &'static ::weft::FlowDef {
+                Self::definition()
+            }
+            fn value(r: #ret_ty) -> ::core::option::Option<#out_ty> {
+                #value(r)
+            }
+        }
+
         #(#attrs)*
-        #vis async fn #fn_name(#(#param_idents: #param_types),*) -> ::weft::FlowRun<#ret_ty> {
-            #fn_name::run_with(::weft::RunConfig::new(), #(#param_idents),*).await
+        #[allow(clippy::all)]
+        #vis fn #fn_name(#(#param_idents: #param_types),*) -> ::weft::FlowCall<#fn_name> {
+            ::weft::FlowCall::__new(move |__weft_config| {
+                ::weft::__private::Box::pin(#fn_name::run_with(__weft_config, #(#param_idents),*))
+            })
         }
     }
 }
@@ -360,7 +490,6 @@ fn node_creation(
 ) -> TokenStream {
     let me = handle(i);
     let node = i as u32;
-    let comp = &t.companion;
     let mut prelude = TokenStream::new(); // outside the future: slot puts, borrows, handle refs
     let mut waits = TokenStream::new(); // inside: await the inputs
     let mut upstream = Vec::new();
@@ -405,18 +534,11 @@ fn node_creation(
             };
             refs.insert(p);
             let h = handle(p);
+            let c = clone_fn(input.binding);
             let read = match (b.shared(), input.mode) {
                 (true, Mode::Borrow) => quote!(get()),
-                (true, Mode::Own) => {
-                    let h = Ident::new(&h.to_string(), Span::mixed_site().located_at(input.span));
-                    let c = quote_spanned!(input.span=> { let __weft_reader = #h; ::weft::__private::borrowed_and_moved(__weft_reader) });
-                    quote!(get_cloned(#c))
-                }
-                (false, _) if b.owned_readers() >= 2 => {
-                    let h = Ident::new(&h.to_string(), Span::mixed_site().located_at(input.span));
-                    let c = quote_spanned!(input.span=> { let __weft_reader = #h; ::weft::__private::moved_twice(__weft_reader) });
-                    quote!(take_or_clone(#c))
-                }
+                (true, Mode::Own) => quote!(get_cloned(#c)),
+                (false, _) if b.owned_readers() >= 2 => quote!(take_or_clone(#c)),
                 (false, _) => quote!(take()),
             };
             if b.shared() {
@@ -474,7 +596,7 @@ fn node_creation(
         prelude.extend(quote!(let #h = &#h;));
     }
 
-    let opts = quote_spanned!(comp.span()=> &<#comp as ::weft::__private::Task>::OPTIONS);
+    let opts = task_options(t);
     let never_ran = if t.checked
         || t.is_map
         || t.binding
@@ -515,9 +637,20 @@ fn node_creation(
         }
     };
     let n_up = upstream.len();
-    let call_span = t.call.span();
-    let run = quote_spanned! {call_span=>
-        ::weft::__private::run_node(#cx, #node, &__up, #call)
+    let run = if t.is_map {
+        let call_span = t.call.span();
+        quote_spanned! {call_span=> ::weft::__private::run_node(#cx, #node, &__up, #call) }
+    } else {
+        // Through `TaskFn`, so that a plain function is one error, at its name.
+        let Expr::Call(c) = &call else {
+            unreachable!("task statements hold calls")
+        };
+        let (func, args) = (&c.func, c.args.iter());
+        let holes = args_tuple(c.args.len());
+        let span = func.span();
+        quote_spanned! {span=>
+            ::weft::__private::run_node(#cx, #node, &__up, ::weft::__private::TaskFn::<#holes>::call(&#func, (#(#args,)*)))
+        }
     };
     quote! {
         {

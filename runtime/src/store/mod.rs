@@ -80,6 +80,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "pipelines",
         include_str!("migrations/0003_pipelines.sql"),
     ),
+    (4, "subflows", include_str!("migrations/0004_subflows.sql")),
 ];
 
 fn latest_version() -> i64 {

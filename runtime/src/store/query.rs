@@ -80,6 +80,8 @@ pub struct RunRecord {
     pub started: DateTime<Utc>,
     /// When it ended (None while running).
     pub ended: Option<DateTime<Utc>>,
+    /// For a subflow's run: the parent run and the parent's node that ran it.
+    pub parent: Option<(Uuid, u32)>,
 }
 
 impl RunRecord {
@@ -212,6 +214,8 @@ pub struct RunDetail {
     pub logs: Vec<LogRecord>,
     /// For a pipeline run: each node's command and output, by node.
     pub node_outputs: Vec<NodeOutputRecord>,
+    /// The runs of subflows this run started, by node then start.
+    pub children: Vec<RunRecord>,
 }
 
 impl RunDetail {
@@ -304,10 +308,18 @@ fn run_of(row: &AnyRow) -> Result<RunRecord, StoreError> {
         started: ts_of(row, "started")?
             .ok_or_else(|| StoreError::Query("a run without a start".to_owned()))?,
         ended: ts_of(row, "ended")?,
+        parent: match (
+            row.try_get::<Option<String>, _>("parent_run")?,
+            u32_of(row, "parent_node")?,
+        ) {
+            (Some(p), Some(node)) => p.parse().ok().map(|p| (p, node)),
+            _ => None,
+        },
     })
 }
 
-const RUN_COLS: &str = "id, flow, flow_version, parameters, state, message, started, ended";
+const RUN_COLS: &str =
+    "id, flow, flow_version, parameters, state, message, started, ended, parent_run, parent_node";
 
 impl Store {
     /// Recorded runs, newest first.
@@ -379,6 +391,15 @@ impl Store {
                 .await?
                 .ok_or_else(|| StoreError::RunNotFound(id_text.clone()))?;
             let run = run_of(&row)?;
+            let children = sqlx::query(&format!(
+                "SELECT {RUN_COLS} FROM flow_runs WHERE parent_run = $1 ORDER BY parent_node, started"
+            ))
+            .bind(&id_text)
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .map(run_of)
+            .collect::<Result<Vec<_>, StoreError>>()?;
             let graph: Option<String> =
                 sqlx::query_scalar("SELECT graph FROM flows WHERE name = $1 AND version = $2")
                     .bind(&run.flow)
@@ -479,6 +500,7 @@ impl Store {
                 state_changes,
                 logs,
                 node_outputs,
+                children,
             })
         })
         .await

@@ -33,6 +33,11 @@ impl Drop for Recorder {
 }
 
 impl Recorder {
+    /// The store this run is recorded into.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Queues the flow (graph under its version) and the run's first row.
     pub(crate) fn start(
         store: Store,
@@ -40,6 +45,7 @@ impl Recorder {
         graph: &'static FlowGraph,
         version: Option<&'static str>,
         params: String,
+        parent: Option<(Uuid, u32)>,
     ) -> Arc<Recorder> {
         let (version, graph_json) = flow_version(graph, version);
         let at = Utc::now();
@@ -55,6 +61,7 @@ impl Recorder {
             flow: graph.name.to_string(),
             version: version.to_string(),
             params,
+            parent,
             at,
         });
         RECORDING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

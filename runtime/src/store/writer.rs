@@ -32,6 +32,8 @@ pub(crate) enum Op {
         flow: String,
         version: String,
         params: String,
+        /// The parent run and node of a subflow's run.
+        parent: Option<(Uuid, u32)>,
         at: DateTime<Utc>,
     },
     RunState {
@@ -277,6 +279,15 @@ async fn write_with_retry(inner: &Inner, batch: &Batch) -> Result<(), String> {
     }
 }
 
+/// The first row of a flow run.
+struct RunStart {
+    flow: String,
+    version: String,
+    params: String,
+    parent: Option<(Uuid, u32)>,
+    at: DateTime<Utc>,
+}
+
 /// One transaction's worth of rows, coalesced: a run's flow_runs row and each task run's row are
 /// written once with their latest values.
 #[derive(Default)]
@@ -296,7 +307,7 @@ struct Batch {
 struct RunRow {
     id: Uuid,
     /// Set when the run started in this batch: the row is inserted, else updated.
-    start: Option<(String, String, String, DateTime<Utc>)>,
+    start: Option<RunStart>,
     state: Option<(StateKind, Option<String>, DateTime<Utc>)>,
 }
 
@@ -333,8 +344,17 @@ impl Batch {
                 flow,
                 version,
                 params,
+                parent,
                 at,
-            } => self.run_row(run).start = Some((flow, version, params, at)),
+            } => {
+                self.run_row(run).start = Some(RunStart {
+                    flow,
+                    version,
+                    params,
+                    parent,
+                    at,
+                })
+            }
             Op::RunState {
                 run,
                 state,
@@ -477,11 +497,17 @@ async fn write(inner: &Inner, b: &Batch) -> Result<(), sqlx::Error> {
             None => (None, None, None),
         };
         match &r.start {
-            Some((flow, version, params, at)) => {
+            Some(RunStart {
+                flow,
+                version,
+                params,
+                parent,
+                at,
+            }) => {
                 // A resumed run keeps its first start; it is running again.
                 sqlx::query(
-                    "INSERT INTO flow_runs (id, flow, flow_version, parameters, state, message, started, ended) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                    "INSERT INTO flow_runs (id, flow, flow_version, parameters, state, message, started, ended, \
+                     parent_run, parent_node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                      ON CONFLICT (id) DO UPDATE SET flow_version = excluded.flow_version, \
                      parameters = excluded.parameters, state = excluded.state, \
                      message = excluded.message, ended = excluded.ended",
@@ -494,6 +520,8 @@ async fn write(inner: &Inner, b: &Batch) -> Result<(), sqlx::Error> {
                 .bind(message)
                 .bind(ts(*at))
                 .bind(ended)
+                .bind(parent.map(|(p, _)| p.to_string()))
+                .bind(parent.map(|(_, n)| i64::from(n)))
                 .execute(&mut *tx)
                 .await?;
             }
