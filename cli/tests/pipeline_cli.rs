@@ -458,3 +458,33 @@ fn out_of_range_workers_are_refused() {
     assert!(text(&out.stderr).contains("w.toml:2:11: `workers` must be at most 100000"));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn a_value_that_would_be_an_option_is_refused_before_the_run() {
+    let dir = temp();
+    let file = dir.join("sort.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"sort\"\n[params.f]\ntype = \"string\"\n[[nodes]]\nid = \"first\"\n\
+             command = [\"touch\", \"RAN\"]\nworkdir = \"{d}\"\nnext = [\"sort\"]\n[[nodes]]\n\
+             id = \"sort\"\ncommand = [\"sort\", \"-u\", \"{{f}}\"]\nworkdir = \"{d}\"\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let target = dir.join("FILE");
+    let value = format!("f=-o{}", target.display());
+    let out = weft(
+        &dir,
+        &["pipeline", "run", file.to_str().unwrap(), "--param", &value],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("parameter `f`") && err.contains("node `sort`") && err.contains("nothing ran"),
+        "{err}"
+    );
+    assert!(!target.exists() && !dir.join("RAN").exists());
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -1,10 +1,10 @@
-//! Pipeline files: a DAG of shell nodes written as TOML (seed 003's graphs as data), read into a
+//! Pipeline files: a DAG of shell nodes written as TOML (a web check, a backup...), read into a
 //! [`Pipeline`] by a check that reports every problem of the file at once, each at its
 //! `line:column`.
 //!
 //! ```toml
 //! name = "web_check"
-//! description = "Seed 003's pipeline"
+//! description = "The web-check pipeline"
 //! workers = 5            # default 5
 //! fail_fast = true       # default true
 //! timeout = "60s"        # default timeout of every node (default 10m)
@@ -15,6 +15,7 @@
 //! default = "127.0.0.1"
 //! description = "host to ping"
 //! # choice: `choices = ["a", "b"]`; regex: `pattern = "^[a-z]+$"`; int/float: `min`, `max`
+//! # allow_leading_dash = true   # the value may begin an argument with `-` (an option)
 //!
 //! [[nodes]]
 //! id = "A"
@@ -201,10 +202,13 @@ impl Pipeline {
     /// Reports every problem at once, each at the line and column of the offending token: TOML
     /// syntax, unknown keys (with the allowed ones and a "did you mean"), wrong value types,
     /// duplicate node ids, `next`/`after` naming an unknown node, cycles (with their path),
-    /// bad durations, `workers = 0`, both or neither of `command`/`script`, an empty argv,
-    /// placeholders in a `script` or naming no parameter, unbalanced braces, and errors of the
-    /// parameter schema (unknown type, missing `choices`, invalid pattern, a default that fails
-    /// its own type, `min` > `max`).
+    /// bad durations, `workers` below 1 or above [`MAX_WORKERS`], both or neither of
+    /// `command`/`script`, an empty argv, placeholders in a `script` or naming no parameter,
+    /// unbalanced braces, a placeholder in an argument that a program runs as code (`sh -c`,
+    /// `python -c`, an awk program, ssh's remote command...) or that chooses what runs (`env
+    /// {prog}`; the list is in [`super::argv`]), and errors of the parameter
+    /// schema (unknown type, missing `choices`, invalid pattern, a default that fails its own
+    /// type, `min` > `max`). Linear in the size of the file.
     ///
     /// ```
     /// use weft::pipeline::file::{NodeCommand, Pipeline};
@@ -1473,8 +1477,8 @@ mod tests {
         }
     }
 
-    const SEED_FILE: &str = r#"name = "web_check"
-description = "Seed 003's pipeline"
+    const WEB_CHECK_FILE: &str = r#"name = "web_check"
+description = "The web-check pipeline"
 workers = 3
 fail_fast = false
 timeout = "60s"
@@ -1521,15 +1525,15 @@ timeout = "1m 30s"
 
     #[test]
     fn full_file_round_trips() {
-        let p = Pipeline::from_toml(SEED_FILE, "web_check.toml").unwrap();
+        let p = Pipeline::from_toml(WEB_CHECK_FILE, "web_check.toml").unwrap();
         assert_eq!(p.name, "web_check");
-        assert_eq!(p.description.as_deref(), Some("Seed 003's pipeline"));
+        assert_eq!(p.description.as_deref(), Some("The web-check pipeline"));
         assert_eq!((p.workers, p.fail_fast), (3, false));
         assert_eq!(p.timeout, Duration::from_secs(60));
         assert_eq!(p.source, None);
         assert_eq!(
             p.hash,
-            blake3::hash(SEED_FILE.as_bytes()).to_hex().to_string()
+            blake3::hash(WEB_CHECK_FILE.as_bytes()).to_hex().to_string()
         );
         assert_eq!(
             p.params,

@@ -2,7 +2,7 @@
 //! schema, injection-proof command rendering and process-group timeouts, run by the same engine
 //! as `#[flow]`.
 
-pub(crate) mod argv;
+pub mod argv;
 pub mod file;
 pub mod params;
 mod run;

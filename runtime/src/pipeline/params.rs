@@ -396,7 +396,7 @@ impl std::error::Error for ParamErrors {}
 /// parameter, the value and the expected type; a wrong value never falls back to the default),
 /// values out of range, not among the choices, not matching the pattern or not an IP address,
 /// and every missing required parameter with its description. When `prompt` is given, it is
-/// asked for each missing required parameter (the seed's `input()`), and what it returns is
+/// asked for each missing required parameter (as Python's `input()` would), and what it returns is
 /// checked like any other value; `None` leaves the parameter missing.
 ///
 /// An optional parameter without a default and without a value is simply absent.
