@@ -1,5 +1,5 @@
-//! Overhead of running a pipeline defined as data (seed 003) against spawning the same processes
-//! from a bare tokio loop.
+//! Overhead of running a pipeline defined as data (a TOML file of shell nodes) against spawning
+//! the same processes from a bare tokio loop, and the time to check large files.
 //!
 //! ```text
 //! cargo run --release --example pipeline_bench 2>/dev/null
@@ -15,6 +15,9 @@
 //! shell), a layered DAG of 10 layers of 100 nodes, each node after 2 nodes of the previous layer.
 //!
 //! - check: `Pipeline::from_toml` of its text (parse, schema, edges, cycle check, hash), in ms.
+//! - check of large files, which must stay linear: a chain of 40,000 nodes (each `after` the one
+//!   before; it took 58 s when the cycle search and line:column lookups were quadratic), and a
+//!   node with 40,000 unknown keys (40,000 problems, each with its line:column; 20 s before).
 //! - run: its wall time with `workers = 2` and with `workers = 8`, history off, so the engine
 //!   and the processes alone are measured.
 //! - baseline: 1,000 `true` processes spawned from a plain tokio loop, one `tokio::spawn` each,
@@ -81,6 +84,52 @@ fn pipeline_text(workers: usize) -> String {
         }
     }
     t
+}
+
+/// Nodes of the chain, and unknown keys of the other large file.
+const LARGE: usize = 40_000;
+
+/// A chain of `n` nodes, each after the one before.
+fn chain_text(n: usize) -> String {
+    let mut t = String::with_capacity(n * 60);
+    t.push_str("name = \"chain\"\n");
+    for i in 0..n {
+        t.push_str(&format!(
+            "\n[[nodes]]\nid = \"n{i}\"\ncommand = [\"true\"]\n"
+        ));
+        if i > 0 {
+            t.push_str(&format!("after = [\"n{}\"]\n", i - 1));
+        }
+    }
+    t
+}
+
+/// One node with `n` unknown keys.
+fn unknown_keys_text(n: usize) -> String {
+    let mut t = String::with_capacity(n * 16);
+    t.push_str("name = \"keys\"\n[[nodes]]\nid = \"a\"\ncommand = [\"true\"]\n");
+    for i in 0..n {
+        t.push_str(&format!("unknown_{i} = 1\n"));
+    }
+    t
+}
+
+/// The median time of `REPS` checks of `text` (after a warm-up), each checked by `verify`.
+fn time_check(
+    text: &str,
+    verify: impl Fn(Result<Pipeline, weft::pipeline::CheckError>),
+) -> Duration {
+    let mut times = Vec::new();
+    for rep in 0..=REPS {
+        let t = Instant::now();
+        let checked = Pipeline::from_toml(text, "large.toml");
+        let d = t.elapsed();
+        verify(checked);
+        if rep > 0 {
+            times.push(d);
+        }
+    }
+    median(times)
 }
 
 /// The median of `times`.
@@ -264,6 +313,18 @@ async fn main() {
         }
     }
     let check = median(checks);
+    let chain = chain_text(LARGE);
+    let check_chain = time_check(&chain, |p| {
+        let p = p.expect("the chain checks");
+        assert_eq!(p.nodes.len(), LARGE);
+        assert_eq!(p.nodes[LARGE - 1].upstream, [LARGE - 2]);
+    });
+    let keys = unknown_keys_text(LARGE);
+    let check_keys = time_check(&keys, |p| {
+        let e = p.expect_err("unknown keys are refused");
+        assert_eq!(e.problems.len(), LARGE);
+        assert_eq!(e.problems[LARGE - 1].line, LARGE + 4);
+    });
 
     // Each rep runs weft and every baseline in turn, so that noise from the rest of the machine
     // falls on all of them alike; rep 0 is the warm-up.
@@ -310,6 +371,16 @@ async fn main() {
         "| check: `Pipeline::from_toml` of {NODES} nodes ({} KB of TOML) | {:.2} ms | – | – |",
         text2.len() / 1024,
         ms(check)
+    );
+    println!(
+        "| check: a chain of {LARGE} nodes ({} KB) | {:.0} ms | – | – |",
+        chain.len() / 1024,
+        ms(check_chain)
+    );
+    println!(
+        "| check: {LARGE} unknown keys, {LARGE} problems with line:column ({} KB) | {:.0} ms | – | – |",
+        keys.len() / 1024,
+        ms(check_keys)
     );
     for m in &measured {
         println!(

@@ -285,6 +285,11 @@ workdir = "{dir}"
         "'\"; touch FILE; \"'",
         "-rf",
     ] {
+        if value.starts_with('-') {
+            // A leading `-` in a whole argument is refused before anything runs: see
+            // `a_leading_dash_is_refused_before_anything_runs`.
+            continue;
+        }
         let run = run(&p, &[("value", value)]).await;
         assert!(run.is_successful(), "{value:?}: {}", run.state);
         for node in run.result.as_ref().unwrap() {
@@ -441,4 +446,286 @@ script = "head -c 3145728 /dev/zero | tr '\\000' a; echo oops >&2"
     assert_eq!(whole.payload.len(), 3 << 20);
     assert!(whole.payload.iter().all(|b| *b == b'a'));
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// Every hostile value of the README's list, `FILE` being a file of `dir`.
+fn hostile_values(dir: &Path) -> Vec<String> {
+    let file = dir.join("FILE");
+    let file = file.display();
+    vec![
+        format!("127.0.0.1; touch {file}"),
+        format!("$(touch {file})"),
+        format!("`touch {file}`"),
+        format!("a\ntouch {file}"),
+        format!("'\"; touch {file}; echo '\""),
+        format!("x && touch {file}"),
+        format!("x | touch {file}"),
+        format!("x || touch {file} &"),
+        format!("> {file}"),
+        "*".to_string(),
+        format!("{}/*", dir.display()),
+        "~ ? [a-z] {a,b}".to_string(),
+        format!("-o{file}"),
+        format!("-oProxyCommand=touch {file}"),
+        format!("--output={file}"),
+        "-rf".to_string(),
+    ]
+}
+
+fn given(p: &Pipeline, params: &[(&str, &str)]) -> weft::pipeline::ParamValues {
+    let given: Vec<_> = params
+        .iter()
+        .map(|(k, v)| parse_assignment(&format!("{k}={v}")).unwrap())
+        .collect();
+    resolve(&p.params, &given, None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn hostile_values_in_every_position_never_run_a_command() {
+    let dir = temp_dir("positions");
+    // A value may fill a whole argument, the start, the end or the middle of one, follow a `--`,
+    // be a positional argument of a shell's script, or reach a script as "$v".
+    let p = load(
+        r#"
+name = "positions"
+workers = 1
+[params.v]
+type = "string"
+required = true
+[[nodes]]
+id = "whole"
+command = ["printf", "[%s]", "{v}"]
+[[nodes]]
+id = "start"
+command = ["printf", "[%s]", "{v}.txt"]
+[[nodes]]
+id = "end"
+command = ["printf", "[%s]", "--host={v}"]
+[[nodes]]
+id = "middle"
+command = ["printf", "[%s]", "a {v} b"]
+[[nodes]]
+id = "after_dashes"
+command = ["/bin/echo", "--", "{v}"]
+[[nodes]]
+id = "positional"
+command = ["sh", "-c", "printf '[%s]' \"$1\"", "sh", "x{v}"]
+[[nodes]]
+id = "script"
+script = 'printf "[%s]" "$v"'
+"#,
+    );
+    for value in hostile_values(&dir) {
+        let values = given(&p, &[("v", &value)]);
+        let run = p.run_with(RunConfig::new().no_history(), &values).await;
+        let outputs = run.result.as_ref().unwrap();
+        if value.starts_with('-') {
+            // As a whole argument or its start it would be an option: nothing runs.
+            assert_eq!(run.state.kind, StateKind::Failed, "{value:?}");
+            let why = run.state.message.clone().unwrap_or_default();
+            assert!(
+                why.contains("`v`") && why.contains("`whole`") && why.contains("`start`"),
+                "{value:?}: {why}"
+            );
+            assert!(
+                outputs.iter().all(|n| n.outcome.is_none()),
+                "{value:?} ran a node"
+            );
+        } else {
+            assert!(run.is_successful(), "{value:?}: {}", run.state);
+            let out = |id: &str| {
+                let n = outputs.iter().find(|n| n.id == id).unwrap();
+                String::from_utf8(n.outcome.as_ref().unwrap().stdout.clone()).unwrap()
+            };
+            assert_eq!(out("whole"), format!("[{value}]"));
+            assert_eq!(out("start"), format!("[{value}.txt]"));
+            assert_eq!(out("end"), format!("[--host={value}]"));
+            assert_eq!(out("middle"), format!("[a {value} b]"));
+            assert_eq!(out("after_dashes"), format!("-- {value}\n"));
+            assert_eq!(out("positional"), format!("[x{value}]"));
+            assert_eq!(out("script"), format!("[{value}]"));
+        }
+        assert!(!dir.join("FILE").exists(), "{value:?} ran a command");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn a_placeholder_in_a_shells_code_is_refused_when_the_file_is_checked() {
+    let dir = temp_dir("shellcode");
+    let text = format!(
+        r#"
+name = "web_check"
+[params.ip]
+type = "string"
+[[nodes]]
+id = "ping"
+command = ["sh", "-c", "echo ping -c 1 {{ip}}"]
+workdir = "{}"
+"#,
+        dir.display()
+    );
+    match Pipeline::from_toml(&text, "shellcode.toml") {
+        Err(e) => {
+            let shown = e.to_string();
+            assert!(
+                shown.starts_with("shellcode.toml:7:24: `{ip}` is in the code `sh -c` runs"),
+                "{shown}"
+            );
+            assert!(shown.contains("\"$ip\""), "{shown}");
+        }
+        Ok(p) => {
+            // What the check let through: show that it runs a command.
+            for value in hostile_values(&dir) {
+                let values = given(&p, &[("ip", &value)]);
+                let _ = p.run_with(RunConfig::new().no_history(), &values).await;
+            }
+            let ran = dir.join("FILE").exists();
+            panic!("the file passed the check (and a value ran a command: {ran})");
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn a_leading_dash_is_refused_before_anything_runs() {
+    let dir = temp_dir("dash");
+    let p = load(&format!(
+        r#"
+name = "sort"
+workers = 1
+[params.ip]
+type = "string"
+required = true
+[[nodes]]
+id = "first"
+command = ["touch", "RAN"]
+workdir = "{dir}"
+next = ["sort"]
+[[nodes]]
+id = "sort"
+command = ["sort", "-u", "{{ip}}"]
+workdir = "{dir}"
+"#,
+        dir = dir.display()
+    ));
+    std::fs::write(dir.join("in.txt"), "b\na\n").unwrap();
+    let file = dir.join("FILE");
+    let refused = run(&p, &[("ip", &format!("-o{}", file.display()))]).await;
+    assert_eq!(refused.state.kind, StateKind::Failed);
+    let why = refused.state.message.clone().unwrap_or_default();
+    assert!(
+        why.contains("parameter `ip`")
+            && why.contains("node `sort`")
+            && why.contains("allow_leading_dash"),
+        "{why}"
+    );
+    assert!(!file.exists(), "the value became an option of sort");
+    assert!(!dir.join("RAN").exists(), "a node ran before the refusal");
+    // An ordinary value runs.
+    let ok = run(&p, &[("ip", "in.txt")]).await;
+    assert!(ok.is_successful(), "{}", ok.state);
+    assert!(dir.join("RAN").exists());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn ssh_never_gets_a_value_as_an_option() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("ssh");
+    // A fake ssh that does what the real one does with -oProxyCommand=...: runs it.
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let ssh = bin.join("ssh");
+    std::fs::write(
+        &ssh,
+        "#!/bin/sh\nfor a; do case \"$a\" in -oProxyCommand=*) sh -c \"${a#-oProxyCommand=}\";; esac; done\necho \"ssh $*\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = load(&format!(
+        r#"
+name = "uptime"
+[params.host]
+type = "string"
+required = true
+[[nodes]]
+id = "uptime"
+command = ["ssh", "-o", "BatchMode=yes", "{{host}}", "uptime"]
+workdir = "{dir}"
+env = {{ PATH = "{bin}:/usr/bin:/bin" }}
+"#,
+        dir = dir.display(),
+        bin = bin.display()
+    ));
+    let file = dir.join("FILE");
+    let run = run(
+        &p,
+        &[("host", &format!("-oProxyCommand=touch {}", file.display()))],
+    )
+    .await;
+    assert_eq!(run.state.kind, StateKind::Failed);
+    assert!(!file.exists(), "ssh ran the value as its ProxyCommand");
+    let ok = run_ok(&p, "example.org").await;
+    assert_eq!(ok, "ssh -o BatchMode=yes example.org uptime\n");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+async fn run_ok(p: &Pipeline, host: &str) -> String {
+    let run = run(p, &[("host", host)]).await;
+    assert!(run.is_successful(), "{}", run.state);
+    let out = &run.result.as_ref().unwrap()[0];
+    String::from_utf8(out.outcome.as_ref().unwrap().stdout.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn a_leading_dash_is_allowed_where_the_file_says_so() {
+    let p = load(
+        r#"
+name = "dashes"
+workers = 1
+[params.opt]
+type = "string"
+allow_leading_dash = true
+default = "x"
+[params.n]
+type = "int"
+default = 1
+[params.delta]
+type = "int"
+min = -10
+default = 0
+[[nodes]]
+id = "opt"
+command = ["printf", "[%s]", "{opt}"]
+[[nodes]]
+id = "n"
+command = ["printf", "[%s]", "{n}"]
+[[nodes]]
+id = "delta"
+command = ["printf", "[%s]", "{delta}"]
+"#,
+    );
+    let stdout = |run: &FlowRun<PipelineOutputs>, id: &str| {
+        let n = run
+            .result
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|n| n.id == id)
+            .unwrap();
+        String::from_utf8(n.outcome.as_ref().unwrap().stdout.clone()).unwrap()
+    };
+    let ok = run(&p, &[("opt", "-v"), ("delta", "-3")]).await;
+    assert!(ok.is_successful(), "{}", ok.state);
+    assert_eq!(stdout(&ok, "opt"), "[-v]");
+    assert_eq!(stdout(&ok, "delta"), "[-3]");
+    // An int without a negative `min` is not expected to start with `-`.
+    let refused = run(&p, &[("n", "-5")]).await;
+    assert_eq!(refused.state.kind, StateKind::Failed);
+    let why = refused.state.message.clone().unwrap_or_default();
+    assert!(
+        why.contains("parameter `n`") && why.contains("node `n`"),
+        "{why}"
+    );
 }

@@ -96,7 +96,7 @@ enum Command {
     /// Run a deployment now, or pause and resume its schedule
     #[command(subcommand)]
     Deployment(DeploymentCommand),
-    /// Check, run or draw a pipeline file (shell commands as a DAG, such as the web-check pipeline)
+    /// Check, run or draw a pipeline file (shell commands as a DAG)
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
 }

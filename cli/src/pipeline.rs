@@ -1,11 +1,11 @@
-//! `weft pipeline check|run|graph FILE`: pipelines defined as data (seed 003).
+//! `weft pipeline check|run|graph FILE`: pipelines defined as data (shell commands as a DAG).
 
 use crate::{Failure, GraphFormat};
 use clap::Subcommand;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use weft_runtime::pipeline::params::{parse_assignment, resolve};
-use weft_runtime::pipeline::{ParamSpec, Pipeline, PipelineOutputs};
+use weft_runtime::pipeline::{ParamSpec, Pipeline, PipelineOutputs, MAX_WORKERS};
 use weft_runtime::store::StoreOptions;
 use weft_runtime::{EventSink, FlowRun, RunConfig, RunEvent, StateKind};
 
@@ -22,7 +22,9 @@ pub(crate) enum PipelineCommand {
         come from --param NAME=VALUE and --params FILE.json (a JSON object); a required value \
         still missing is asked for when stdin is a terminal. Values are checked against the \
         file's schema before anything runs. The run is recorded in the run history like a \
-        flow run (`weft run show RUN_ID`)."
+        flow run (`weft run show RUN_ID`).\n\nCtrl-C (SIGINT) or SIGTERM cancels the run: \
+        running nodes get SIGTERM, then SIGKILL after a grace period, and the run is recorded \
+        Cancelled (exit status 130, or 143 for SIGTERM); a second Ctrl-C kills them at once."
     )]
     Run {
         /// The pipeline file (TOML)
@@ -33,8 +35,8 @@ pub(crate) enum PipelineCommand {
         /// Parameters from a JSON file holding one object
         #[arg(long = "params", value_name = "FILE")]
         params_file: Option<PathBuf>,
-        /// Nodes running at once (default: the file's `workers`)
-        #[arg(long)]
+        /// Nodes running at once, 1 to 100000 (default: the file's `workers`)
+        #[arg(long, value_parser = parse_workers)]
         workers: Option<usize>,
     },
     /// Draw a pipeline file's graph
@@ -112,11 +114,13 @@ pub(crate) async fn execute(
                 message: e.0.join("; "),
                 code: 2,
             })?;
+            // A value that would become an option is refused before anything runs.
+            p.check_values(&values).map_err(|e| Failure {
+                message: e.0.join("; "),
+                code: 2,
+            })?;
             let mut config = RunConfig::new();
             if let Some(n) = workers {
-                if n == 0 {
-                    return Err(Failure::usage("--workers must be at least 1".to_owned()));
-                }
                 config = config.max_concurrency(n);
             }
             if let Some(url) = database {
@@ -131,21 +135,35 @@ pub(crate) async fn execute(
             if std::io::stderr().is_terminal() {
                 config = config.sink(std::sync::Arc::new(Progress::new(p.nodes.len())));
             }
-            let run = p.run_with(config, &values).await;
+            // Ctrl-C and SIGTERM cancel the run rather than leave its nodes running.
+            let (run, stop) = p.run_until_stopped(config, &values).await;
             weft_runtime::logging::flush();
             weft_runtime::logging::status(None);
             let summary = summary(&run);
-            if run.state.kind == StateKind::Completed {
+            if run.state.kind == StateKind::Completed && stop.is_none() {
                 Ok(summary)
             } else {
                 print!("{summary}");
                 Err(Failure {
                     message: format!("pipeline '{}' ended {}", p.name, run.state),
-                    code: 1,
+                    code: stop.map_or(1, |s| s.exit_code()),
                 })
             }
         }
     }
+}
+
+/// `--workers N`: 1 to [`MAX_WORKERS`] (a larger count is refused here rather than overflow the
+/// engine's semaphore).
+fn parse_workers(text: &str) -> Result<usize, String> {
+    let n: u128 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a whole number from 1 to {MAX_WORKERS}"))?;
+    if n == 0 || n > MAX_WORKERS as u128 {
+        return Err(format!("must be from 1 to {MAX_WORKERS}, not {n}"));
+    }
+    Ok(n as usize)
 }
 
 /// `--param`s and `--params FILE`, the command line winning.
@@ -223,7 +241,7 @@ fn bar(done: usize, running: usize, failed: usize, total: usize) -> String {
 /// How `resolve` asks for a missing value.
 type Prompt<'a> = dyn FnMut(&ParamSpec) -> Option<String> + 'a;
 
-/// Asks for a missing required value on the terminal (seed 003's `input()`).
+/// Asks for a missing required value on the terminal (as Python's `input()` would).
 fn prompt(spec: &ParamSpec) -> Option<String> {
     let mut err = std::io::stderr();
     let _ = write!(

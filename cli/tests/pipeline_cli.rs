@@ -242,3 +242,249 @@ fn a_missing_value_is_asked_for_on_a_terminal() {
     assert_eq!(json[0]["parameters"]["who"], "Marvin");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A pipeline of two nodes that each write their shell's pid, then become `sleep 30` (same pid):
+/// `trap` makes them ignore SIGTERM (so only SIGKILL ends them).
+fn sleepers(dir: &Path, ignore_term: bool) -> PathBuf {
+    let file = dir.join("sleepers.toml");
+    let trap = if ignore_term { "trap '' TERM; " } else { "" };
+    let mut text = String::from("name = \"sleepers\"\nworkers = 2\n");
+    for id in ["one", "two"] {
+        text.push_str(&format!(
+            "[[nodes]]\nid = \"{id}\"\nscript = \"{trap}echo $$ > {id}.pid; exec sleep 30\"\nworkdir = \"{}\"\n",
+            dir.display()
+        ));
+    }
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// The pids both nodes wrote, once they have (at most 20 s).
+fn node_pids(dir: &Path) -> Vec<i32> {
+    for _ in 0..200 {
+        let pids: Vec<i32> = ["one", "two"]
+            .iter()
+            .filter_map(|id| std::fs::read_to_string(dir.join(format!("{id}.pid"))).ok())
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        // The pid is written before `exec sleep`: wait until each really is the sleep.
+        if pids.len() == 2 && pids.iter().all(|p| is_sleep(*p)) {
+            return pids;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the nodes did not start");
+}
+
+/// `pid` is a live (not zombie) `sleep`: a recycled pid would be another program.
+fn is_sleep(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit(')').next().unwrap_or("").trim_start();
+            s.contains("(sleep)") && !state.starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+fn signal(pid: u32, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Waits for `child` (at most 30 s); kills it and fails when it does not end.
+fn wait_for(child: &mut std::process::Child) -> std::process::ExitStatus {
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().ok();
+    panic!("weft did not end after the signal");
+}
+
+/// The newest run of `sleepers` in the history is Cancelled and none of its task runs is left
+/// Running (or Pending).
+fn recorded_cancelled(dir: &Path) {
+    let runs = weft(dir, &["runs", "--flow", "sleepers", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&runs.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&runs.stdout), text(&runs.stderr)));
+    let id = json[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(json[0]["state"], "Cancelled", "{json}");
+    let show = weft(dir, &["run", "show", &id, "--json"]);
+    let detail: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let tasks = detail["task_runs"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "{detail}");
+    for t in tasks {
+        assert_eq!(t["state"], "Cancelled", "{t}");
+    }
+}
+
+fn interrupted_run_leaves_nothing(sig: &str, code: i32) {
+    let dir = temp();
+    let file = sleepers(&dir, false);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["pipeline", "run", file.to_str().unwrap()])
+        .env("WEFT_HOME", &dir)
+        .env_remove("WEFT_DATABASE_URL")
+        .env("WEFT_LOG", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pids = node_pids(&dir);
+    signal(child.id(), sig);
+    let status = wait_for(&mut child);
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(code), "{err}");
+    for pid in pids {
+        assert!(!is_sleep(pid), "node process {pid} survived {sig}");
+    }
+    assert!(err.contains("Cancelled"), "{err}");
+    recorded_cancelled(&dir);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn sigint_cancels_the_run_and_kills_every_node() {
+    interrupted_run_leaves_nothing("INT", 130);
+}
+
+#[test]
+fn sigterm_cancels_the_run_and_kills_every_node() {
+    interrupted_run_leaves_nothing("TERM", 143);
+}
+
+#[test]
+fn a_second_interrupt_kills_at_once() {
+    let dir = temp();
+    // The nodes ignore SIGTERM: after one Ctrl-C they get SIGKILL only at the end of the grace.
+    let file = sleepers(&dir, true);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["pipeline", "run", file.to_str().unwrap()])
+        .env("WEFT_HOME", &dir)
+        .env_remove("WEFT_DATABASE_URL")
+        .env("WEFT_LOG", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids = node_pids(&dir);
+    signal(child.id(), "INT");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(pids.iter().all(|p| is_sleep(*p)), "SIGTERM is ignored");
+    signal(child.id(), "INT");
+    // Gone without waiting for the grace (2 s): SIGKILL went to every group at once.
+    let mut gone = false;
+    for _ in 0..10 {
+        if pids.iter().all(|p| !is_sleep(*p)) {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(gone, "the second Ctrl-C did not kill the nodes at once");
+    assert_eq!(wait_for(&mut child).code(), Some(130));
+    recorded_cancelled(&dir);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn ctrl_c_on_a_terminal_cancels_the_run() {
+    if Command::new("script").arg("--version").output().is_err() {
+        return;
+    }
+    let dir = temp();
+    let file = sleepers(&dir, false);
+    let line = format!(
+        "{} pipeline run {}",
+        env!("CARGO_BIN_EXE_weft"),
+        file.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("WEFT_HOME", &dir)
+        .env("WEFT_LOG", "off")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pids = node_pids(&dir);
+    use std::io::Write;
+    // Ctrl-C, typed on the terminal: the line discipline sends SIGINT to weft's process group.
+    child.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
+    child.stdin.as_mut().unwrap().flush().unwrap();
+    let status = wait_for(&mut child);
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert_eq!(status.code(), Some(130), "{out}");
+    for pid in pids {
+        assert!(!is_sleep(pid), "node process {pid} survived Ctrl-C");
+    }
+    recorded_cancelled(&dir);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn out_of_range_workers_are_refused() {
+    let dir = temp();
+    let file = dir.join("w.toml");
+    std::fs::write(
+        &file,
+        "name = \"w\"\n[[nodes]]\nid = \"a\"\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
+    let p = file.to_str().unwrap();
+    for n in ["18446744073709551615", "100001", "0"] {
+        let out = weft(&dir, &["pipeline", "run", p, "--workers", n]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{n}: {err}");
+        assert!(err.contains("--workers"), "{n}: {err}");
+        assert!(!err.contains("internal error"), "{n}: {err}");
+    }
+    let ok = weft(&dir, &["pipeline", "run", p, "--workers", "100000"]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    std::fs::write(
+        &file,
+        "name = \"w\"\nworkers = 9223372036854775807\n[[nodes]]\nid = \"a\"\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
+    let out = weft(&dir, &["pipeline", "check", p]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("w.toml:2:11: `workers` must be at most 100000"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_value_that_would_be_an_option_is_refused_before_the_run() {
+    let dir = temp();
+    let file = dir.join("sort.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"sort\"\n[params.f]\ntype = \"string\"\n[[nodes]]\nid = \"first\"\n\
+             command = [\"touch\", \"RAN\"]\nworkdir = \"{d}\"\nnext = [\"sort\"]\n[[nodes]]\n\
+             id = \"sort\"\ncommand = [\"sort\", \"-u\", \"{{f}}\"]\nworkdir = \"{d}\"\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let target = dir.join("FILE");
+    let value = format!("f=-o{}", target.display());
+    let out = weft(
+        &dir,
+        &["pipeline", "run", file.to_str().unwrap(), "--param", &value],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("parameter `f`") && err.contains("node `sort`") && err.contains("nothing ran"),
+        "{err}"
+    );
+    assert!(!target.exists() && !dir.join("RAN").exists());
+    std::fs::remove_dir_all(dir).ok();
+}

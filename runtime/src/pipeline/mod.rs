@@ -1,12 +1,13 @@
-//! Pipelines defined as data (seed 003): shell-command DAGs read from a TOML file, with a typed
-//! parameter schema, injection-proof command rendering and process-group timeouts, run by the
-//! same engine as `#[flow]`.
+//! Pipelines defined as data: shell-command DAGs read from a TOML file, with a typed parameter
+//! schema, injection-proof command rendering and process-group timeouts, run by the same engine
+//! as `#[flow]`.
 
+pub mod argv;
 pub mod file;
 pub mod params;
 mod run;
 pub mod shell;
 
-pub use file::{CheckError, NodeCommand, NodeSpec, Pipeline, Problem};
+pub use file::{CheckError, NodeCommand, NodeSpec, Pipeline, Problem, MAX_WORKERS};
 pub use params::{ParamErrors, ParamKind, ParamSpec, ParamValue, ParamValues};
-pub use run::{NodeOutput, PipelineOutputs};
+pub use run::{NodeOutput, PipelineOutputs, Stop};

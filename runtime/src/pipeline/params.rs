@@ -13,6 +13,7 @@
 //!     required: true,
 //!     default: None,
 //!     description: Some("host to ping".into()),
+//!     allow_leading_dash: false,
 //! }];
 //! let given = vec![parse_assignment("ip=127.0.0.1").unwrap()];
 //! let values = resolve(&specs, &given, None).unwrap();
@@ -41,6 +42,10 @@ pub struct ParamSpec {
     pub default: Option<ParamValue>,
     /// Shown when the value is missing or prompted for.
     pub description: Option<String>,
+    /// `allow_leading_dash = true`: the value may start with `-` where it begins an argument
+    /// of a `command` (where a program would read it as an option). Off by default: see
+    /// [`ParamSpec::may_start_with_dash`].
+    pub allow_leading_dash: bool,
 }
 
 /// The type of a parameter and its constraints (`type = "..."` in the file).
@@ -66,8 +71,10 @@ pub enum ParamKind {
     Bool,
     /// One of the listed strings (`"choice"`, with `choices = [...]`).
     Choice(Vec<String>),
-    /// A string the whole of which matches the pattern (`"regex"`, with `pattern = "..."`; the
-    /// pattern is anchored at both ends whether or not it says `^...$`).
+    /// A string the whole of which matches the pattern (`"regex"`, with `pattern = "..."`): the
+    /// pattern is compiled on its own, and the value is accepted only when the match `find`
+    /// reports starts at its first byte and ends at its last. (Alternatives are tried in order:
+    /// with `a|ab`, "ab" is refused; write `ab|a`, or `^(?:a|ab)$`.)
     Regex(String),
     /// An IPv4 or IPv6 address, as [`std::net::IpAddr`] parses it (`"ip"`).
     Ip,
@@ -156,7 +163,8 @@ impl ParamSpec {
     /// ```
     /// use weft::pipeline::params::{ParamKind, ParamSpec, ParamValue};
     /// let spec = ParamSpec { name: "count".into(), kind: ParamKind::Int { min: Some(1), max: None },
-    ///                        required: false, default: None, description: None };
+    ///                        required: false, default: None, description: None,
+    ///                        allow_leading_dash: false };
     /// assert_eq!(spec.check_value(&"3".into()), Ok(ParamValue::Int(3)));
     /// assert_eq!(spec.check_value(&"x".into()).unwrap_err(),
     ///            "parameter `count` expects an int, got \"x\"");
@@ -242,9 +250,9 @@ impl ParamSpec {
             }
             ParamKind::Regex(pattern) => {
                 let t = text.ok_or_else(wrong)?;
-                let re = anchored_regex(pattern)
+                let re = compile_pattern(pattern)
                     .map_err(|e| format!("parameter `{name}`: invalid pattern: {e}"))?;
-                if re.is_match(t) {
+                if whole_match(&re, t) {
                     Ok(ParamValue::String(t.to_string()))
                 } else {
                     Err(format!(
@@ -280,9 +288,33 @@ impl ParamSpec {
     }
 }
 
-/// Compiles `pattern` so that it must match a whole value.
-pub(crate) fn anchored_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
-    regex::Regex::new(&format!("^(?:{pattern})$"))
+/// Compiles a `regex` parameter's pattern, on its own: it is never pasted into another pattern
+/// (`^(?:` + `[a-z]+)|(.*` + `)$` would match anything).
+pub(crate) fn compile_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(pattern)
+}
+
+/// Whether the match of `re` in `text` spans all of `text` (from byte 0 to its end).
+pub(crate) fn whole_match(re: &regex::Regex, text: &str) -> bool {
+    re.find(text)
+        .is_some_and(|m| m.start() == 0 && m.end() == text.len())
+}
+
+impl ParamSpec {
+    /// Whether a value may start with `-` where it begins an argument of a `command`: when the
+    /// file says `allow_leading_dash = true`; for a `choice` (the file lists every value); for an
+    /// `int` or `float` whose declared `min` is below 0 (negative numbers are then expected).
+    /// Other values starting with `-` are refused before anything runs, unless the placeholder
+    /// comes after a `--` argument of the program.
+    pub fn may_start_with_dash(&self) -> bool {
+        self.allow_leading_dash
+            || match &self.kind {
+                ParamKind::Choice(_) => true,
+                ParamKind::Int { min, .. } => min.is_some_and(|m| m < 0),
+                ParamKind::Float { min, .. } => min.is_some_and(|m| m < 0.0),
+                _ => false,
+            }
+    }
 }
 
 /// The values of a run's parameters, by name. Built by [`resolve`].
@@ -364,7 +396,7 @@ impl std::error::Error for ParamErrors {}
 /// parameter, the value and the expected type; a wrong value never falls back to the default),
 /// values out of range, not among the choices, not matching the pattern or not an IP address,
 /// and every missing required parameter with its description. When `prompt` is given, it is
-/// asked for each missing required parameter (the seed's `input()`), and what it returns is
+/// asked for each missing required parameter (as Python's `input()` would), and what it returns is
 /// checked like any other value; `None` leaves the parameter missing.
 ///
 /// An optional parameter without a default and without a value is simply absent.
@@ -372,7 +404,8 @@ impl std::error::Error for ParamErrors {}
 /// ```
 /// use weft::pipeline::params::{resolve, ParamKind, ParamSpec};
 /// let specs = vec![ParamSpec { name: "ip".into(), kind: ParamKind::Ip, required: true,
-///                              default: None, description: Some("host to ping".into()) }];
+///                              default: None, description: Some("host to ping".into()),
+///                              allow_leading_dash: false }];
 /// let err = resolve(&specs, &[], None).unwrap_err();
 /// assert_eq!(err.to_string(), "missing required parameter `ip` (host to ping)");
 /// let mut ask = |_: &ParamSpec| Some("::1".to_string());
@@ -688,6 +721,7 @@ mod tests {
             required: false,
             default: None,
             description: None,
+            allow_leading_dash: false,
         }
     }
 
@@ -817,6 +851,35 @@ mod tests {
         assert_eq!(
             one(ParamKind::Regex("^a|b$".into()), json!("ax")),
             Err("parameter `p`: \"ax\" does not match the pattern ^a|b$".into())
+        );
+    }
+
+    #[test]
+    fn regex_kind_cannot_be_escaped_by_its_pattern() {
+        // Pasted into `^(?:...)$`, this pattern closed the group and matched anything.
+        for value in [
+            "; touch FILE",
+            "$(touch FILE)",
+            "-o/tmp/FILE",
+            "abc\ntouch FILE",
+        ] {
+            assert!(
+                one(ParamKind::Regex("[a-z]+)|(.*".into()), json!(value)).is_err(),
+                "{value:?}"
+            );
+        }
+        // Whole-value matching: a match that stops short, or starts late, is refused.
+        let k = ParamKind::Regex("[a-z]+".into());
+        assert!(one(k.clone(), json!("abc\n")).is_err());
+        assert!(one(k.clone(), json!("1abc")).is_err());
+        assert!(one(
+            ParamKind::Regex("(?m)^[a-z]+$".into()),
+            json!("abc\nx; touch FILE")
+        )
+        .is_err());
+        assert_eq!(
+            one(ParamKind::Regex("^(?:a|ab)$".into()), json!("ab")),
+            Ok(ParamValue::String("ab".into()))
         );
     }
 

@@ -2,10 +2,13 @@
 //! built at run time, with the same states, retries, handlers, concurrency limit, fail_fast and
 //! run history as a `#[flow]`.
 
+use super::argv::analyze;
 use super::file::{NodeCommand, Pipeline};
-use super::params::{param_env, render_argv, ParamValues};
+use super::params::{
+    param_env, parse_template, render_argv, show_str, ParamErrors, ParamValues, Part,
+};
 use super::shell::{self, ShellCommand, ShellOutcome, ShellSpec};
-use crate::flow::{FlowDef, FlowError, FlowRun, RunConfig};
+use crate::flow::{CancelHandle, FlowDef, FlowError, FlowRun, RunConfig};
 use crate::graph::{Edge, EdgeKind, FlowGraph, Node, NodeKind};
 use crate::state::{StateKind, TaskRunId};
 use crate::task::{Attempt, BoxFuture, Task, TaskBody, TaskOptions, TaskRun};
@@ -36,12 +39,16 @@ const HISTORY_OUTPUT: usize = 1 << 20;
 /// Bytes of each stream a node's runner keeps in memory.
 const NODE_OUTPUT: usize = 64 << 20;
 
+/// Node runners still stopping their process group after their run was cancelled.
+type Stopping = Arc<Mutex<Vec<tokio::task::JoinHandle<Result<ShellOutcome, String>>>>>;
+
 #[derive(Clone)]
 struct NodeArgs {
     node: u32,
     id: Arc<str>,
     spec: Arc<ShellSpec>,
     slot: Arc<Mutex<Option<ShellOutcome>>>,
+    stopping: Stopping,
 }
 
 impl Task for ShellNode {
@@ -61,6 +68,7 @@ impl TaskBody<NodeArgs> for ShellNode {
             // fail_fast stops the node through its run's cancel flag: the process group is
             // killed, not just forgotten.
             let cx = crate::flow::current();
+            let run_cx = cx.clone();
             let cancel = async move {
                 match cx.as_ref().and_then(|c| c.cancel_flag()) {
                     Some(flag) => flag.cancelled().await,
@@ -69,11 +77,18 @@ impl TaskBody<NodeArgs> for ShellNode {
             };
             // On a task of its own: starting a process blocks its thread until the child is
             // launched, and the flow's driver would start every node from one thread.
-            // Dropping the attempt aborts it, and the runner kills the group when dropped.
+            // The engine drops the attempt when the run is cancelled: the runner then goes on
+            // alone, giving the group SIGTERM and, after the grace, SIGKILL (the run waits for
+            // it before it returns). Dropped for any other reason, the runner is aborted and
+            // kills the group at once.
             let spec = args.spec.clone();
-            let mut spawned =
-                AbortOnDrop(tokio::spawn(async move { shell::run(&spec, cancel).await }));
-            let outcome = match (&mut spawned.0).await {
+            let mut spawned = Runner {
+                handle: Some(tokio::spawn(async move { shell::run(&spec, cancel).await })),
+                cx: run_cx,
+                stopping: args.stopping.clone(),
+            };
+            let handle = spawned.handle.as_mut().expect("set above");
+            let outcome = match handle.await {
                 Ok(Ok(o)) => o,
                 Ok(Err(e)) => return Attempt::Fail(e),
                 Err(e) => return Attempt::Panic(e.to_string()),
@@ -119,7 +134,34 @@ impl TaskBody<NodeArgs> for ShellNode {
     }
 }
 
-/// A spawned node process runner, aborted with the attempt that awaits it.
+/// A spawned node process runner: aborted with the attempt that awaits it, unless the run was
+/// cancelled (then it stops its group gracefully, and the run waits for it).
+struct Runner {
+    handle: Option<tokio::task::JoinHandle<Result<ShellOutcome, String>>>,
+    cx: Option<Arc<crate::flow::FlowCtx>>,
+    stopping: Stopping,
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        if handle.is_finished() {
+            return;
+        }
+        if self.cx.as_ref().is_some_and(|cx| cx.is_cancelled()) {
+            self.stopping
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(handle);
+        } else {
+            handle.abort();
+        }
+    }
+}
+
+/// A spawned task, aborted when dropped.
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
@@ -220,13 +262,156 @@ impl Pipeline {
         self.run_with(RunConfig::new(), params).await
     }
 
+    /// Checks where each value lands in each `command`: a value that would begin an argument
+    /// (its placeholder starts the argument) and starts with `-` would read as an option of the
+    /// program (`sort -u {f}` with `-o/tmp/x` writes a file). It is refused unless a `--`
+    /// argument comes before it (after the program that finally runs, past wrappers such as
+    /// `env` or `sudo`), or its parameter may start with `-` (see
+    /// [`ParamSpec::may_start_with_dash`](super::ParamSpec::may_start_with_dash):
+    /// `allow_leading_dash = true`, a `choice`, a number with a negative `min`).
+    ///
+    /// [`Pipeline::run_with`] runs no node when this fails; the command line refuses the run
+    /// before it starts.
+    pub fn check_values(&self, values: &ParamValues) -> Result<(), ParamErrors> {
+        let refused = self.leading_dashes(values);
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(ParamErrors(refused.into_iter().map(|r| r.1).collect()))
+        }
+    }
+
+    /// (node index, message) for each argument a value would turn into an option.
+    fn leading_dashes(&self, values: &ParamValues) -> Vec<(usize, String)> {
+        let mut refused = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let NodeCommand::Argv(argv) = &node.run else {
+                continue;
+            };
+            let program = analyze(argv).program;
+            let dashes = argv
+                .iter()
+                .enumerate()
+                .skip(program + 1)
+                .find(|(_, a)| a.as_str() == "--")
+                .map(|(k, _)| k);
+            for (k, arg) in argv.iter().enumerate().skip(1) {
+                if dashes.is_some_and(|d| k > d) {
+                    break;
+                }
+                let Ok(parts) = parse_template(arg) else {
+                    continue;
+                };
+                for part in parts {
+                    let name = match part {
+                        Part::Text(t) if t.is_empty() => continue,
+                        Part::Text(_) => break,
+                        Part::Param { name, .. } => name,
+                    };
+                    let Some(text) = values.get(&name).map(|v| v.to_string()) else {
+                        break;
+                    };
+                    if text.is_empty() {
+                        continue;
+                    }
+                    let allowed = self
+                        .params
+                        .iter()
+                        .find(|p| p.name == name)
+                        .is_some_and(|p| p.may_start_with_dash());
+                    if text.starts_with('-') && !allowed {
+                        refused.push((
+                            i,
+                            format!(
+                                "parameter `{name}`: the value {} would begin argument {k} ({}) of node `{}` and read as an option; nothing ran. Put \"--\" before it in the node's `command` if the program takes it, or set `allow_leading_dash = true` in [params.{name}] if an option is meant",
+                                show_str(&text),
+                                show_str(arg),
+                                node.id
+                            ),
+                        ));
+                    }
+                    break;
+                }
+            }
+        }
+        refused
+    }
+
+    /// Runs the pipeline like [`Pipeline::run_with`], stopping it on `SIGINT` (Ctrl-C) or
+    /// `SIGTERM`: the first signal cancels the run (each running node's process group gets
+    /// `SIGTERM`, then `SIGKILL` after its grace; no new node starts; the run and its nodes end
+    /// Cancelled in the history); a second one kills every node's group with `SIGKILL` at once.
+    /// Returns the run and the first signal, if one came (exit with [`Stop::exit_code`]).
+    ///
+    /// The signals are handled from the call until it returns (the default action, ending the
+    /// program at once, is replaced for the rest of the process, as with `tokio::signal`).
+    pub async fn run_until_stopped(
+        &self,
+        config: RunConfig,
+        params: &ParamValues,
+    ) -> (FlowRun<PipelineOutputs>, Option<Stop>) {
+        let handle = CancelHandle::new();
+        // Long enough for every node's SIGTERM grace and SIGKILL, so that each is recorded.
+        let config = config
+            .cancel_with(&handle)
+            .cancel_grace(super::shell::DEFAULT_KILL_GRACE + std::time::Duration::from_secs(5));
+        let stop: Arc<Mutex<Option<Stop>>> = Arc::default();
+        let listener = match signals() {
+            Ok(mut signals) => {
+                let stop = stop.clone();
+                Some(AbortOnDrop(tokio::spawn(async move {
+                    let first = signals.next().await;
+                    *stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(first);
+                    tracing::warn!(
+                        target: "weft",
+                        "{}: cancelling the run (again to kill its nodes at once)",
+                        first.name()
+                    );
+                    handle.cancel(format!("interrupted by {}", first.name()));
+                    loop {
+                        let again = signals.next().await;
+                        let n = super::shell::kill_all_now();
+                        tracing::warn!(
+                            target: "weft",
+                            "{}: killed {n} node process group(s) at once",
+                            again.name()
+                        );
+                    }
+                })))
+            }
+            Err(e) => {
+                tracing::warn!(target: "weft", "cannot handle SIGINT/SIGTERM: {e}");
+                None
+            }
+        };
+        let run = self.run_with(config, params).await;
+        drop(listener);
+        let stop = *stop.lock().unwrap_or_else(|e| e.into_inner());
+        (run, stop)
+    }
+
     /// Runs the pipeline with a [`RunConfig`] (workers as `max_concurrency`, `fail_fast`,
-    /// history, cancel handle...).
+    /// history, cancel handle...). When a value would become an option
+    /// ([`Pipeline::check_values`]), no node runs: the nodes it concerns end Failed, the others
+    /// NotRun, each with the reason.
     pub async fn run_with(
         &self,
         config: RunConfig,
         params: &ParamValues,
     ) -> FlowRun<PipelineOutputs> {
+        let refused = self.leading_dashes(params);
+        let refused = (!refused.is_empty()).then(|| {
+            let mut which = vec![false; self.nodes.len()];
+            for (i, _) in &refused {
+                which[*i] = true;
+            }
+            let why = refused
+                .into_iter()
+                .map(|r| r.1)
+                .collect::<Vec<_>>()
+                .join("; ");
+            (which, why)
+        });
         let def = definition(self);
         let config = if config.records_history() {
             config.with_params_json(params.to_json().to_string())
@@ -236,6 +421,7 @@ impl Pipeline {
         // Every node's command, rendered before anything runs; a node whose placeholders do
         // not render fails without starting.
         let env = param_env(params);
+        let stopping: Stopping = Arc::default();
         let nodes: Vec<PreparedNode> = self
             .nodes
             .iter()
@@ -269,21 +455,35 @@ impl Pipeline {
                         Arc::new(spec)
                     }),
                     slot: Arc::new(Mutex::new(None)),
+                    stopping: stopping.clone(),
                 }
             })
             .collect();
         let nodes = Arc::new(nodes);
         let driver_nodes = nodes.clone();
         let pipeline = self.clone();
-        crate::flow::run_flow(def, config, move |cx| async move {
+        let run = crate::flow::run_flow(def, config, move |cx| async move {
             if let Some(history) = crate::store::record::current() {
                 history.pipeline(&pipeline);
             }
-            drive(&cx, &driver_nodes).await;
+            match &refused {
+                None => drive(&cx, &driver_nodes).await,
+                Some((which, why)) => refuse(&cx, &driver_nodes, which, why),
+            }
             Ok::<_, FlowError>(())
         })
-        .await
-        .map_value(|()| outputs(&nodes))
+        .await;
+        // Cancelled nodes' groups are still being stopped: wait until none is left.
+        loop {
+            let next = stopping.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            match next {
+                Some(handle) => {
+                    let _ = handle.await;
+                }
+                None => break,
+            }
+        }
+        run.map_value(|()| outputs(&nodes))
     }
 }
 
@@ -293,6 +493,97 @@ struct PreparedNode {
     options: TaskOptions,
     command: Result<Arc<ShellSpec>, String>,
     slot: Arc<Mutex<Option<ShellOutcome>>>,
+    stopping: Stopping,
+}
+
+/// Records every node as never started: Failed where a value was refused, NotRun elsewhere.
+fn refuse(cx: &Arc<crate::flow::FlowCtx>, nodes: &[PreparedNode], which: &[bool], why: &str) {
+    for (i, p) in nodes.iter().enumerate() {
+        let state = if which[i] {
+            crate::state::State::failed(why.to_owned())
+        } else {
+            crate::state::State::not_run(format!("not started: {why}"))
+        };
+        let _: TaskRun<()> = crate::engine::never_run(
+            cx,
+            TaskRunId {
+                flow_run_id: cx.run_id(),
+                node: i as u32,
+                map_index: None,
+            },
+            p.options.name,
+            &[],
+            state,
+        );
+    }
+}
+
+/// The signal that stopped a run ([`Pipeline::run_until_stopped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// `SIGINT` (Ctrl-C).
+    Interrupt,
+    /// `SIGTERM`.
+    Terminate,
+}
+
+impl Stop {
+    /// `SIGINT` or `SIGTERM`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stop::Interrupt => "SIGINT",
+            Stop::Terminate => "SIGTERM",
+        }
+    }
+
+    /// The conventional exit status of a program stopped by this signal: 128 + its number
+    /// (130 for SIGINT, 143 for SIGTERM).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Stop::Interrupt => 130,
+            Stop::Terminate => 143,
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, listened to from the moment this returns.
+struct Signals {
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+fn signals() -> std::io::Result<Signals> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(Signals {})
+    }
+}
+
+impl Signals {
+    async fn next(&mut self) -> Stop {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.int.recv() => Stop::Interrupt,
+                _ = self.term.recv() => Stop::Terminate,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Stop::Interrupt
+        }
+    }
 }
 
 fn outputs(nodes: &[PreparedNode]) -> PipelineOutputs {
@@ -337,6 +628,7 @@ async fn drive(cx: &Arc<crate::flow::FlowCtx>, nodes: &[PreparedNode]) {
                         id: p.id.as_str().into(),
                         spec: spec.clone(),
                         slot: p.slot.clone(),
+                        stopping: p.stopping.clone(),
                     };
                     crate::engine::execute::<ShellNode, NodeArgs>(cx, id, args, false, &p.options)
                         .await

@@ -191,6 +191,19 @@ pub async fn run(
     ))
 }
 
+/// Sends `SIGKILL` at once to the process group of every command [`run`] has started in this
+/// process and not yet reaped (a second Ctrl-C: no grace). Returns how many groups it signalled.
+pub fn kill_all_now() -> usize {
+    #[cfg(unix)]
+    {
+        unix::kill_all_now()
+    }
+    #[cfg(not(unix))]
+    {
+        0
+    }
+}
+
 /// Output of one stream: the first `cap` bytes, and the count of all of them.
 struct Capture {
     kept: Vec<u8>,
@@ -232,6 +245,41 @@ mod unix {
 
     /// How often the group is checked while it is given its grace after `SIGTERM`.
     const GRACE_POLL: Duration = Duration::from_millis(20);
+
+    /// The process groups of commands started and not yet reaped: while its leader is unreaped
+    /// a group id cannot be reused, so signalling one of these never hits another program.
+    static LIVE_GROUPS: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+
+    fn live_groups() -> std::sync::MutexGuard<'static, Vec<libc::pid_t>> {
+        LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn kill_all_now() -> usize {
+        let groups = live_groups();
+        for &pgid in groups.iter() {
+            signal_group(pgid, libc::SIGKILL);
+        }
+        groups.len()
+    }
+
+    /// Registers a live group; unregisters it when dropped (after the reap, or with the run).
+    struct Registered(libc::pid_t);
+
+    impl Registered {
+        fn new(pgid: libc::pid_t) -> Registered {
+            live_groups().push(pgid);
+            Registered(pgid)
+        }
+    }
+
+    impl Drop for Registered {
+        fn drop(&mut self) {
+            let mut groups = live_groups();
+            if let Some(i) = groups.iter().position(|g| *g == self.0) {
+                groups.swap_remove(i);
+            }
+        }
+    }
 
     /// Kills the process group with `SIGKILL` when dropped while armed: a dropped [`run`] future
     /// leaves nothing behind. Declared after the child, so it is dropped (and signals) before
@@ -386,6 +434,9 @@ mod unix {
         };
         // process_group(0): the child leads a new group whose id is its pid.
         let pgid = pid as libc::pid_t;
+        // Dropped after the guard below (declared before it): the group leaves the registry only
+        // once it has been killed or reaped.
+        let _registered = Registered::new(pgid);
         let mut guard = GroupGuard { pgid, armed: true };
 
         let mut out = Capture::new(spec.output_cap);
