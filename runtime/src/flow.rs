@@ -950,24 +950,10 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Runs a flow whose body's value never means failure (see [`run_flow_with`]).
-pub(crate) async fn run_flow<R, F, Fut>(
-    def: &'static FlowDef,
-    config: RunConfig,
-    driver: F,
-) -> FlowRun<R>
-where
-    F: FnOnce(Arc<FlowCtx>) -> Fut,
-    Fut: Future<Output = Result<R, FlowError>> + Send + 'static,
-    R: Send + 'static,
-{
-    run_flow_with(def, config, |_| None, driver).await
-}
-
 /// Runs a flow: spawns the driver on a tokio worker, then builds the report. `failure` tells
 /// whether the body's value is a failure (an `Err` returned by a body whose return type is a
 /// `Result`), and why.
-pub(crate) async fn run_flow_with<R, F, Fut>(
+pub(crate) async fn run_flow<R, F, Fut>(
     def: &'static FlowDef,
     mut config: RunConfig,
     failure: fn(&R) -> Option<String>,

@@ -350,7 +350,7 @@ pub mod __private {
         Fut: std::future::Future<Output = Result<R, FlowError>> + Send + 'static,
         R: Send + 'static,
     {
-        crate::flow::run_flow_with(def, config, failure, driver).await
+        crate::flow::run_flow(def, config, failure, driver).await
     }
 
     /// The failure of a flow body returning a `Result`: its `Err`'s text.

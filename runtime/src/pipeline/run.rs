@@ -462,16 +462,21 @@ impl Pipeline {
         let nodes = Arc::new(nodes);
         let driver_nodes = nodes.clone();
         let pipeline = self.clone();
-        let run = crate::flow::run_flow(def, config, move |cx| async move {
-            if let Some(history) = crate::store::record::current() {
-                history.pipeline(&pipeline);
-            }
-            match &refused {
-                None => drive(&cx, &driver_nodes).await,
-                Some((which, why)) => refuse(&cx, &driver_nodes, which, why),
-            }
-            Ok::<_, FlowError>(())
-        })
+        let run = crate::flow::run_flow(
+            def,
+            config,
+            |_| None,
+            move |cx| async move {
+                if let Some(history) = crate::store::record::current() {
+                    history.pipeline(&pipeline);
+                }
+                match &refused {
+                    None => drive(&cx, &driver_nodes).await,
+                    Some((which, why)) => refuse(&cx, &driver_nodes, which, why),
+                }
+                Ok::<_, FlowError>(())
+            },
+        )
         .await;
         // Cancelled nodes' groups are still being stopped: wait until none is left.
         loop {
