@@ -1328,3 +1328,51 @@ fn postgres_deployments() {
     let unknown = pg(&["deployment", "run", "nope", "--wait", "1"]);
     assert!(unknown.fails(1).contains("no deployment named \"nope\""));
 }
+
+// ---- subflows ----
+
+#[flow]
+async fn nightly(n: u32) -> u32 {
+    let a = etl(n, false)?;
+    let b = etl(n, true)?;
+    a + b
+}
+
+#[test]
+fn run_show_lists_subflow_runs_under_their_parent() {
+    quiet_logs();
+    let dir = TempDir::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = rt.block_on(Store::connect(&dir.db_url())).unwrap();
+    let run = rt.block_on(nightly::run_with(
+        RunConfig::new().history(store.clone()),
+        2,
+    ));
+    assert_eq!(run.state.kind, StateKind::Failed, "the second child failed");
+    assert!(run.history.as_ref().unwrap().is_complete());
+    let (ok_child, failed_child) = (&run.subflows[0], &run.subflows[1]);
+
+    let out = weft(&dir, &["run", "show", &run.id.to_string()]);
+    let text = out.ok();
+    assert!(text.contains("Subflow runs:"), "{text}");
+    let ok_line = line_of(text, &format!("{}  {}", 0, ok_child.id));
+    assert!(
+        ok_line.contains("etl") && ok_line.contains("Completed"),
+        "{ok_line}"
+    );
+    let failed_line = line_of(text, &format!("{}  {}", 1, failed_child.id));
+    assert!(failed_line.contains("Failed"), "{failed_line}");
+    // The parent's task runs show each subflow node with its child's state.
+    assert!(line_of(text, "etl").contains("Completed"), "{text}");
+
+    // A child's page names its parent and the node that ran it.
+    let child = weft(&dir, &["run", "show", &failed_child.id.to_string()]);
+    let parent_line = line_of(child.ok(), "parent");
+    assert!(parent_line.contains(&run.id.to_string()) && parent_line.contains("(node 1)"));
+    // The graph drawing shows the subflow nodes.
+    let dot = weft(
+        &dir,
+        &["run", "graph", &run.id.to_string(), "--format", "dot"],
+    );
+    assert!(dot.ok().contains("shape=component"), "{}", dot.stdout);
+}
