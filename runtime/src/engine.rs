@@ -754,19 +754,142 @@ pub(crate) async fn run_standalone_map<D: TaskBody<A>, A: Send>(
     runs
 }
 
-/// Runs a sync task body on tokio's blocking pool. Its thread cannot be stopped: on timeout or
-/// cancellation the run ends but the thread finishes the body in the background. Called by the
-/// code `#[task]` generates for a plain `fn`; not meant to be called by hand.
+/// Runs a sync task body on a thread of weft's own pool (see [`sync_pool`]) and hands its
+/// result back. Its thread cannot be stopped: on timeout or cancellation the run ends, and the
+/// thread finishes the body in the background, detached: nothing waits for it, so neither a
+/// tokio runtime's shutdown nor the process's exit is held by it. Called by the code `#[task]`
+/// generates for a plain `fn`; not meant to be called by hand.
 #[doc(hidden)]
 pub async fn blocking<T: Send + 'static>(
     body: impl FnOnce() -> Attempt<T> + Send + 'static,
 ) -> Attempt<T> {
     // Log lines of the body belong to the run's history, though its thread is not the flow's.
     let history = crate::store::record::current();
-    let body = move || crate::store::record::on_this_thread(history, body);
-    match tokio::task::spawn_blocking(body).await {
+    // The body may use tokio (`Handle::current()`, timers), as on tokio's blocking pool.
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    sync_pool::submit(Box::new(move || {
+        let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
+        let run = AssertUnwindSafe(|| crate::store::record::on_this_thread(history, body));
+        let attempt = match std::panic::catch_unwind(run) {
+            Ok(a) => a,
+            Err(panic) => Attempt::Panic(panic_message(&*panic)),
+        };
+        // The run may have ended already (timeout, cancel): then nobody listens.
+        let _ = tx.send(attempt);
+    }));
+    match rx.await {
         Ok(a) => a,
-        Err(e) if e.is_panic() => Attempt::Panic(panic_message(&*e.into_panic())),
-        Err(_) => Attempt::Fail("the blocking task was cancelled by the runtime".to_owned()),
+        Err(_) => Attempt::Fail("the sync body's thread ended without a result".to_owned()),
+    }
+}
+
+/// The threads sync task bodies run on: plain `std::thread`s, started on demand (at most
+/// [`MAX_THREADS`](sync_pool::MAX_THREADS) at once; more bodies wait in a queue) and ended
+/// after 10 s idle. They are never joined: tokio's blocking pool makes a runtime's shutdown wait
+/// for every body still running, these do not, so a body abandoned by its run (timeout,
+/// cancel) cannot keep `main` from returning or `serve` from stopping.
+pub(crate) mod sync_pool {
+    use std::collections::VecDeque;
+    use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+    use std::time::Duration;
+
+    /// Most threads at once (tokio's blocking pool has the same default).
+    pub(crate) const MAX_THREADS: usize = 512;
+    const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+    pub(crate) type Job = Box<dyn FnOnce() + Send>;
+
+    struct Pool {
+        state: Mutex<State>,
+        wake: Condvar,
+    }
+
+    #[derive(Default)]
+    struct State {
+        queue: VecDeque<Job>,
+        threads: usize,
+        /// Threads waiting for work, not yet claimed by a submitter.
+        idle: usize,
+        /// Wake-ups handed to idle threads and not yet taken.
+        notified: usize,
+    }
+
+    fn pool() -> &'static Pool {
+        static POOL: OnceLock<Pool> = OnceLock::new();
+        POOL.get_or_init(|| Pool {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+        })
+    }
+
+    fn lock(p: &Pool) -> MutexGuard<'_, State> {
+        p.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `job` on a pool thread: an idle one, a new one, or the next one free.
+    pub(crate) fn submit(job: Job) {
+        let p = pool();
+        let mut s = lock(p);
+        s.queue.push_back(job);
+        if s.idle > 0 {
+            s.idle -= 1;
+            s.notified += 1;
+            drop(s);
+            p.wake.notify_one();
+            return;
+        }
+        if s.threads >= MAX_THREADS {
+            return; // a busy thread takes it when done
+        }
+        s.threads += 1;
+        drop(s);
+        let spawned = std::thread::Builder::new()
+            .name("weft-sync".to_owned())
+            .spawn(move || work(p));
+        if let Err(e) = spawned {
+            let mut s = lock(p);
+            s.threads -= 1;
+            if s.threads > 0 {
+                return; // the threads there are take the queue
+            }
+            // No thread at all: run what is queued here rather than never.
+            tracing::error!(target: "weft", "could not start a thread for a sync task body ({e}); running it on the caller's thread");
+            while let Some(job) = s.queue.pop_front() {
+                drop(s);
+                job();
+                s = lock(p);
+            }
+        }
+    }
+
+    fn work(p: &'static Pool) {
+        let mut s = lock(p);
+        loop {
+            if let Some(job) = s.queue.pop_front() {
+                drop(s);
+                // Jobs catch their body's panic; this keeps the count right if one does not.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                s = lock(p);
+                continue;
+            }
+            s.idle += 1;
+            loop {
+                let (guard, waited) = p
+                    .wake
+                    .wait_timeout(s, KEEP_ALIVE)
+                    .unwrap_or_else(PoisonError::into_inner);
+                s = guard;
+                if s.notified > 0 {
+                    s.notified -= 1; // claimed: the submitter took it off `idle`
+                    break;
+                }
+                if waited.timed_out() {
+                    s.idle -= 1;
+                    s.threads -= 1;
+                    return;
+                }
+            }
+        }
     }
 }
