@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weft::prelude::*;
@@ -178,5 +178,214 @@ fn sigterm_stops_serve_while_a_sync_body_runs() {
     std::io::Read::read_to_string(&mut out.unwrap(), &mut c_out).unwrap();
     assert!(c_out.contains("server stopped"), "{c_out}");
     assert!(status.success(), "{status}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+// ---------- 3. concurrency limits beyond what a semaphore counts
+
+#[task]
+async fn one_more(x: u32) -> u32 {
+    x + 1
+}
+
+#[flow]
+async fn many(n: u32) -> Vec<u32> {
+    let ys = one_more::map(0..n)?;
+    ys
+}
+
+#[flow(max_concurrency = 4294967295)]
+async fn many_unlimited(n: u32) -> Vec<u32> {
+    let ys = one_more::map(0..n)?;
+    ys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_concurrency_limits_mean_no_limit() {
+    for n in [
+        usize::MAX,
+        tokio::sync::Semaphore::MAX_PERMITS + 1,
+        tokio::sync::Semaphore::MAX_PERMITS,
+    ] {
+        let run = many::run_with(RunConfig::new().max_concurrency(n).no_history(), 20).await;
+        assert_eq!(run.state.kind, StateKind::Completed, "{n}: {}", run.state);
+        assert_eq!(run.result.unwrap().len(), 20);
+    }
+    let run = many_unlimited::run_with(RunConfig::new().no_history(), 5).await;
+    assert_eq!(run.state.kind, StateKind::Completed, "{}", run.state);
+}
+
+// ---------- 4. a handler may not turn a final state into an unfinished one
+
+fn back_to_running(c: &StateChange) -> Option<State> {
+    c.new.is_final().then(|| State::of(StateKind::Running))
+}
+
+#[task(state_handlers = [back_to_running])]
+async fn stubborn_ok() -> u32 {
+    1
+}
+
+#[task(state_handlers = [back_to_running])]
+async fn stubborn_bad() -> Result<u32, String> {
+    Err("boom".into())
+}
+
+#[flow(state_handlers = [back_to_running])]
+async fn stubborn() -> u32 {
+    let a = stubborn_ok()?;
+    let _b = stubborn_bad();
+    a
+}
+
+#[derive(Default)]
+struct Events(Mutex<Vec<(String, StateKind)>>);
+
+impl EventSink for Events {
+    fn on_event(&self, e: &RunEvent) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((e.name.to_owned(), e.state.kind));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_cannot_leave_a_finished_run_running() {
+    let events = Arc::new(Events::default());
+    let run = stubborn::run_with(RunConfig::new().no_history().sink(events.clone())).await;
+    assert_eq!(
+        run.task("stubborn_ok").unwrap().state.kind,
+        StateKind::Completed
+    );
+    assert_eq!(
+        run.task("stubborn_bad").unwrap().state.kind,
+        StateKind::Failed
+    );
+    assert_eq!(run.result, Ok(1));
+    assert_eq!(run.state.kind, StateKind::Failed, "{}", run.state);
+    let events = events.0.lock().unwrap().clone();
+    let last = |name: &str| events.iter().rev().find(|e| e.0 == name).unwrap().1;
+    assert_eq!(last("stubborn_ok"), StateKind::Completed, "{events:?}");
+    assert_eq!(last("stubborn_bad"), StateKind::Failed, "{events:?}");
+    assert_eq!(last("stubborn"), StateKind::Failed, "{events:?}");
+    // Outside a flow too.
+    let alone = stubborn_ok().await;
+    assert_eq!(alone.state.kind, StateKind::Completed);
+}
+
+// ---------- 5. two resumes of one run at the same time
+
+static HELD_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[task]
+async fn held(dir: String) -> u32 {
+    HELD_RUNS.fetch_add(1, Ordering::SeqCst);
+    if child_case().is_some() {
+        mark("held started");
+    }
+    // Runs until the test lets it go: it is still going while the second resume is tried.
+    while !Path::new(&dir).join("release").exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    7
+}
+
+#[flow(persist)]
+async fn resumable(dir: String) -> u32 {
+    let x = held(dir)?;
+    x
+}
+
+async fn double_resume(store: Arc<dyn weft::results::ResultStore>, dir: &Path) {
+    let id = uuid::Uuid::new_v4();
+    let before = HELD_RUNS.load(Ordering::SeqCst);
+    let d = dir.display().to_string();
+    let cfg = || {
+        RunConfig::new()
+            .resume(id)
+            .result_store(store.clone())
+            .no_history()
+    };
+    let first = tokio::spawn(resumable::run_with(cfg(), d.clone()));
+    while HELD_RUNS.load(Ordering::SeqCst) == before {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = resumable::run_with(cfg(), d.clone()).await;
+    assert_eq!(second.state.kind, StateKind::Cancelled, "{}", second.state);
+    let why = second.state.message.clone().unwrap();
+    assert!(
+        why.contains(&format!("run {id} is already being resumed")),
+        "{why}"
+    );
+    assert!(second.task_runs.is_empty());
+    std::fs::write(dir.join("release"), "").unwrap();
+    let first = first.await.unwrap();
+    assert_eq!(first.result, Ok(7), "{}", first.state);
+    assert_eq!(HELD_RUNS.load(Ordering::SeqCst), before + 1, "ran once");
+    // Once the first has ended, the run may be resumed again (here: all restored).
+    let third = resumable::run_with(cfg(), d).await;
+    assert_eq!(third.result, Ok(7), "{}", third.state);
+    assert_eq!(third.task("held").unwrap().state.kind, StateKind::Cached);
+    std::fs::remove_file(dir.join("release")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_resume_in_the_same_process_is_refused() {
+    if child_case().is_some() {
+        return;
+    }
+    let dir = scratch("resume-local");
+    double_resume(
+        Arc::new(weft::results::LocalStore::new(dir.join("results"))),
+        &dir,
+    )
+    .await;
+    double_resume(Arc::new(weft::results::MemoryStore::default()), &dir).await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_resumes_a_run() {
+    if child_case().as_deref() != Some("resume") {
+        return;
+    }
+    let id: uuid::Uuid = std::env::var("WEFT_ER_RUN").unwrap().parse().unwrap();
+    let store = Arc::new(weft::results::LocalStore::new(child_dir().join("results")));
+    let cfg = RunConfig::new().resume(id).result_store(store).no_history();
+    let run = resumable::run_with(cfg, child_dir().display().to_string()).await;
+    println!("child run: {} {:?}", run.state.kind, run.result);
+}
+
+#[test]
+fn a_second_resume_from_another_process_is_refused() {
+    let dir = scratch("resume-procs");
+    let id = uuid::Uuid::new_v4();
+    let spawn = || {
+        child("child_resumes_a_run", "resume", &dir)
+            .env("WEFT_ER_RUN", id.to_string())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = spawn();
+    let t = Instant::now();
+    while !marks(&dir).contains("held started") {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the first never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut second = spawn();
+    let out2 = stdout_of(&mut second);
+    let status2 = exit_within(second, Duration::from_secs(60), "second resume");
+    assert!(status2.success());
+    assert!(out2.contains("child run: Cancelled"), "{out2}");
+    std::fs::write(dir.join("release"), "").unwrap();
+    let out1 = stdout_of(&mut first);
+    let status1 = exit_within(first, Duration::from_secs(60), "first resume");
+    assert!(status1.success());
+    assert!(out1.contains("child run: Completed Ok(7)"), "{out1}");
+    assert_eq!(marks(&dir).matches("held started").count(), 1);
     std::fs::remove_dir_all(dir).ok();
 }

@@ -578,7 +578,24 @@ impl<'a> Tracker<'a> {
         &self.current
     }
 
+    /// Moves to the final state `state`; a handler may replace it with another final state
+    /// only (see [`handlers::apply_final`]).
     fn finish(&mut self, state: State) -> State {
+        if !self.handlers.is_empty() && state.is_final() {
+            self.current = handlers::apply_final(
+                self.handlers,
+                StateChange {
+                    kind: RunKind::Task,
+                    name: self.name,
+                    flow_run_id: self.cx.run_id(),
+                    task_run_id: Some(self.id),
+                    old: self.current.clone(),
+                    new: state,
+                },
+            );
+            self.emit();
+            return self.current.clone();
+        }
         self.transition(state).clone()
     }
 
