@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weft::prelude::*;
@@ -72,15 +72,10 @@ fn exit_within(mut child: std::process::Child, limit: Duration, what: &str) -> E
     }
 }
 
-fn stdout_of(child: &mut std::process::Child) -> String {
-    use std::io::Read;
+/// What a child wrote to its stdout (read after it exited: the outputs are short).
+fn read_all(mut pipe: std::process::ChildStdout) -> String {
     let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    std::io::Read::read_to_string(&mut pipe, &mut out).unwrap();
     out
 }
 
@@ -115,10 +110,9 @@ fn a_timed_out_sync_task_does_not_keep_the_process_alive() {
     let mut c = child("child_times_out_a_sync_task", "sync-timeout", &dir)
         .spawn()
         .unwrap();
-    let out = c.stdout.take();
+    let out = c.stdout.take().unwrap();
     let status = exit_within(c, Duration::from_secs(30), "sync task timed out");
-    let mut c_out = String::new();
-    std::io::Read::read_to_string(&mut out.unwrap(), &mut c_out).unwrap();
+    let c_out = read_all(out);
     assert!(c_out.contains("flow returned: task TimedOut"), "{c_out}");
     assert!(status.success(), "{status}");
     assert!(marks(&dir).contains("sync body started"));
@@ -172,10 +166,9 @@ fn sigterm_stops_serve_while_a_sync_body_runs() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let out = c.stdout.take();
+    let out = c.stdout.take().unwrap();
     let status = exit_within(c, Duration::from_secs(30), "serve after SIGTERM");
-    let mut c_out = String::new();
-    std::io::Read::read_to_string(&mut out.unwrap(), &mut c_out).unwrap();
+    let c_out = read_all(out);
     assert!(c_out.contains("server stopped"), "{c_out}");
     assert!(status.success(), "{status}");
     std::fs::remove_dir_all(dir).ok();
@@ -311,7 +304,12 @@ async fn double_resume(store: Arc<dyn weft::results::ResultStore>, dir: &Path) {
     while HELD_RUNS.load(Ordering::SeqCst) == before {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let second = resumable::run_with(cfg(), d.clone()).await;
+    let second = tokio::time::timeout(
+        Duration::from_secs(30),
+        resumable::run_with(cfg(), d.clone()),
+    )
+    .await
+    .expect("the second resume ran the task instead of being refused");
     assert_eq!(second.state.kind, StateKind::Cancelled, "{}", second.state);
     let why = second.state.message.clone().unwrap();
     assert!(
@@ -377,15 +375,90 @@ fn a_second_resume_from_another_process_is_refused() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let mut second = spawn();
-    let out2 = stdout_of(&mut second);
+    let out2 = second.stdout.take().unwrap();
     let status2 = exit_within(second, Duration::from_secs(60), "second resume");
+    let out2 = read_all(out2);
     assert!(status2.success());
     assert!(out2.contains("child run: Cancelled"), "{out2}");
     std::fs::write(dir.join("release"), "").unwrap();
-    let out1 = stdout_of(&mut first);
+    let out1 = first.stdout.take().unwrap();
     let status1 = exit_within(first, Duration::from_secs(60), "first resume");
+    let out1 = read_all(out1);
     assert!(status1.success());
     assert!(out1.contains("child run: Completed Ok(7)"), "{out1}");
     assert_eq!(marks(&dir).matches("held started").count(), 1);
     std::fs::remove_dir_all(dir).ok();
+}
+
+// ---------- 2. an async body that never yields cannot ignore its timeout
+
+static STOP_SPIN: AtomicBool = AtomicBool::new(false);
+
+#[task(timeout = "300ms")]
+async fn spins() -> u32 {
+    let t = Instant::now();
+    // Never awaits; stops when the test sees it TimedOut (or, before the fix, after 10 s).
+    while !STOP_SPIN.load(Ordering::SeqCst) && t.elapsed() < Duration::from_secs(10) {
+        std::hint::spin_loop();
+    }
+    1
+}
+
+#[task]
+async fn naps() -> u32 {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    2
+}
+
+#[flow]
+async fn busy_and_calm() -> u32 {
+    let _a = spins();
+    let b = naps()?;
+    b
+}
+
+/// Stops the spinning body once the engine recorded it TimedOut and its neighbour Completed.
+#[derive(Default)]
+struct StopWhenSeen(Mutex<Vec<(String, StateKind)>>);
+
+impl EventSink for StopWhenSeen {
+    fn on_event(&self, e: &RunEvent) {
+        let mut seen = self.0.lock().unwrap();
+        seen.push((e.name.to_owned(), e.state.kind));
+        let has = |n: &str, k| seen.iter().any(|s| s.0 == n && s.1 == k);
+        if has("spins", StateKind::TimedOut) && has("naps", StateKind::Completed) {
+            STOP_SPIN.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_async_body_times_out_and_its_neighbour_runs() {
+    let sink = Arc::new(StopWhenSeen::default());
+    let run = busy_and_calm::run_with(RunConfig::new().no_history().sink(sink.clone())).await;
+    assert_eq!(run.task("spins").unwrap().state.kind, StateKind::TimedOut);
+    assert_eq!(run.task("naps").unwrap().state.kind, StateKind::Completed);
+    assert_eq!(run.result, Ok(2));
+    assert!(
+        STOP_SPIN.load(Ordering::SeqCst),
+        "the body was still spinning when its run was recorded TimedOut and its neighbour \
+         Completed: {:?}",
+        sink.0.lock().unwrap()
+    );
+}
+
+#[task(timeout = "100ms")]
+async fn spins_a_while() -> u32 {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(400) {
+        std::hint::spin_loop();
+    }
+    1
+}
+
+/// Outside a flow (polled in place): the run still ends TimedOut once the body returns.
+#[tokio::test]
+async fn a_busy_body_awaited_alone_ends_timed_out() {
+    let run = spins_a_while().await;
+    assert_eq!(run.state.kind, StateKind::TimedOut, "{}", run.state);
 }

@@ -406,6 +406,16 @@ pub(crate) fn current() -> Option<Arc<FlowCtx>> {
     CURRENT_FLOW.try_with(Arc::clone).ok()
 }
 
+/// `fut` polled as part of the flow run driven on this tokio task (if any), wherever it is
+/// polled: for a task body that runs on a tokio task of its own.
+pub(crate) fn scoped_to_current<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    use futures_util::future::Either;
+    match current() {
+        Some(cx) => Either::Left(CURRENT_FLOW.scope(cx, fut)),
+        None => Either::Right(fut),
+    }
+}
+
 /// The history recorder of the flow run being driven on this tokio task, if any.
 pub(crate) fn current_history() -> Option<Arc<Recorder>> {
     CURRENT_FLOW
