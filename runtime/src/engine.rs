@@ -26,7 +26,28 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
     quiet: bool,
     opts: &TaskOptions,
 ) -> TaskRun<D::Output> {
+    execute_in::<D, A>(cx, id, args, quiet, opts, true).await
+}
+
+/// [`execute`]; `node` is true for a node of a flow's graph, whose future only weft's driver
+/// holds (never leaked), so that a timed async body may be polled on a task of its own (see
+/// [`Detached`]). A task call awaited by user code (outside a flow, in glue, in a task body)
+/// is polled in place.
+async fn execute_in<D: TaskBody<A>, A: Send>(
+    cx: &FlowCtx,
+    id: TaskRunId,
+    args: A,
+    quiet: bool,
+    opts: &TaskOptions,
+    node: bool,
+) -> TaskRun<D::Output> {
     let name = opts.name;
+    // A timed async body of a graph node on a multi-thread runtime runs on a tokio task of its
+    // own: one that never yields cannot then keep its timeout from firing, nor starve the
+    // flow's other tasks. Bodies abandoned by a timeout or a cancel are waited for (dropped at
+    // their next yield) before the run returns; its state is recorded at once.
+    let detach = node && !opts.blocking && opts.timeout.is_some() && on_multi_thread_runtime();
+    let mut strays: Vec<Detached<'_>> = Vec::new();
     let mut tracker = Tracker::new(cx, id, name, opts.state_handlers);
     // A run awaited inside another task's body shares that body's permit: taking a second one
     // from the same pool could wait forever.
@@ -126,7 +147,13 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
         }
 
         let call_args = D::next_args(&mut args, attempt == max_attempts);
-        let outcome = run_attempt(cx, D::attempt(call_args), opts.timeout).await;
+        let outcome = run_attempt(
+            cx,
+            D::attempt(call_args),
+            opts.timeout,
+            detach.then_some(&mut strays),
+        )
+        .await;
         let (retryable, delay) = match &outcome {
             Outcome::Done(Attempt::Fail(_) | Attempt::TimedOut(_)) | Outcome::TimedOut => {
                 (true, Some(opts.delay_before_retry(attempt)))
@@ -218,7 +245,11 @@ pub(crate) async fn execute<D: TaskBody<A>, A: Send>(
     if state.is_failed() {
         cx.note_failure(name, &state);
     }
-    tracker.into_run(state, value)
+    let run = tracker.into_run(state, value);
+    for stray in strays {
+        stray.release().await;
+    }
+    run
 }
 
 /// A value to reuse instead of running (and why), with the run's target key; Err when the
@@ -424,14 +455,15 @@ fn inside_task_body() -> bool {
     IN_TASK_BODY.try_with(|_| ()).is_ok()
 }
 
-async fn run_attempt<T>(
+async fn run_attempt<'a, T: Send + 'a>(
     cx: &FlowCtx,
-    body: BoxFuture<'_, Attempt<T>>,
+    body: BoxFuture<'a, Attempt<T>>,
     timeout: Option<std::time::Duration>,
+    detach: Option<&mut Vec<Detached<'a>>>,
 ) -> Outcome<T> {
     // The plain path stays small; timers, cancellation and the permit marker are boxed, since
     // every task run's future is sized for the largest path it could take.
-    let body: BoxFuture<'_, Attempt<T>> = if cx.limit().is_some() {
+    let body: BoxFuture<'a, Attempt<T>> = if cx.limit().is_some() {
         Box::pin(IN_TASK_BODY.scope((), body))
     } else {
         body
@@ -440,15 +472,39 @@ async fn run_attempt<T>(
         Ok(a) => a,
         Err(panic) => Attempt::Panic(panic_message(&*panic)),
     });
-    let timed: BoxFuture<'_, Outcome<T>> = match timeout {
-        Some(d) => Box::pin(async move {
+    let timed: BoxFuture<'_, Outcome<T>> = match (timeout, detach) {
+        (Some(d), Some(strays)) => Box::pin(async move {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            // Task runs awaited inside the body still belong to this flow run.
+            let job = crate::flow::scoped_to_current(async move {
+                let _ = tx.send(guarded.await);
+            });
+            let detached = Detached::spawn(Box::pin(job));
+            match tokio::time::timeout(d, rx).await {
+                Ok(Ok(a)) => Outcome::Done(a),
+                Ok(Err(_)) => Outcome::Done(Attempt::Fail(
+                    "the task body was dropped before it finished".to_owned(),
+                )),
+                Err(_) => {
+                    if let Some(stray) = detached.abandon() {
+                        strays.push(stray);
+                    }
+                    Outcome::TimedOut
+                }
+            }
+        }),
+        (Some(d), None) => Box::pin(async move {
+            let start = std::time::Instant::now();
             match tokio::time::timeout(d, guarded).await {
+                // A body that computed past its deadline without yielding: its poll returned
+                // too late for the timer, but it still ran out of time.
+                Ok(_) if start.elapsed() > d => Outcome::TimedOut,
                 Ok(a) => Outcome::Done(a),
                 Err(_) => Outcome::TimedOut,
             }
         }),
-        None if cx.cancel_flag().is_none() => return Outcome::Done(guarded.await),
-        None => Box::pin(guarded.map(Outcome::Done)),
+        (None, _) if cx.cancel_flag().is_none() => return Outcome::Done(guarded.await),
+        (None, _) => Box::pin(guarded.map(Outcome::Done)),
     };
     match cx.cancel_flag() {
         Some(flag) => {
@@ -462,6 +518,116 @@ async fn run_attempt<T>(
             .await
         }
         None => timed.await,
+    }
+}
+
+fn on_multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+/// A task body's future, lifetime erased, shared by the tokio task polling it and the task run
+/// that owns it. `None` once finished or dropped.
+type BodySlot = std::sync::Mutex<Option<BoxFuture<'static, ()>>>;
+
+/// An async task body polled on a tokio task of its own ([`Detached::spawn`]) although it may
+/// borrow from the flow (`'a`). Sound because the body never outlives this value: dropping it
+/// drops the body, waiting for a poll in progress on another worker to return first (the
+/// slot's lock is held while polling), and it is only made for graph nodes, whose futures the
+/// flow's driver owns and never leaks.
+struct Detached<'a> {
+    slot: std::sync::Arc<BodySlot>,
+    poller: tokio::task::JoinHandle<()>,
+    _borrows: std::marker::PhantomData<BoxFuture<'a, ()>>,
+}
+
+/// Polls a [`Detached`] body on its own tokio task.
+struct Poller(std::sync::Arc<BodySlot>);
+
+impl std::future::Future for Poller {
+    type Output = ();
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let mut body = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(f) = body.as_mut() else {
+            return std::task::Poll::Ready(());
+        };
+        if f.as_mut().poll(cx).is_ready() {
+            *body = None; // dropped under the lock: the owner may be waiting for it
+            return std::task::Poll::Ready(());
+        }
+        std::task::Poll::Pending
+    }
+}
+
+impl<'a> Detached<'a> {
+    fn spawn(body: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>) -> Self {
+        // SAFETY: only the lifetime changes. The body is dropped before `'a` ends: `Detached`
+        // carries `'a` (dropck keeps borrowed data alive while it exists) and its `Drop` empties
+        // the slot under the lock the poller holds while polling, so no poll is running or can
+        // start once it returns; it is never leaked (see the type's comment).
+        let body: BoxFuture<'static, ()> = unsafe {
+            std::mem::transmute::<
+                std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>,
+                BoxFuture<'static, ()>,
+            >(body)
+        };
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(body)));
+        let poller = tokio::spawn(Poller(slot.clone()));
+        Detached {
+            slot,
+            poller,
+            _borrows: std::marker::PhantomData,
+        }
+    }
+
+    /// Drops the body unless a poll of it is in progress right now; true once it is gone.
+    fn try_drop_body(&self) -> bool {
+        match self.slot.try_lock() {
+            Ok(mut body) => {
+                *body = None;
+                true
+            }
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                *p.into_inner() = None;
+                true
+            }
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        }
+    }
+
+    /// Gives the body up (timeout, cancel): dropped now, or, while a poll of it is still
+    /// running (a body that does not yield), returned to be released later.
+    fn abandon(self) -> Option<Self> {
+        if self.try_drop_body() {
+            None
+        } else {
+            Some(self)
+        }
+    }
+
+    /// Waits, without blocking the flow, until the body's poll in progress returns, and drops
+    /// the body.
+    async fn release(self) {
+        while !self.try_drop_body() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Detached<'_> {
+    fn drop(&mut self) {
+        // Blocks only while a poll of the body is in progress on another worker.
+        *self
+            .slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        self.poller.abort();
     }
 }
 
@@ -578,7 +744,24 @@ impl<'a> Tracker<'a> {
         &self.current
     }
 
+    /// Moves to the final state `state`; a handler may replace it with another final state
+    /// only (see [`handlers::apply_final`]).
     fn finish(&mut self, state: State) -> State {
+        if !self.handlers.is_empty() && state.is_final() {
+            self.current = handlers::apply_final(
+                self.handlers,
+                StateChange {
+                    kind: RunKind::Task,
+                    name: self.name,
+                    flow_run_id: self.cx.run_id(),
+                    task_run_id: Some(self.id),
+                    old: self.current.clone(),
+                    new: state,
+                },
+            );
+            self.emit();
+            return self.current.clone();
+        }
         self.transition(state).clone()
     }
 
@@ -670,6 +853,16 @@ pub(crate) async fn execute_map<D: TaskBody<A>, A: Send>(
     node: u32,
     items: Vec<A>,
 ) -> Vec<TaskRun<D::Output>> {
+    execute_map_in::<D, A>(cx, node, items, true).await
+}
+
+/// [`execute_map`]; `node_map` as `node` of [`execute_in`].
+async fn execute_map_in<D: TaskBody<A>, A: Send>(
+    cx: &FlowCtx,
+    node: u32,
+    items: Vec<A>,
+    node_map: bool,
+) -> Vec<TaskRun<D::Output>> {
     let name = D::OPTIONS.name;
     let n = items.len();
     tracing::info!(target: "weft", "Task '{name}': Starting mapped task run over {n} elements...");
@@ -682,7 +875,7 @@ pub(crate) async fn execute_map<D: TaskBody<A>, A: Send>(
                 node,
                 map_index: Some(i as u32),
             };
-            execute::<D, A>(cx, id, args, true, &D::OPTIONS).map(move |run| (i, run))
+            execute_in::<D, A>(cx, id, args, true, &D::OPTIONS, node_map).map(move |run| (i, run))
         })
         .collect();
     let mut slots: Vec<Option<TaskRun<D::Output>>> = (0..n).map(|_| None).collect();
@@ -725,7 +918,7 @@ pub(crate) async fn run_standalone<D: TaskBody<A>, A: Send>(
             node: cx.next_unplanned_node(),
             map_index: None,
         };
-        return execute::<D, A>(&cx, id, call.args, false, &D::OPTIONS).await;
+        return execute_in::<D, A>(&cx, id, call.args, false, &D::OPTIONS, false).await;
     }
     crate::logging::ensure_default();
     let cx = FlowCtx::standalone_recorded(D::OPTIONS.name, false).await;
@@ -734,7 +927,7 @@ pub(crate) async fn run_standalone<D: TaskBody<A>, A: Send>(
         node: 0,
         map_index: None,
     };
-    let run = execute::<D, A>(&cx, id, call.args, false, &D::OPTIONS).await;
+    let run = execute_in::<D, A>(&cx, id, call.args, false, &D::OPTIONS, false).await;
     cx.finish_standalone(run.state.clone()).await;
     crate::logging::flush();
     run
@@ -746,11 +939,11 @@ pub(crate) async fn run_standalone_map<D: TaskBody<A>, A: Send>(
 ) -> Vec<TaskRun<D::Output>> {
     if let Some(cx) = crate::flow::current() {
         let node = cx.next_unplanned_node();
-        return execute_map::<D, A>(&cx, node, call.items).await;
+        return execute_map_in::<D, A>(&cx, node, call.items, false).await;
     }
     crate::logging::ensure_default();
     let cx = FlowCtx::standalone_recorded(D::OPTIONS.name, true).await;
-    let runs = execute_map::<D, A>(&cx, 0, call.items).await;
+    let runs = execute_map_in::<D, A>(&cx, 0, call.items, false).await;
     let failed = runs.iter().filter(|r| r.state.is_failed()).count();
     cx.finish_standalone(if failed > 0 {
         State::failed(format!("{failed} of {} mapped runs failed", runs.len()))
@@ -762,19 +955,142 @@ pub(crate) async fn run_standalone_map<D: TaskBody<A>, A: Send>(
     runs
 }
 
-/// Runs a sync task body on tokio's blocking pool. Its thread cannot be stopped: on timeout or
-/// cancellation the run ends but the thread finishes the body in the background. Called by the
-/// code `#[task]` generates for a plain `fn`; not meant to be called by hand.
+/// Runs a sync task body on a thread of weft's own pool (see [`sync_pool`]) and hands its
+/// result back. Its thread cannot be stopped: on timeout or cancellation the run ends, and the
+/// thread finishes the body in the background, detached: nothing waits for it, so neither a
+/// tokio runtime's shutdown nor the process's exit is held by it. Called by the code `#[task]`
+/// generates for a plain `fn`; not meant to be called by hand.
 #[doc(hidden)]
 pub async fn blocking<T: Send + 'static>(
     body: impl FnOnce() -> Attempt<T> + Send + 'static,
 ) -> Attempt<T> {
     // Log lines of the body belong to the run's history, though its thread is not the flow's.
     let history = crate::store::record::current();
-    let body = move || crate::store::record::on_this_thread(history, body);
-    match tokio::task::spawn_blocking(body).await {
+    // The body may use tokio (`Handle::current()`, timers), as on tokio's blocking pool.
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    sync_pool::submit(Box::new(move || {
+        let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
+        let run = AssertUnwindSafe(|| crate::store::record::on_this_thread(history, body));
+        let attempt = match std::panic::catch_unwind(run) {
+            Ok(a) => a,
+            Err(panic) => Attempt::Panic(panic_message(&*panic)),
+        };
+        // The run may have ended already (timeout, cancel): then nobody listens.
+        let _ = tx.send(attempt);
+    }));
+    match rx.await {
         Ok(a) => a,
-        Err(e) if e.is_panic() => Attempt::Panic(panic_message(&*e.into_panic())),
-        Err(_) => Attempt::Fail("the blocking task was cancelled by the runtime".to_owned()),
+        Err(_) => Attempt::Fail("the sync body's thread ended without a result".to_owned()),
+    }
+}
+
+/// The threads sync task bodies run on: plain `std::thread`s, started on demand (at most
+/// [`MAX_THREADS`](sync_pool::MAX_THREADS) at once; more bodies wait in a queue) and ended
+/// after 10 s idle. They are never joined: tokio's blocking pool makes a runtime's shutdown wait
+/// for every body still running, these do not, so a body abandoned by its run (timeout,
+/// cancel) cannot keep `main` from returning or `serve` from stopping.
+pub(crate) mod sync_pool {
+    use std::collections::VecDeque;
+    use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+    use std::time::Duration;
+
+    /// Most threads at once (tokio's blocking pool has the same default).
+    pub(crate) const MAX_THREADS: usize = 512;
+    const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+    pub(crate) type Job = Box<dyn FnOnce() + Send>;
+
+    struct Pool {
+        state: Mutex<State>,
+        wake: Condvar,
+    }
+
+    #[derive(Default)]
+    struct State {
+        queue: VecDeque<Job>,
+        threads: usize,
+        /// Threads waiting for work, not yet claimed by a submitter.
+        idle: usize,
+        /// Wake-ups handed to idle threads and not yet taken.
+        notified: usize,
+    }
+
+    fn pool() -> &'static Pool {
+        static POOL: OnceLock<Pool> = OnceLock::new();
+        POOL.get_or_init(|| Pool {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+        })
+    }
+
+    fn lock(p: &Pool) -> MutexGuard<'_, State> {
+        p.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `job` on a pool thread: an idle one, a new one, or the next one free.
+    pub(crate) fn submit(job: Job) {
+        let p = pool();
+        let mut s = lock(p);
+        s.queue.push_back(job);
+        if s.idle > 0 {
+            s.idle -= 1;
+            s.notified += 1;
+            drop(s);
+            p.wake.notify_one();
+            return;
+        }
+        if s.threads >= MAX_THREADS {
+            return; // a busy thread takes it when done
+        }
+        s.threads += 1;
+        drop(s);
+        let spawned = std::thread::Builder::new()
+            .name("weft-sync".to_owned())
+            .spawn(move || work(p));
+        if let Err(e) = spawned {
+            let mut s = lock(p);
+            s.threads -= 1;
+            if s.threads > 0 {
+                return; // the threads there are take the queue
+            }
+            // No thread at all: run what is queued here rather than never.
+            tracing::error!(target: "weft", "could not start a thread for a sync task body ({e}); running it on the caller's thread");
+            while let Some(job) = s.queue.pop_front() {
+                drop(s);
+                job();
+                s = lock(p);
+            }
+        }
+    }
+
+    fn work(p: &'static Pool) {
+        let mut s = lock(p);
+        loop {
+            if let Some(job) = s.queue.pop_front() {
+                drop(s);
+                // Jobs catch their body's panic; this keeps the count right if one does not.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                s = lock(p);
+                continue;
+            }
+            s.idle += 1;
+            loop {
+                let (guard, waited) = p
+                    .wake
+                    .wait_timeout(s, KEEP_ALIVE)
+                    .unwrap_or_else(PoisonError::into_inner);
+                s = guard;
+                if s.notified > 0 {
+                    s.notified -= 1; // claimed: the submitter took it off `idle`
+                    break;
+                }
+                if waited.timed_out() {
+                    s.idle -= 1;
+                    s.threads -= 1;
+                    return;
+                }
+            }
+        }
     }
 }

@@ -207,7 +207,9 @@ impl RunConfig {
         self.params = params;
         self
     }
-    /// Override `max_concurrency` (0: no limit).
+    /// Override `max_concurrency` (0: no limit). A value beyond what a tokio semaphore can count
+    /// (`usize::MAX >> 3`, such as `usize::MAX`) means no limit as well: that many task runs
+    /// could never run at once.
     pub fn max_concurrency(mut self, n: usize) -> Self {
         self.max_concurrency = Some((n > 0).then_some(n));
         self
@@ -279,6 +281,12 @@ impl fmt::Debug for RunConfig {
             .field("history", &self.records_history())
             .finish()
     }
+}
+
+/// The semaphore of a `max_concurrency` of `n`; None (no limit) for 0 and for values beyond
+/// [`Semaphore::MAX_PERMITS`], which tokio would panic on and which no run could reach.
+fn concurrency_limit(n: usize) -> Option<Semaphore> {
+    (n > 0 && n <= Semaphore::MAX_PERMITS).then(|| Semaphore::new(n))
 }
 
 /// Set once, seen by every running task: fail_fast's or a [`CancelHandle`]'s "stop now".
@@ -404,6 +412,16 @@ pub(crate) fn current() -> Option<Arc<FlowCtx>> {
     CURRENT_FLOW.try_with(Arc::clone).ok()
 }
 
+/// `fut` polled as part of the flow run driven on this tokio task (if any), wherever it is
+/// polled: for a task body that runs on a tokio task of its own.
+pub(crate) fn scoped_to_current<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    use futures_util::future::Either;
+    match current() {
+        Some(cx) => Either::Left(CURRENT_FLOW.scope(cx, fut)),
+        None => Either::Right(fut),
+    }
+}
+
 /// The history recorder of the flow run being driven on this tokio task, if any.
 pub(crate) fn current_history() -> Option<Arc<Recorder>> {
     CURRENT_FLOW
@@ -466,7 +484,7 @@ impl FlowCtx {
             deadline: config.deadline,
             params: config.params,
             started: Utc::now(),
-            limit: limit.map(Semaphore::new),
+            limit: limit.and_then(concurrency_limit),
             reports: Mutex::new(Vec::new()),
             sinks: config.sinks,
             results: config.results.unwrap_or_else(crate::results::default_store),
@@ -974,6 +992,11 @@ where
     }
     let run_id = *config.run_id.get_or_insert_with(Uuid::new_v4);
     let parent = config.parent;
+    // Held until the run's report is built: a second resume of this run meanwhile is refused.
+    let _claim = match claim_resumed_run(def, &config, run_id) {
+        Ok(claim) => claim,
+        Err(refused) => return refused,
+    };
     let history = start_history(def, &mut config, run_id).await;
     let cx = Arc::new(FlowCtx::new(def, config, history));
     let started = Utc::now();
@@ -1219,6 +1242,55 @@ async fn stop_on_cancel<R>(
     }
 }
 
+/// Claims a resumed run in its result store ([`ResultStore::claim_run`]), so that two resumes
+/// of one run at the same time cannot both run its unfinished tasks. Err: the refused run's
+/// report (Cancelled, nothing run, nothing recorded: the history belongs to the resume that
+/// holds the claim).
+fn claim_resumed_run<R>(
+    def: &'static FlowDef,
+    config: &RunConfig,
+    run_id: Uuid,
+) -> Result<Option<crate::results::RunClaim>, FlowRun<R>> {
+    if !config.resume {
+        return Ok(None);
+    }
+    let store = config
+        .results
+        .clone()
+        .unwrap_or_else(crate::results::default_store);
+    match store.claim_run(run_id) {
+        Ok(Some(claim)) => Ok(Some(claim)),
+        Ok(None) => {
+            let why = format!(
+                "run {run_id} is already being resumed by another process (or task); not resuming it twice"
+            );
+            tracing::warn!(target: "weft", "Flow run '{}': {why}", def.name);
+            let now = Utc::now();
+            Err(FlowRun {
+                id: run_id,
+                name: def.name,
+                state: State::cancelled(why.clone()),
+                result: Err(FlowError::Cancelled(why)),
+                task_runs: Vec::new(),
+                started: now,
+                ended: now,
+                graph: def.graph,
+                history: None,
+                parent: config.parent,
+                subflows: Vec::new(),
+            })
+        }
+        Err(e) => {
+            tracing::warn!(
+                target: "weft",
+                "Flow run '{}': could not claim run {run_id} in its result store ({e}); resuming without a guard against a concurrent resume",
+                def.name
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// Opens the run's history store and records its start; None when history is off or the store
 /// cannot be opened (the run goes on, and says so).
 async fn start_history(
@@ -1255,10 +1327,16 @@ async fn start_history(
 }
 
 fn flow_transition(cx: &FlowCtx, def: &'static FlowDef, old: State, new: State) -> State {
+    // Into a final state, a handler may only pick another final one.
+    let apply = if new.is_final() {
+        handlers::apply_final
+    } else {
+        handlers::apply
+    };
     let new = if def.state_handlers.is_empty() {
         new
     } else {
-        handlers::apply(
+        apply(
             def.state_handlers,
             StateChange {
                 kind: RunKind::Flow,

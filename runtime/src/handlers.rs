@@ -24,6 +24,30 @@ pub(crate) fn apply(handlers: &[StateHandler], mut change: StateChange) -> State
     change.new
 }
 
+/// Runs `handlers` on a change into a final state: a replacement that is not final itself
+/// (Running, Pending, Retrying, Scheduled) would leave the run recorded unfinished forever, so
+/// it is refused with a warning and the proposed final state kept.
+pub(crate) fn apply_final(handlers: &[StateHandler], change: StateChange) -> State {
+    let proposed = change.new.clone();
+    let (kind, name) = (change.kind, change.name);
+    let new = apply(handlers, change);
+    if new.is_final() {
+        return new;
+    }
+    let what = match kind {
+        crate::state::RunKind::Task => "Task",
+        crate::state::RunKind::Flow => "Flow run",
+    };
+    tracing::warn!(
+        target: "weft",
+        "{what} '{name}': a state handler replaced the final state '{}' with '{}', which is not final; keeping '{}'",
+        proposed.kind,
+        new.kind,
+        proposed.kind
+    );
+    proposed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +81,23 @@ mod tests {
         let out = apply(&[to_cancelled, explodes, sees_cancelled], change());
         assert_eq!(out.kind, StateKind::Cancelled);
         assert_eq!(out.message.as_deref(), Some("stopped by handler"));
+    }
+
+    #[test]
+    fn a_final_state_is_not_replaced_by_an_unfinished_one() {
+        fn back_to_running(_: &StateChange) -> Option<State> {
+            Some(State::of(StateKind::Running))
+        }
+        fn to_cancelled(_: &StateChange) -> Option<State> {
+            Some(State::cancelled("by handler"))
+        }
+        assert_eq!(
+            apply_final(&[back_to_running], change()).kind,
+            StateKind::Failed
+        );
+        assert_eq!(
+            apply_final(&[to_cancelled], change()).kind,
+            StateKind::Cancelled
+        );
     }
 }

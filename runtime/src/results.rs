@@ -29,6 +29,56 @@ pub trait ResultStore: Send + Sync + fmt::Debug {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<Option<Vec<u8>>>>;
     /// Stores `bytes` under `key` atomically: a reader sees the old entry or the new one.
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, io::Result<()>>;
+
+    /// Claims flow run `run_id` for the caller until the returned [`RunClaim`] drops: a resumed
+    /// run (or a `persist` run) holds it, so that a second resume of the same run while the
+    /// first is alive is refused instead of running the same tasks twice. `Ok(None)`: someone
+    /// else holds it. The default claims within this process only (enough for [`MemoryStore`]
+    /// and, across machines, the best an object store offers without conditional writes);
+    /// [`LocalStore`] also locks a file, so other processes see the claim.
+    fn claim_run(&self, run_id: uuid::Uuid) -> io::Result<Option<RunClaim>> {
+        let store = (self as *const Self).cast::<()>() as usize;
+        Ok(RunClaim::in_process(store, run_id))
+    }
+}
+
+/// A flow run claimed in a result store (see [`ResultStore::claim_run`]); dropping it (or the
+/// process ending, however it ends) releases the claim.
+#[derive(Debug)]
+pub struct RunClaim {
+    key: (usize, uuid::Uuid),
+    /// The locked lock file of a [`LocalStore`]; the lock goes with the file's closing.
+    _file: Option<std::fs::File>,
+}
+
+/// Runs claimed in this process: (store, run id).
+fn claimed() -> &'static Mutex<std::collections::HashSet<(usize, uuid::Uuid)>> {
+    static CLAIMED: OnceLock<Mutex<std::collections::HashSet<(usize, uuid::Uuid)>>> =
+        OnceLock::new();
+    CLAIMED.get_or_init(Default::default)
+}
+
+impl RunClaim {
+    /// Claims `run_id` of the store identified by `store` (any number unique to it, such as
+    /// its address) within this process; None when it is claimed already.
+    pub fn in_process(store: usize, run_id: uuid::Uuid) -> Option<RunClaim> {
+        let key = (store, run_id);
+        let fresh = claimed()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key);
+        // (Built only when fresh: a dropped claim would release the holder's.)
+        fresh.then(|| RunClaim { key, _file: None })
+    }
+}
+
+impl Drop for RunClaim {
+    fn drop(&mut self) {
+        claimed()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
+    }
 }
 
 /// Entries as files below a directory; writes go to a temporary file renamed into place.
@@ -48,7 +98,13 @@ pub struct LocalStore {
     dir: PathBuf,
     /// Directories known to exist, so a put costs a write and a rename, not a `mkdir -p` too.
     made: Mutex<std::collections::HashSet<PathBuf>>,
+    /// Set once the first write swept old temporary files.
+    swept: std::sync::Once,
 }
+
+/// How old a temporary file of an interrupted write must be before a [`LocalStore`] deletes it
+/// (a write in progress takes far less; a process killed mid-write leaves its file behind).
+pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl LocalStore {
     /// A store below `dir` (created on the first write).
@@ -56,7 +112,44 @@ impl LocalStore {
         LocalStore {
             dir: dir.into(),
             made: Mutex::new(Default::default()),
+            swept: std::sync::Once::new(),
         }
+    }
+
+    /// Deletes the temporary files of interrupted writes (`<name>.tmp.<pid>.<hex>`, left by a
+    /// process killed between writing and renaming) older than `age` anywhere below the
+    /// store's directory; returns how many it deleted. The first write of each `LocalStore`
+    /// does this with [`STALE_TEMP_AGE`] (one hour).
+    pub fn remove_stale_temp_files(&self, age: std::time::Duration) -> io::Result<usize> {
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        let mut dirs = vec![self.dir.clone()];
+        while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    dirs.push(entry.path());
+                    continue;
+                }
+                if !kind.is_file() || !is_temp_name(&entry.file_name().to_string_lossy()) {
+                    continue;
+                }
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| now.duration_since(t).is_ok_and(|d| d >= age));
+                if old && std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// `$WEFT_HOME/.weft/results`, `WEFT_HOME` defaulting to the current directory.
@@ -86,6 +179,37 @@ impl LocalStore {
 }
 
 impl ResultStore for LocalStore {
+    /// Also takes an exclusive lock (`flock`) on `runs/<run id>/.lock`, which the system
+    /// releases when the process ends, however it ends. The file itself stays.
+    fn claim_run(&self, run_id: uuid::Uuid) -> io::Result<Option<RunClaim>> {
+        let store = (self as *const Self).cast::<()>() as usize;
+        let Some(mut claim) = RunClaim::in_process(store, run_id) else {
+            return Ok(None);
+        };
+        let dir = self.dir.join("runs").join(run_id.to_string());
+        std::fs::create_dir_all(&dir)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".lock"))?;
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a descriptor this function owns; no memory is involved.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc != 0 {
+                let e = io::Error::last_os_error();
+                return match e.raw_os_error() {
+                    Some(libc::EWOULDBLOCK) => Ok(None),
+                    _ => Err(e),
+                };
+            }
+        }
+        claim._file = Some(file);
+        Ok(Some(claim))
+    }
+
     // Entries are small; plain file calls cost less than a hop to the blocking pool.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<Option<Vec<u8>>>> {
         Box::pin(async move {
@@ -102,6 +226,11 @@ impl ResultStore for LocalStore {
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
             let path = self.path_of(key)?;
+            self.swept.call_once(|| match self.remove_stale_temp_files(STALE_TEMP_AGE) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(target: "weft", "Result store {}: deleted {n} temporary files of interrupted writes", self.dir.display()),
+                Err(e) => tracing::warn!(target: "weft", "Result store {}: could not sweep temporary files of interrupted writes ({e})", self.dir.display()),
+            });
             let parent = path.parent().map(Path::to_path_buf);
             let known = parent
                 .as_ref()
@@ -113,6 +242,18 @@ impl ResultStore for LocalStore {
             Ok(())
         })
     }
+}
+
+/// True for the name of a temporary file [`write_atomically`] makes: `<stem>.tmp.<pid>.<hex>`.
+fn is_temp_name(name: &str) -> bool {
+    let mut parts = name.rsplit('.');
+    let (Some(hex), Some(pid), Some("tmp")) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    !hex.is_empty()
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it into place.
@@ -353,6 +494,45 @@ mod tests {
         for bad in ["", "/etc/passwd", "../x", "a/../../x"] {
             assert!(store.put(bad, vec![]).await.is_err(), "{bad}");
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_first_write_deletes_stale_temporary_files_only() {
+        let dir = std::env::temp_dir().join(format!("weft-test-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(dir.join("runs/r1")).unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        let file = |name: &str, old: bool| {
+            let path = dir.join(name);
+            let f = std::fs::File::create(&path).unwrap();
+            if old {
+                f.set_modified(two_hours_ago).unwrap();
+            }
+            path
+        };
+        let stale = file("runs/r1/3.tmp.4242.9f3a0c", true);
+        let stale_top = file("x.tmp.1.0", true);
+        let fresh = file("runs/r1/4.tmp.4242.77aa", false);
+        let old_entry = file("runs/r1/2.bin", true);
+        let look_alike = file("runs/r1/notes.tmp.draft", true);
+        let store = LocalStore::new(&dir);
+        store.put("cache/t/k.bin", vec![1]).await.unwrap();
+        assert!(
+            !stale.exists() && !stale_top.exists(),
+            "stale temp files deleted"
+        );
+        assert!(fresh.exists(), "a write that may be in progress is kept");
+        assert!(
+            old_entry.exists() && look_alike.exists(),
+            "other files are kept"
+        );
+        file("runs/r1/5.tmp.4242.1", true);
+        store.put("cache/t/k.bin", vec![2]).await.unwrap();
+        assert!(
+            dir.join("runs/r1/5.tmp.4242.1").exists(),
+            "swept once per store"
+        );
+        assert_eq!(store.remove_stale_temp_files(STALE_TEMP_AGE).unwrap(), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

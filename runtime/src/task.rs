@@ -130,7 +130,7 @@ pub struct TaskOptions {
     pub tags: &'static [&'static str],
     /// Called on every state change of the task's runs.
     pub state_handlers: &'static [StateHandler],
-    /// True for a plain `fn` body, which runs on tokio's blocking pool.
+    /// True for a plain `fn` body, which runs on a thread of its own (weft's sync-body pool).
     pub blocking: bool,
     /// Reuse a result computed from the same inputs for this long (`Cached` state).
     pub cache_for: Option<Duration>,
