@@ -12,7 +12,7 @@ mod task;
 /// Marks a function as a task: an orchestrated unit of work with retries, timeouts, triggers
 /// and state handlers.
 ///
-/// It goes on an `fn` (run on tokio's blocking pool, so its parameters must be owned) or an
+/// It goes on an `fn` (run on a thread of its own, so its parameters must be owned) or an
 /// `async fn`. The body returns `T`, or `Result<T, E>` with `E: Display`: an `Err` ends the
 /// attempt Failed with that message and is retried while retries remain. Return
 /// `Err(Signal::fail(..))`, `Err(Signal::skip(..))` or `Err(Signal::retry(..))` from a task

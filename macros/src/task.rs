@@ -346,7 +346,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                     errors.spanned(
                         &pt.ty,
                         format!(
-                            "sync task `{fn_name}` runs on tokio's blocking pool, so its inputs must be \
+                            "sync task `{fn_name}` runs on a thread of its own, so its inputs must be \
                              owned: parameter `{}` borrows; take `Arc<..>` or an owned value, or make \
                              the task `async`",
                             pt.pat.to_token_stream()
