@@ -988,7 +988,8 @@ where
     }
     let run_id = *config.run_id.get_or_insert_with(Uuid::new_v4);
     let parent = config.parent;
-    let history = start_history(def, &mut config, run_id).await;
+    let mut unrecorded = None;
+    let history = start_history(def, &mut config, run_id, &mut unrecorded).await;
     let cx = Arc::new(FlowCtx::new(def, config, history));
     let started = Utc::now();
     // Lines logged here, outside the driver, belong to the run's history too.
@@ -1184,7 +1185,7 @@ where
             }
             Some(report)
         }
-        None => None,
+        None => unrecorded,
     };
     crate::logging::flush();
     let subflows = std::mem::take(&mut *cx.subflows.lock().unwrap());
@@ -1234,11 +1235,13 @@ async fn stop_on_cancel<R>(
 }
 
 /// Opens the run's history store and records its start; None when history is off or the store
-/// cannot be opened (the run goes on, and says so).
+/// cannot be opened (the run goes on, and says so: in the log, and in `unrecorded`, the run's
+/// [`FlowRun::history`] with the reason).
 async fn start_history(
     def: &'static FlowDef,
     config: &mut RunConfig,
     run_id: Uuid,
+    unrecorded: &mut Option<HistoryReport>,
 ) -> Option<Arc<Recorder>> {
     if !config.records_history() {
         return None;
@@ -1253,6 +1256,7 @@ async fn start_history(
                     "Flow run '{}': not recorded in the run history: {e}",
                     def.name
                 );
+                *unrecorded = Some(HistoryReport::unrecorded(&e));
                 return None;
             }
         },

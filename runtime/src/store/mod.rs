@@ -124,6 +124,15 @@ pub enum StoreError {
         /// What was being done.
         doing: String,
     },
+    /// The history cannot be written: a read-only file, directory or file system, or a
+    /// read-only PostgreSQL session. Found when a store that records opens, so no run's
+    /// rows are queued to be lost.
+    ReadOnly {
+        /// The URL (password hidden).
+        url: String,
+        /// The driver's error.
+        error: String,
+    },
     /// The database was written by a newer weft; it is left untouched.
     SchemaTooNew {
         /// The URL (password hidden).
@@ -186,6 +195,11 @@ impl fmt::Display for StoreError {
                 f,
                 "the run history database {url} did not answer within {after:?} ({doing}); \
                  check that the server is running and answering (WEFT_DATABASE_URL)"
+            ),
+            StoreError::ReadOnly { url, error } => write!(
+                f,
+                "the run history database {url} cannot be written: {error} (check the \
+                 permissions and free space of WEFT_HOME, or WEFT_DATABASE_URL)"
             ),
             StoreError::SchemaTooNew {
                 url,
@@ -770,7 +784,55 @@ async fn connect_pool(
         migrate(&pool, shown, store.create),
     )
     .await?;
+    if store.create {
+        check_writable(&pool, backend, shown, limit).await?;
+    }
     Ok(pool)
+}
+
+/// Refuses a history a recording store cannot write, at open rather than by losing every row of
+/// the first run. A database busy with another writer past `limit` counts as writable.
+async fn check_writable(
+    pool: &AnyPool,
+    backend: Backend,
+    shown: &str,
+    limit: Duration,
+) -> Result<(), StoreError> {
+    let read_only = |error: String| StoreError::ReadOnly {
+        url: shown.to_owned(),
+        error,
+    };
+    match backend {
+        Backend::Sqlite => {
+            // Takes the write lock (and creates the WAL files) without changing a row.
+            let probe = sqlx::query("UPDATE _sqlx_migrations SET version = version WHERE 1 = 0")
+                .execute(pool);
+            match tokio::time::timeout(limit, probe).await {
+                Ok(Err(sqlx::Error::Database(e))) => {
+                    let code = e.code().and_then(|c| c.parse::<i64>().ok()).unwrap_or(0);
+                    // READONLY, IOERR, FULL, CANTOPEN, PERM.
+                    if matches!(code & 0xff, 8 | 10 | 13 | 14 | 3) {
+                        return Err(read_only(e.message().to_owned()));
+                    }
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        }
+        Backend::Postgres => {
+            let probe =
+                sqlx::query_scalar::<_, String>("SELECT current_setting('transaction_read_only')")
+                    .fetch_one(pool);
+            match tokio::time::timeout(limit, probe).await {
+                Ok(Ok(on)) if on == "on" => Err(read_only(
+                    "the session is read-only (transaction_read_only is on: a standby, or \
+                     default_transaction_read_only)"
+                        .to_owned(),
+                )),
+                _ => Ok(()),
+            }
+        }
+    }
 }
 
 /// Retries `op` a few times: another process may hold SQLite's lock, or be creating the tables.
@@ -903,13 +965,24 @@ pub struct HistoryReport {
     /// Rows given up on (the database stayed away longer than the writer's retries).
     pub lost: u64,
     /// False when the run ended before the database confirmed its rows (they are still being
-    /// retried in the background).
+    /// retried in the background), or when the store could not be opened at all (`error` says
+    /// why; nothing of the run was recorded).
     pub confirmed: bool,
     /// The last error met, if any.
     pub error: Option<String>,
 }
 
 impl HistoryReport {
+    /// A run that was not recorded at all: the store could not be opened.
+    pub(crate) fn unrecorded(e: &StoreError) -> HistoryReport {
+        HistoryReport {
+            store: redact(&default_url()),
+            recorded: 0,
+            lost: 0,
+            confirmed: false,
+            error: Some(format!("not recorded: {e}")),
+        }
+    }
     /// True when every row was written.
     pub fn is_complete(&self) -> bool {
         self.confirmed && self.lost == 0 && self.error.is_none()
