@@ -324,11 +324,9 @@ async fn prunes_while_flows_record(store: Store, admin: Admin) {
     assert!(admin.rows_of("task_runs", &new).await >= new.len() as i64);
 }
 
-async fn futures_join_all<F: std::future::Future>(
-    futs: impl IntoIterator<Item = F>,
-) -> Vec<F::Output>
+async fn futures_join_all<F>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
