@@ -714,6 +714,8 @@ async fn connect_pool(
     .await?;
     if backend == Backend::Sqlite {
         within(limit, shown, "reading the file", async {
+            // Another process creating the file may hold its lock for a moment.
+            conn.execute(&*setup).await.map_err(connect_err)?;
             sqlx::query("SELECT COUNT(*) FROM sqlite_master")
                 .fetch_one(&mut conn)
                 .await

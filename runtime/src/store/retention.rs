@@ -152,11 +152,12 @@ async fn prune(
         // Top-level runs only (or runs whose parent is gone): a subflow run goes with its parent.
         let mut sql = format!(
             "SELECT id, started FROM flow_runs f WHERE state IN ({}) \
-             AND COALESCE(ended, started) < {} \
+             AND started < {1} AND COALESCE(ended, started) < {1} \
              AND (parent_run IS NULL OR NOT EXISTS (SELECT 1 FROM flow_runs p WHERE p.id = f.parent_run))",
             marks(1, states.len()),
             mark(states.len() + 1),
         );
+        // (`started < cutoff` is implied, and lets the database use its index on `started`.)
         if after.is_some() {
             let n = states.len() + 2;
             sql.push_str(&format!(
