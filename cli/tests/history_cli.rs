@@ -306,3 +306,64 @@ fn a_server_that_never_answers_fails_in_one_line_within_the_connect_timeout() {
         out.took
     );
 }
+
+/// `weft history prune` on a PostgreSQL schema of its own (`WEFT_TEST_POSTGRES_URL`, default
+/// the local `test` database).
+#[test]
+fn prune_on_postgres() {
+    let server = std::env::var("WEFT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!("weft_prune_cli_{}", uuid::Uuid::new_v4().simple());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let admin = rt.block_on(sqlx::PgPool::connect(&server)).unwrap();
+    let (old, new) = rt.block_on(async {
+        let store = weft::store::StoreOptions::new(&server)
+            .schema(&schema)
+            .connect()
+            .await
+            .unwrap();
+        let config = || RunConfig::new().history(store.clone());
+        let old = ok_flow::run_with(config(), 1).await;
+        let new = ok_flow::run_with(config(), 2).await;
+        for r in [&old.history, &new.history] {
+            assert!(r.as_ref().unwrap().is_complete(), "{r:?}");
+        }
+        let at = (chrono::Utc::now() - chrono::Duration::days(40))
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
+        sqlx::query(&format!(
+            "UPDATE \"{schema}\".flow_runs SET started = '{at}', ended = '{at}' WHERE id = '{}'",
+            old.id
+        ))
+        .execute(&admin)
+        .await
+        .unwrap();
+        (old.id.to_string(), new.id.to_string())
+    });
+    let dir = TempDir::new("pg");
+    let args = [
+        "--schema",
+        &schema,
+        "history",
+        "prune",
+        "--older-than",
+        "30d",
+    ];
+    let out = weft(&dir.0, Some(&server), &args);
+    let text = out.ok();
+    assert!(text.starts_with("deleted 1 flow runs"), "{text}");
+    assert!(count_line(text, "task runs") >= 1, "{text}");
+    let runs = weft(
+        &dir.0,
+        Some(&server),
+        &["--schema", &schema, "runs", "--json"],
+    );
+    let runs = runs.ok();
+    assert!(!runs.contains(&old) && runs.contains(&new), "{runs}");
+    rt.block_on(async {
+        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .execute(&admin)
+            .await
+            .unwrap();
+    });
+}
