@@ -122,80 +122,95 @@ const CHILD_TABLES: [&str; 4] = ["task_runs", "state_changes", "logs", "node_out
 impl Store {
     /// Deletes the runs `retention` selects, with their task runs, state changes, logs, node
     /// outputs and subflow runs, `retention.batch` runs per transaction; or, with
-    /// `dry_run`, counts them.
+    /// `dry_run`, counts them. Dropping the future stops it between two transactions.
     pub async fn prune(&self, retention: &Retention) -> Result<PruneReport, StoreError> {
-        let retention = retention.clone();
         let cutoff = Utc::now()
             - chrono::Duration::from_std(retention.older_than)
                 .unwrap_or_else(|_| chrono::Duration::days(365 * 1000));
-        self.with_pool(move |pool, _| async move { prune(&pool, &retention, cutoff).await })
-            .await
+        let mut report = PruneReport {
+            cutoff,
+            dry_run: retention.dry_run,
+            ..Default::default()
+        };
+        // Keyset paging by (started, id): a dry run, or runs kept because of their subflows,
+        // are not read again.
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let (r, page_after) = (retention.clone(), after.take());
+            let (counts, next, full) = self
+                .with_pool(
+                    move |pool, _| async move { one_batch(&pool, &r, cutoff, page_after).await },
+                )
+                .await?;
+            let Some(counts) = counts else {
+                return Ok(report);
+            };
+            report.flow_runs += counts.flow_runs;
+            report.task_runs += counts.task_runs;
+            report.state_changes += counts.state_changes;
+            report.logs += counts.logs;
+            report.node_outputs += counts.node_outputs;
+            report.batches += 1;
+            if !full {
+                return Ok(report);
+            }
+            after = next;
+        }
     }
 }
 
-async fn prune(
+/// One page of at most `r.batch` runs after `after`, in one transaction: what it deleted (None:
+/// no run left), where the next page starts, and whether this one was full.
+async fn one_batch(
     pool: &AnyPool,
     r: &Retention,
     cutoff: DateTime<Utc>,
-) -> Result<PruneReport, StoreError> {
-    let mut report = PruneReport {
-        cutoff,
-        dry_run: r.dry_run,
-        ..Default::default()
-    };
+    after: Option<(String, String)>,
+) -> Result<(Option<PruneReport>, Option<(String, String)>, bool), StoreError> {
     let states = r.states();
-    let cutoff_text = ts(cutoff);
-    // Keyset paging by (started, id): a dry run, or runs kept because of their subflows, are
-    // not read again.
-    let mut after: Option<(String, String)> = None;
-    loop {
-        // Top-level runs only (or runs whose parent is gone): a subflow run goes with its parent.
-        let mut sql = format!(
-            "SELECT id, started FROM flow_runs f WHERE state IN ({}) \
-             AND started < {1} AND COALESCE(ended, started) < {1} \
-             AND (parent_run IS NULL OR NOT EXISTS (SELECT 1 FROM flow_runs p WHERE p.id = f.parent_run))",
-            marks(1, states.len()),
-            mark(states.len() + 1),
-        );
-        // (`started < cutoff` is implied, and lets the database use its index on `started`.)
-        if after.is_some() {
-            let n = states.len() + 2;
-            sql.push_str(&format!(
-                " AND (started > {} OR (started = {} AND id > {}))",
-                mark(n),
-                mark(n + 1),
-                mark(n + 2)
-            ));
-        }
-        sql.push_str(&format!(" ORDER BY started, id LIMIT {}", r.batch));
-        let mut q = sqlx::query(&sql);
-        for s in &states {
-            q = q.bind(*s);
-        }
-        q = q.bind(cutoff_text.clone());
-        if let Some((started, id)) = &after {
-            q = q
-                .bind(started.clone())
-                .bind(started.clone())
-                .bind(id.clone());
-        }
-        let rows = q.fetch_all(pool).await?;
-        if rows.is_empty() {
-            return Ok(report);
-        }
-        let mut roots = Vec::with_capacity(rows.len());
-        for row in &rows {
-            roots.push(row.try_get::<String, _>("id")?);
-        }
-        let last = rows.last().expect("not empty");
-        after = Some((last.try_get("started")?, last.try_get("id")?));
-        let ids = with_subflows(pool, r, roots).await?;
-        batch(pool, r, &states, &ids, &mut report).await?;
-        report.batches += 1;
-        if rows.len() < r.batch {
-            return Ok(report);
-        }
+    // Top-level runs only (or runs whose parent is gone): a subflow run goes with its parent.
+    // (`started < cutoff` is implied, and lets the database use its index on `started`.)
+    let mut sql = format!(
+        "SELECT id, started FROM flow_runs f WHERE state IN ({}) \
+         AND started < {1} AND COALESCE(ended, started) < {1} \
+         AND (parent_run IS NULL OR NOT EXISTS (SELECT 1 FROM flow_runs p WHERE p.id = f.parent_run))",
+        marks(1, states.len()),
+        mark(states.len() + 1),
+    );
+    if after.is_some() {
+        let n = states.len() + 2;
+        sql.push_str(&format!(
+            " AND (started > {} OR (started = {} AND id > {}))",
+            mark(n),
+            mark(n + 1),
+            mark(n + 2)
+        ));
     }
+    sql.push_str(&format!(" ORDER BY started, id LIMIT {}", r.batch));
+    let mut q = sqlx::query(&sql);
+    for s in &states {
+        q = q.bind(*s);
+    }
+    q = q.bind(ts(cutoff));
+    if let Some((started, id)) = &after {
+        q = q
+            .bind(started.clone())
+            .bind(started.clone())
+            .bind(id.clone());
+    }
+    let rows = q.fetch_all(pool).await?;
+    let Some(last) = rows.last() else {
+        return Ok((None, None, false));
+    };
+    let next = Some((last.try_get("started")?, last.try_get("id")?));
+    let mut roots = Vec::with_capacity(rows.len());
+    for row in &rows {
+        roots.push(row.try_get::<String, _>("id")?);
+    }
+    let ids = with_subflows(pool, r, roots).await?;
+    let mut counts = PruneReport::default();
+    batch(pool, r, &states, &ids, &mut counts).await?;
+    Ok((Some(counts), next, rows.len() >= r.batch))
 }
 
 /// `roots` and their subflow runs, all levels down; a tree holding a run that is not final
