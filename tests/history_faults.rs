@@ -10,6 +10,9 @@ use weft::prelude::*;
 use weft::store::{Store, StoreError, StoreOptions};
 use weft::HistoryReport;
 
+#[cfg(feature = "postgres")]
+mod common;
+
 #[task]
 fn double(x: u32) -> u32 {
     x * 2
@@ -411,4 +414,55 @@ async fn a_full_disk_is_reported_at_once_with_its_reason() {
     let error = report.error.unwrap_or_default();
     assert!(error.contains("full"), "{error}");
     assert!(waited < Duration::from_secs(3), "{waited:?}");
+}
+
+/// A migration that fails (a table in the way) is a `Migrate` error with the database's reason
+/// within seconds, and leaves no lock behind: sqlx's migrator keeps its database-wide advisory
+/// lock when a migration fails, and a retry on another pooled connection used to wait on it for
+/// ever, with every other process migrating the same database.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_migration_fails_fast_and_leaves_no_lock() {
+    let broken = common::Schema::new("broken").await;
+    sqlx::query(&format!("CREATE SCHEMA \"{}\"", broken.name))
+        .execute(&broken.admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "CREATE TABLE \"{}\".flow_runs (id TEXT)",
+        broken.name
+    ))
+    .execute(&broken.admin)
+    .await
+    .unwrap();
+    let start = Instant::now();
+    let err = broken
+        .options(&common::server_url())
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(matches!(err, StoreError::Migrate { .. }), "{err:?}");
+    assert!(err.to_string().contains("flow"), "{err}");
+    // Another schema of the same database migrates at once.
+    let fine = common::Schema::new("fine").await;
+    let start = Instant::now();
+    let store = fine
+        .options(&common::server_url())
+        .connect_timeout(Duration::from_secs(3))
+        .connect()
+        .await;
+    assert!(store.is_ok(), "{store:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(store);
+    broken.drop().await;
+    fine.drop().await;
 }

@@ -59,7 +59,7 @@ pub use retention::{keep_pruning, PruneReport, Retention};
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
@@ -750,7 +750,7 @@ async fn connect_pool(
         }
     }
     // Closing waits on the server too; a silent one is not waited for.
-    let _ = tokio::time::timeout(limit, sqlx::Connection::close(conn)).await;
+    let _ = tokio::time::timeout(limit, conn.close()).await;
     let pool = within(limit, shown, "opening the connection pool", async {
         AnyPoolOptions::new()
             .max_connections(4)
@@ -902,7 +902,17 @@ async fn migrate(pool: &AnyPool, shown: &str, create: bool) -> Result<(), StoreE
     };
     let mut tries = 0;
     loop {
-        match migrator.run(pool).await {
+        // On a connection of its own, closed after each attempt: sqlx's migrator keeps its
+        // (PostgreSQL: database-wide advisory) lock when a migration fails, and a pooled
+        // connection holding it would make every later attempt, of this process or another,
+        // wait on it for ever.
+        let attempt = async {
+            let mut conn = pool.acquire().await?.detach();
+            let outcome = migrator.run(&mut conn).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.close()).await;
+            outcome
+        };
+        match attempt.await {
             Ok(()) => return Ok(()),
             // Another process migrating the same file at once: its work is ours on retry.
             Err(_) if tries < 8 => {
