@@ -5,6 +5,7 @@
 //! It reads the database flow runs record into (`WEFT_DATABASE_URL`, else
 //! `sqlite://$WEFT_HOME/.weft/weft.db`) and never creates one.
 
+mod history;
 mod pipeline;
 mod render;
 
@@ -37,7 +38,8 @@ const POLL: Duration = Duration::from_millis(200);
         weft run graph 3f2a9c1d --format svg -o run.svg\n  \
         weft --database postgres://me@db/weft flows\n  \
         weft deployments\n  \
-        weft deployment run nightly-etl --param n=5 --param label=adhoc"
+        weft deployment run nightly-etl --param n=5 --param label=adhoc\n  \
+        weft history prune --older-than 30d --keep-failed --dry-run"
 )]
 struct Cli {
     /// The run history database: sqlite://path/to/weft.db or postgres://user@host/database
@@ -96,6 +98,9 @@ enum Command {
     /// Run a deployment now, or pause and resume its schedule
     #[command(subcommand)]
     Deployment(DeploymentCommand),
+    /// Manage the run history itself: delete old runs
+    #[command(subcommand)]
+    History(history::HistoryCommand),
     /// Check, run or draw a pipeline file (shell commands as a DAG)
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
@@ -204,7 +209,7 @@ enum GraphFormat {
 
 /// Why the command failed: a message for stderr and the exit code.
 #[derive(Debug)]
-struct Failure {
+pub(crate) struct Failure {
     message: String,
     code: u8,
 }
@@ -286,6 +291,10 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
     let params = match &cli.command {
         Command::Deployment(DeploymentCommand::Run { params, .. }) => parse_params(params)?,
         _ => serde_json::Map::new(),
+    };
+    let retention = match &cli.command {
+        Command::History(history::HistoryCommand::Prune(args)) => Some(history::retention(args)?),
+        _ => None,
     };
     let store = open(&cli).await?;
     let tz = chrono::Local;
@@ -414,6 +423,10 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
         Command::Deployment(DeploymentCommand::Resume { name }) => {
             store.set_paused(&name, false).await?;
             Ok(format!("deployment {name} resumed\n"))
+        }
+        Command::History(history::HistoryCommand::Prune(args)) => {
+            let retention = retention.expect("parsed above");
+            history::prune(&store, &args, retention).await
         }
         Command::Pipeline(_) => unreachable!("pipeline commands return before the store opens"),
     }
@@ -549,7 +562,7 @@ async fn no_runs(store: &Store, args: &RunsArgs, state: Option<StateKind>) -> St
 }
 
 /// Pretty JSON and a newline.
-fn json(value: serde_json::Value) -> String {
+pub(crate) fn json(value: serde_json::Value) -> String {
     let mut s = format!("{value:#}");
     s.push('\n');
     s

@@ -997,7 +997,8 @@ where
         Ok(claim) => claim,
         Err(refused) => return refused,
     };
-    let history = start_history(def, &mut config, run_id).await;
+    let mut unrecorded = None;
+    let history = start_history(def, &mut config, run_id, &mut unrecorded).await;
     let cx = Arc::new(FlowCtx::new(def, config, history));
     let started = Utc::now();
     // Lines logged here, outside the driver, belong to the run's history too.
@@ -1193,7 +1194,7 @@ where
             }
             Some(report)
         }
-        None => None,
+        None => unrecorded,
     };
     crate::logging::flush();
     let subflows = std::mem::take(&mut *cx.subflows.lock().unwrap());
@@ -1292,11 +1293,13 @@ fn claim_resumed_run<R>(
 }
 
 /// Opens the run's history store and records its start; None when history is off or the store
-/// cannot be opened (the run goes on, and says so).
+/// cannot be opened (the run goes on, and says so: in the log, and in `unrecorded`, the run's
+/// [`FlowRun::history`] with the reason).
 async fn start_history(
     def: &'static FlowDef,
     config: &mut RunConfig,
     run_id: Uuid,
+    unrecorded: &mut Option<HistoryReport>,
 ) -> Option<Arc<Recorder>> {
     if !config.records_history() {
         return None;
@@ -1311,6 +1314,7 @@ async fn start_history(
                     "Flow run '{}': not recorded in the run history: {e}",
                     def.name
                 );
+                *unrecorded = Some(HistoryReport::unrecorded(&e));
                 return None;
             }
         },

@@ -285,6 +285,7 @@ pub struct Server {
     grace: Duration,
     poll: Duration,
     clock: Clock,
+    retention: Option<crate::store::Retention>,
 }
 
 /// Serves `deployments` until Ctrl-C or SIGTERM, recording into the default store
@@ -303,7 +304,15 @@ impl Server {
             grace: Duration::from_secs(30),
             poll: Duration::from_secs(1),
             clock: Clock::System,
+            retention: None,
         }
+    }
+    /// Delete old runs from the store in the background while serving
+    /// ([`keep_pruning`](crate::store::keep_pruning)); default: the store's own
+    /// [`StoreOptions::retention`](crate::store::StoreOptions::retention), else none.
+    pub fn retention(mut self, retention: crate::store::Retention) -> Self {
+        self.retention = Some(retention);
+        self
     }
     /// Record deployments and runs into `store` (default: [`Store::open_default`]).
     pub fn store(mut self, store: Store) -> Self {
@@ -421,11 +430,18 @@ impl Server {
         if let Some(store) = store.clone() {
             loops.spawn(poll_store(
                 ctx.clone(),
-                store,
+                store.clone(),
                 served.clone(),
                 inboxes,
                 self.poll,
             ));
+            if let Some(retention) = self
+                .retention
+                .clone()
+                .or_else(|| store.retention().cloned())
+            {
+                loops.spawn(crate::store::keep_pruning(store, retention));
+            }
         }
 
         stop.await;

@@ -46,6 +46,7 @@
 mod deploy;
 mod query;
 pub(crate) mod record;
+mod retention;
 mod writer;
 
 pub use deploy::{DeploymentRecord, RequestState, RunRequest};
@@ -53,11 +54,12 @@ pub use query::{
     FlowSummary, LogRecord, NodeOutputRecord, RunDetail, RunFilter, RunRecord, StateChangeRecord,
     TaskRunRecord,
 };
+pub use retention::{keep_pruning, PruneReport, Retention};
 
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
@@ -100,6 +102,32 @@ pub enum StoreError {
     },
     /// The database could not be reached or opened.
     Connect {
+        /// The URL (password hidden).
+        url: String,
+        /// The driver's error.
+        error: String,
+    },
+    /// The file is not a database (garbage, a truncated or zeroed header, another file type);
+    /// it is left untouched.
+    NotADatabase {
+        /// The file's path.
+        path: String,
+        /// The driver's error.
+        error: String,
+    },
+    /// The database did not answer within [`StoreOptions::connect_timeout`].
+    Timeout {
+        /// The URL (password hidden).
+        url: String,
+        /// How long was waited.
+        after: Duration,
+        /// What was being done.
+        doing: String,
+    },
+    /// The history cannot be written: a read-only file, directory or file system, or a
+    /// read-only PostgreSQL session. Found when a store that records opens, so no run's
+    /// rows are queued to be lost.
+    ReadOnly {
         /// The URL (password hidden).
         url: String,
         /// The driver's error.
@@ -157,6 +185,21 @@ impl fmt::Display for StoreError {
                 f,
                 "cannot open the run history database {url}: {error} (check WEFT_DATABASE_URL, or \
                  that the server is running)"
+            ),
+            StoreError::NotADatabase { path, .. } => write!(
+                f,
+                "not a weft history (file is not a database): {path}; it was left untouched \
+                 (move it away, or point WEFT_HOME or WEFT_DATABASE_URL elsewhere)"
+            ),
+            StoreError::Timeout { url, after, doing } => write!(
+                f,
+                "the run history database {url} did not answer within {after:?} ({doing}); \
+                 check that the server is running and answering (WEFT_DATABASE_URL)"
+            ),
+            StoreError::ReadOnly { url, error } => write!(
+                f,
+                "the run history database {url} cannot be written: {error} (check the \
+                 permissions and free space of WEFT_HOME, or WEFT_DATABASE_URL)"
             ),
             StoreError::SchemaTooNew {
                 url,
@@ -240,6 +283,8 @@ pub struct StoreOptions {
     queue_capacity: usize,
     schema: String,
     create: bool,
+    connect_timeout: Duration,
+    retention: Option<Retention>,
 }
 
 impl StoreOptions {
@@ -256,7 +301,22 @@ impl StoreOptions {
                 .filter(|s| !s.trim().is_empty())
                 .unwrap_or_else(|| "weft".to_owned()),
             create: true,
+            connect_timeout: Duration::from_secs(5),
+            retention: None,
         }
+    }
+    /// How long opening the store may wait on the database, for each step (connecting, creating
+    /// the schema, migrating; default 5 s). A server that accepts the connection and never
+    /// answers is a [`StoreError::Timeout`], not a wait without end.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d.max(Duration::from_millis(1));
+        self
+    }
+    /// Old runs to delete in the background: a long-running process holding the store (a
+    /// [`Server`](crate::schedule::Server)) runs [`keep_pruning`] with it. Default none.
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = Some(retention);
+        self
     }
     /// Whether a missing history is created (default true): the SQLite file, the PostgreSQL
     /// schema, weft's tables. Readers such as the `weft` CLI say there is no history instead,
@@ -361,6 +421,10 @@ impl Store {
     }
     pub(crate) fn options(&self) -> &StoreOptions {
         &self.inner.options
+    }
+    /// The retention the store was opened with ([`StoreOptions::retention`]).
+    pub fn retention(&self) -> Option<&Retention> {
+        self.inner.options.retention.as_ref()
     }
 
     async fn open(options: StoreOptions) -> Result<Store, StoreError> {
@@ -534,16 +598,100 @@ fn prepare_url(url: &str, create: bool) -> Result<(Backend, String), String> {
     Err("expected sqlite://path/to/file.db or postgres://user@host/database".to_owned())
 }
 
+/// `fut`, or [`StoreError::Timeout`] after `limit`.
+async fn within<T>(
+    limit: Duration,
+    shown: &str,
+    doing: &str,
+    fut: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+        Err(StoreError::Timeout {
+            url: shown.to_owned(),
+            after: limit,
+            doing: doing.to_owned(),
+        })
+    })
+}
+
+/// SQLite's file header: anything else (but an empty file, a database yet to be written) is not
+/// a database, and is refused at once instead of the pool retrying it until it times out.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// The path of a SQLite driver URL (`sqlite://path?query`), decoded.
+fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("sqlite://")?;
+    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+    if path == ":memory:" {
+        return None;
+    }
+    Some(
+        path.replace("%20", " ")
+            .replace("%3F", "?")
+            .replace("%23", "#")
+            .replace("%25", "%"),
+    )
+}
+
+/// Refuses a file that is not a SQLite database by its header.
+fn check_sqlite_file(path: &str) -> Result<(), StoreError> {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Ok(()); // missing (created) or unreadable (the driver says why)
+    };
+    let mut head = Vec::with_capacity(16);
+    if let Err(e) = file.by_ref().take(16).read_to_end(&mut head) {
+        return Err(StoreError::Connect {
+            url: format!("sqlite://{path}"),
+            error: e.to_string(),
+        });
+    }
+    if head.is_empty() || head.as_slice() == SQLITE_HEADER {
+        return Ok(());
+    }
+    Err(StoreError::NotADatabase {
+        path: path.to_owned(),
+        error: "the file does not start with SQLite's header".to_owned(),
+    })
+}
+
+/// True for SQLite's "file is not a database" (26) and "database disk image is malformed" (11).
+fn is_not_a_database(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            let code = d.code().and_then(|c| c.parse::<i64>().ok()).unwrap_or(0);
+            matches!(code & 0xff, 11 | 26)
+                || d.message().contains("file is not a database")
+                || d.message().contains("malformed")
+        }
+        _ => false,
+    }
+}
+
 async fn connect_pool(
     backend: Backend,
     url: &str,
     shown: &str,
     store: &StoreOptions,
 ) -> Result<AnyPool, StoreError> {
-    let connect_err = |e: sqlx::Error| StoreError::Connect {
-        url: shown.to_owned(),
-        error: e.to_string(),
+    let limit = store.connect_timeout;
+    let sqlite_file = match backend {
+        Backend::Sqlite => sqlite_path(url),
+        Backend::Postgres => None,
     };
+    let connect_err = |e: sqlx::Error| match &sqlite_file {
+        Some(path) if is_not_a_database(&e) => StoreError::NotADatabase {
+            path: path.clone(),
+            error: e.to_string(),
+        },
+        _ => StoreError::Connect {
+            url: shown.to_owned(),
+            error: e.to_string(),
+        },
+    };
+    if let Some(path) = &sqlite_file {
+        check_sqlite_file(path)?;
+    }
     let options = AnyConnectOptions::from_str(url)
         .map_err(connect_err)?
         .log_statements(log::LevelFilter::Off)
@@ -558,16 +706,35 @@ async fn connect_pool(
         }
         Backend::Postgres => format!("SET search_path TO \"{schema}\"").into(),
     };
+    // One connection first: a file that is not a database, or a server that does not answer,
+    // is told apart here rather than by the pool retrying until it times out.
+    let mut conn = within(limit, shown, "connecting", async {
+        options.connect().await.map_err(connect_err)
+    })
+    .await?;
+    if backend == Backend::Sqlite {
+        within(limit, shown, "reading the file", async {
+            // Another process creating the file may hold its lock for a moment.
+            conn.execute(&*setup).await.map_err(connect_err)?;
+            sqlx::query("SELECT COUNT(*) FROM sqlite_master")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(connect_err)
+        })
+        .await?;
+    }
     if backend == Backend::Postgres {
         // Its own schema keeps weft's tables and migration records apart from the application's.
-        let mut conn = options.connect().await.map_err(connect_err)?;
-        let exists: Option<(String,)> = sqlx::query_as(
-            "SELECT schema_name::text FROM information_schema.schemata WHERE schema_name = $1",
-        )
-        .bind(&schema)
-        .fetch_optional(&mut conn)
-        .await
-        .map_err(connect_err)?;
+        let exists: Option<(String,)> = within(limit, shown, "looking for weft's schema", async {
+            sqlx::query_as(
+                "SELECT schema_name::text FROM information_schema.schemata WHERE schema_name = $1",
+            )
+            .bind(&schema)
+            .fetch_optional(&mut conn)
+            .await
+            .map_err(connect_err)
+        })
+        .await?;
         if exists.is_none() && !store.create {
             return Err(StoreError::NoHistory {
                 url: format!("{shown} (schema \"{schema}\")"),
@@ -575,34 +742,99 @@ async fn connect_pool(
         }
         if exists.is_none() {
             // Two processes may race here; the loser's error is harmless.
-            let _ = conn
-                .execute(&*format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-                .await;
+            let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+            let _ = within(limit, shown, "creating weft's schema", async {
+                conn.execute(&*create).await.map_err(connect_err)
+            })
+            .await;
         }
     }
-    let pool = AnyPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(5))
-        .after_connect(move |conn, _| {
-            let setup = setup.clone();
-            Box::pin(async move {
-                conn.execute(&*setup).await?;
+    // Closing waits on the server too; a silent one is not waited for.
+    let _ = tokio::time::timeout(limit, conn.close()).await;
+    let pool = within(limit, shown, "opening the connection pool", async {
+        AnyPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(limit.max(Duration::from_secs(5)))
+            .after_connect(move |conn, _| {
+                let setup = setup.clone();
+                Box::pin(async move {
+                    conn.execute(&*setup).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(connect_err)
+    })
+    .await?;
+    if backend == Backend::Sqlite && store.create {
+        within(limit, shown, "switching to WAL", async {
+            retry_busy(|| async {
+                pool.execute("PRAGMA journal_mode = WAL").await?;
                 Ok(())
             })
+            .await
+            .map_err(connect_err)
         })
-        .connect_with(options)
-        .await
-        .map_err(connect_err)?;
-    if backend == Backend::Sqlite && store.create {
-        retry_busy(|| async {
-            pool.execute("PRAGMA journal_mode = WAL").await?;
-            Ok(())
-        })
-        .await
-        .map_err(connect_err)?;
+        .await?;
     }
-    migrate(&pool, shown, store.create).await?;
+    // Migrating may wait for another process migrating the same database: a longer limit.
+    within(
+        limit * 4,
+        shown,
+        "creating or upgrading weft's tables",
+        migrate(&pool, shown, store.create),
+    )
+    .await?;
+    if store.create {
+        check_writable(&pool, backend, shown, limit).await?;
+    }
     Ok(pool)
+}
+
+/// Refuses a history a recording store cannot write, at open rather than by losing every row of
+/// the first run. A database busy with another writer past `limit` counts as writable.
+async fn check_writable(
+    pool: &AnyPool,
+    backend: Backend,
+    shown: &str,
+    limit: Duration,
+) -> Result<(), StoreError> {
+    let read_only = |error: String| StoreError::ReadOnly {
+        url: shown.to_owned(),
+        error,
+    };
+    match backend {
+        Backend::Sqlite => {
+            // Takes the write lock (and creates the WAL files) without changing a row.
+            let probe = sqlx::query("UPDATE _sqlx_migrations SET version = version WHERE 1 = 0")
+                .execute(pool);
+            match tokio::time::timeout(limit, probe).await {
+                Ok(Err(sqlx::Error::Database(e))) => {
+                    let code = e.code().and_then(|c| c.parse::<i64>().ok()).unwrap_or(0);
+                    // READONLY, IOERR, FULL, CANTOPEN, PERM.
+                    if matches!(code & 0xff, 8 | 10 | 13 | 14 | 3) {
+                        return Err(read_only(e.message().to_owned()));
+                    }
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        }
+        Backend::Postgres => {
+            let probe =
+                sqlx::query_scalar::<_, String>("SELECT current_setting('transaction_read_only')")
+                    .fetch_one(pool);
+            match tokio::time::timeout(limit, probe).await {
+                Ok(Ok(on)) if on == "on" => Err(read_only(
+                    "the session is read-only (transaction_read_only is on: a standby, or \
+                     default_transaction_read_only)"
+                        .to_owned(),
+                )),
+                _ => Ok(()),
+            }
+        }
+    }
 }
 
 /// Retries `op` a few times: another process may hold SQLite's lock, or be creating the tables.
@@ -670,7 +902,17 @@ async fn migrate(pool: &AnyPool, shown: &str, create: bool) -> Result<(), StoreE
     };
     let mut tries = 0;
     loop {
-        match migrator.run(pool).await {
+        // On a connection of its own, closed after each attempt: sqlx's migrator keeps its
+        // (PostgreSQL: database-wide advisory) lock when a migration fails, and a pooled
+        // connection holding it would make every later attempt, of this process or another,
+        // wait on it for ever.
+        let attempt = async {
+            let mut conn = pool.acquire().await?.detach();
+            let outcome = migrator.run(&mut conn).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.close()).await;
+            outcome
+        };
+        match attempt.await {
             Ok(()) => return Ok(()),
             // Another process migrating the same file at once: its work is ours on retry.
             Err(_) if tries < 8 => {
@@ -735,13 +977,24 @@ pub struct HistoryReport {
     /// Rows given up on (the database stayed away longer than the writer's retries).
     pub lost: u64,
     /// False when the run ended before the database confirmed its rows (they are still being
-    /// retried in the background).
+    /// retried in the background), or when the store could not be opened at all (`error` says
+    /// why; nothing of the run was recorded).
     pub confirmed: bool,
     /// The last error met, if any.
     pub error: Option<String>,
 }
 
 impl HistoryReport {
+    /// A run that was not recorded at all: the store could not be opened.
+    pub(crate) fn unrecorded(e: &StoreError) -> HistoryReport {
+        HistoryReport {
+            store: redact(&default_url()),
+            recorded: 0,
+            lost: 0,
+            confirmed: false,
+            error: Some(format!("not recorded: {e}")),
+        }
+    }
     /// True when every row was written.
     pub fn is_complete(&self) -> bool {
         self.confirmed && self.lost == 0 && self.error.is_none()

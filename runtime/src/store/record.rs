@@ -84,7 +84,7 @@ impl Recorder {
             map_index,
             name: e.name.to_owned(),
             state: e.state.kind,
-            message: e.state.message.clone(),
+            message: cap_opt(e.state.message.as_deref()),
             attempt: e.attempt,
             at,
         }));
@@ -92,7 +92,7 @@ impl Recorder {
             None => q.push(Op::RunState {
                 run: self.run,
                 state: e.state.kind,
-                message: e.state.message.clone(),
+                message: cap_opt(e.state.message.as_deref()),
                 at,
             }),
             Some(id) => q.push(Op::Task(TaskRow {
@@ -102,7 +102,7 @@ impl Recorder {
                     map_index: id.map_index,
                     task: e.name.to_owned(),
                     state: e.state.kind,
-                    message: e.state.message.clone(),
+                    message: cap_opt(e.state.message.as_deref()),
                     attempts: e.attempt,
                     started: (e.state.kind == StateKind::Running).then_some(at),
                     ended: e.state.kind.is_final().then_some(at),
@@ -122,7 +122,7 @@ impl Recorder {
                 map_index: r.id.map_index,
                 task: r.task.to_owned(),
                 state: r.state.kind,
-                message: r.state.message.clone(),
+                message: cap_opt(r.state.message.as_deref()),
                 attempts: r.attempts,
                 started: r.started,
                 ended: r.ended,
@@ -180,7 +180,7 @@ impl Recorder {
             seq: q.next_seq(),
             at: Utc::now(),
             level,
-            message,
+            message: cap_owned(message),
         });
     }
 
@@ -218,6 +218,38 @@ impl Recorder {
     }
 }
 
+/// The most of one text (an error, a log line) the history keeps: longer ones are cut here, when
+/// the row is made, so neither the queue nor the database holds more.
+pub(crate) const MAX_TEXT: usize = 64 * 1024;
+
+/// `s` cut to [`MAX_TEXT`] bytes on a char boundary, with a marker giving the full size.
+pub(crate) fn cap(s: &str) -> String {
+    if s.len() <= MAX_TEXT {
+        return s.to_owned();
+    }
+    let mut end = MAX_TEXT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… [cut by weft's run history: {} bytes in all, the first {end} kept]",
+        &s[..end],
+        s.len()
+    )
+}
+
+fn cap_opt(s: Option<&str>) -> Option<String> {
+    s.map(cap)
+}
+
+fn cap_owned(s: String) -> String {
+    if s.len() <= MAX_TEXT {
+        s
+    } else {
+        cap(&s)
+    }
+}
+
 /// The flow's version (given, or a hash of its graph) and its graph as JSON; computed once per
 /// graph.
 fn flow_version(graph: &'static FlowGraph, given: Option<&'static str>) -> (Arc<str>, Arc<str>) {
@@ -238,6 +270,28 @@ fn flow_version(graph: &'static FlowGraph, given: Option<&'static str>) -> (Arc<
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, v.clone());
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_are_cut_on_a_char_boundary_and_say_their_size() {
+        assert_eq!(cap("short"), "short");
+        let exact = "x".repeat(MAX_TEXT);
+        assert_eq!(cap(&exact), exact);
+        // 3-byte chars: MAX_TEXT is not a multiple of 3.
+        let long = "€".repeat(MAX_TEXT);
+        let cut = cap(&long);
+        assert!(cut.len() < MAX_TEXT + 100, "{}", cut.len());
+        assert!(
+            cut.contains(&format!("{} bytes in all", long.len())),
+            "{}",
+            &cut[cut.len() - 80..]
+        );
+        assert!(cut.starts_with("€€€"));
+    }
 }
 
 std::thread_local! {
