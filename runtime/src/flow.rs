@@ -995,7 +995,7 @@ where
     // Held until the run's report is built: a second resume of this run meanwhile is refused.
     let _claim = match claim_resumed_run(def, &config, run_id) {
         Ok(claim) => claim,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let mut unrecorded = None;
     let history = start_history(def, &mut config, run_id, &mut unrecorded).await;
@@ -1251,7 +1251,7 @@ fn claim_resumed_run<R>(
     def: &'static FlowDef,
     config: &RunConfig,
     run_id: Uuid,
-) -> Result<Option<crate::results::RunClaim>, FlowRun<R>> {
+) -> Result<Option<crate::results::RunClaim>, Box<FlowRun<R>>> {
     if !config.resume {
         return Ok(None);
     }
@@ -1267,7 +1267,7 @@ fn claim_resumed_run<R>(
             );
             tracing::warn!(target: "weft", "Flow run '{}': {why}", def.name);
             let now = Utc::now();
-            Err(FlowRun {
+            Err(Box::new(FlowRun {
                 id: run_id,
                 name: def.name,
                 state: State::cancelled(why.clone()),
@@ -1279,7 +1279,7 @@ fn claim_resumed_run<R>(
                 history: None,
                 parent: config.parent,
                 subflows: Vec::new(),
-            })
+            }))
         }
         Err(e) => {
             tracing::warn!(

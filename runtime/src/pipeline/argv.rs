@@ -2,7 +2,7 @@
 //!
 //! A `{name}` placeholder fills part of ONE argument and no shell splits it; but some programs
 //! read an argument as a program of their own: `sh -c 'echo {ip}'` hands the value to a shell as
-//! code, and `env {prog}` lets it choose what runs. [`analyze`] finds those arguments by looking
+//! code, and `env {prog}` lets it choose what runs. `analyze` finds those arguments by looking
 //! at the argv as written (before any value is filled in), and the file check refuses a
 //! placeholder in any of them. The analysis is deliberately generous: when in doubt, an argument
 //! counts as code.
