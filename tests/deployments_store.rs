@@ -390,7 +390,7 @@ mod postgres {
     async fn postgres_history_of_version_1_is_upgraded() {
         let schema = Schema::new("deploy").await;
         drop(schema.store().await);
-        assert_eq!(schema.versions().await, [1, 2, 3, 4]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5]);
         for sql in [
             "DROP TABLE \"{s}\".run_requests",
             "DROP TABLE \"{s}\".deployments",
@@ -407,7 +407,7 @@ mod postgres {
         }
         assert_eq!(schema.versions().await, [1]);
         let store = schema.store().await;
-        assert_eq!(schema.versions().await, [1, 2, 3, 4]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5]);
         store
             .register_deployment(&record("d", "f", None))
             .await
