@@ -495,7 +495,7 @@ async fn main() {
     let weft_f = median(|| async {
         let t = Instant::now();
         for seed in 0..DIAMOND_RUNS {
-            let run = diamond::run(seed).await;
+            let run = diamond::run_with(RunConfig::new(), seed).await;
             tally.check(&run);
             check_history(run.history.as_ref());
             assert_eq!(run.result.ok(), Some(diamond_expected(seed)));
@@ -517,7 +517,7 @@ async fn main() {
     reset_peak_rss();
     let weft_g = median(|| async {
         let t = Instant::now();
-        let run = map_inc::run(MAP_N).await;
+        let run = map_inc::run_with(RunConfig::new(), MAP_N).await;
         let d = t.elapsed();
         tally.check(&run);
         check_history(run.history.as_ref());
@@ -559,7 +559,7 @@ async fn main() {
     // (h) 10,000 mapped 10 ms sleeps.
     let weft_h = median(|| async {
         let t = Instant::now();
-        let run = map_nap::run(NAP_N).await;
+        let run = map_nap::run_with(RunConfig::new(), NAP_N).await;
         let d = t.elapsed();
         tally.check(&run);
         check_history(run.history.as_ref());
@@ -588,7 +588,7 @@ async fn main() {
     .await;
     let log_on = median(|| async {
         let t = Instant::now();
-        let run = chatty_flow::run(LOG_N).await;
+        let run = chatty_flow::run_with(RunConfig::new(), LOG_N).await;
         let d = t.elapsed();
         tally.check(&run);
         check_history(run.history.as_ref());
