@@ -330,7 +330,7 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         conn.close().await.unwrap();
         v
     };
-    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4]);
+    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5]);
 
     // What an older weft left: version 1 only.
     {
@@ -343,6 +343,8 @@ async fn sqlite_history_of_version_1_is_upgraded() {
             "DROP INDEX flow_runs_by_parent",
             "ALTER TABLE flow_runs DROP COLUMN parent_run",
             "ALTER TABLE flow_runs DROP COLUMN parent_node",
+            "ALTER TABLE task_runs DROP COLUMN scheduled",
+            "ALTER TABLE task_runs DROP COLUMN lifecycle_in_row",
             "DELETE FROM _sqlx_migrations WHERE version >= 2",
         ] {
             sqlx::query(sql).execute(&mut conn).await.unwrap();
@@ -356,7 +358,7 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         .connect()
         .await
         .unwrap();
-    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4]);
+    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5]);
     store
         .register_deployment(&record("d", "f", None))
         .await
@@ -390,7 +392,7 @@ mod postgres {
     async fn postgres_history_of_version_1_is_upgraded() {
         let schema = Schema::new("deploy").await;
         drop(schema.store().await);
-        assert_eq!(schema.versions().await, [1, 2, 3, 4]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5]);
         for sql in [
             "DROP TABLE \"{s}\".run_requests",
             "DROP TABLE \"{s}\".deployments",
@@ -398,6 +400,8 @@ mod postgres {
             "DROP TABLE \"{s}\".pipelines",
             "ALTER TABLE \"{s}\".flow_runs DROP COLUMN parent_run",
             "ALTER TABLE \"{s}\".flow_runs DROP COLUMN parent_node",
+            "ALTER TABLE \"{s}\".task_runs DROP COLUMN scheduled",
+            "ALTER TABLE \"{s}\".task_runs DROP COLUMN lifecycle_in_row",
             "DELETE FROM \"{s}\"._sqlx_migrations WHERE version >= 2",
         ] {
             sqlx::query(&sql.replace("{s}", &schema.name))
@@ -407,7 +411,7 @@ mod postgres {
         }
         assert_eq!(schema.versions().await, [1]);
         let store = schema.store().await;
-        assert_eq!(schema.versions().await, [1, 2, 3, 4]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5]);
         store
             .register_deployment(&record("d", "f", None))
             .await

@@ -83,6 +83,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0003_pipelines.sql"),
     ),
     (4, "subflows", include_str!("migrations/0004_subflows.sql")),
+    (
+        5,
+        "task lifecycle",
+        include_str!("migrations/0005_task_lifecycle.sql"),
+    ),
 ];
 
 fn latest_version() -> i64 {
@@ -295,7 +300,7 @@ impl StoreOptions {
             url: url.into(),
             retry_for: Duration::from_secs(30),
             flush_timeout: Duration::from_secs(10),
-            queue_capacity: 1 << 20,
+            queue_capacity: 1 << 16,
             schema: std::env::var("WEFT_DATABASE_SCHEMA")
                 .ok()
                 .filter(|s| !s.trim().is_empty())
@@ -336,7 +341,8 @@ impl StoreOptions {
         self.flush_timeout = d;
         self
     }
-    /// Rows that may wait for the writer before new ones are dropped (default 1,048,576).
+    /// Rows that may wait for the writer (default 65,536); past them the engine waits for the
+    /// writer to take them, so nothing is dropped.
     pub fn queue_capacity(mut self, rows: usize) -> Self {
         self.queue_capacity = rows.max(1);
         self
@@ -478,10 +484,13 @@ impl Store {
                     let store = Store {
                         inner: inner.clone(),
                     };
+                    let pool = inner.pool.clone();
                     if tx.send(Ok(store)).is_ok() {
-                        writer::run(inner.clone()).await;
+                        writer::run(inner).await;
+                    } else {
+                        drop(inner);
                     }
-                    inner.pool.close().await;
+                    pool.close().await;
                 });
             })
             .map_err(thread_err)?;

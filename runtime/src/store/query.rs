@@ -318,6 +318,45 @@ fn run_of(row: &AnyRow) -> Result<RunRecord, StoreError> {
     })
 }
 
+/// Where a change read back from a task run's row goes among changes at the same instant:
+/// Pending, then the first Running, then stored changes, then the final state.
+const SCHEDULED: u8 = 0;
+const STARTED: u8 = 1;
+const STORED: u8 = 2;
+const ENDED: u8 = 3;
+
+/// The state changes a task run's row stands for (see migration 5): Pending at `scheduled`,
+/// Running (attempt 1) at `started`, its final state at `ended`.
+fn lifecycle_changes(
+    t: &TaskRunRecord,
+    scheduled: Option<DateTime<Utc>>,
+    out: &mut Vec<(DateTime<Utc>, u8, i64, StateChangeRecord)>,
+) {
+    let change = |state, message: Option<String>, attempt, at| StateChangeRecord {
+        node: Some(t.node),
+        map_index: t.map_index,
+        name: t.task.clone(),
+        state,
+        message,
+        attempt,
+        at,
+    };
+    if let Some(at) = scheduled {
+        out.push((at, SCHEDULED, 0, change(StateKind::Pending, None, 0, at)));
+    }
+    if let Some(at) = t.started {
+        out.push((at, STARTED, 0, change(StateKind::Running, None, 1, at)));
+    }
+    if let (Some(at), true) = (t.ended, t.state.is_final()) {
+        out.push((
+            at,
+            ENDED,
+            0,
+            change(t.state, t.message.clone(), t.attempts, at),
+        ));
+    }
+}
+
 const RUN_COLS: &str =
     "id, flow, flow_version, parameters, state, message, started, ended, parent_run, parent_node";
 
@@ -407,17 +446,20 @@ impl Store {
                     .fetch_optional(&pool)
                     .await?;
             let graph = graph.and_then(|g| serde_json::from_str::<FlowGraph>(&g).ok());
-            let task_runs = sqlx::query(
-                "SELECT node, map_index, task, state, message, attempts, started, ended, cache_key, result \
+            let task_rows = sqlx::query(
+                "SELECT node, map_index, task, state, message, attempts, scheduled, started, ended, \
+                 cache_key, result, lifecycle_in_row \
                  FROM task_runs WHERE flow_run_id = $1 ORDER BY node, map_index",
             )
             .bind(&id_text)
             .fetch_all(&pool)
-            .await?
-            .iter()
-            .map(|r| {
+            .await?;
+            // (at, place among changes at the same instant, seq, change)
+            let mut changes: Vec<(DateTime<Utc>, u8, i64, StateChangeRecord)> = Vec::new();
+            let mut task_runs = Vec::with_capacity(task_rows.len());
+            for r in &task_rows {
                 let map_index: i64 = r.try_get("map_index")?;
-                Ok(TaskRunRecord {
+                let rec = TaskRunRecord {
                     node: u32_of(r, "node")?.unwrap_or(0),
                     map_index: u32::try_from(map_index).ok(),
                     task: r.try_get("task")?,
@@ -428,29 +470,62 @@ impl Store {
                     ended: ts_of(r, "ended")?,
                     cache_key: r.try_get("cache_key")?,
                     result: r.try_get("result")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-            let state_changes = sqlx::query(
-                "SELECT node, map_index, name, state, message, attempt, at FROM state_changes \
+                };
+                if r.try_get::<i64, _>("lifecycle_in_row")? > 0 {
+                    lifecycle_changes(&rec, ts_of(r, "scheduled")?, &mut changes);
+                }
+                task_runs.push(rec);
+            }
+            let stored = sqlx::query(
+                "SELECT seq, node, map_index, name, state, message, attempt, at FROM state_changes \
                  WHERE flow_run_id = $1 ORDER BY at, seq",
             )
             .bind(&id_text)
             .fetch_all(&pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(StateChangeRecord {
-                    node: u32_of(r, "node")?,
-                    map_index: u32_of(r, "map_index")?,
-                    name: r.try_get("name")?,
-                    state: state_of(r, "state")?,
-                    message: r.try_get("message")?,
-                    attempt: u32_of(r, "attempt")?.unwrap_or(0),
-                    at: ts_of(r, "at")?.unwrap_or_default(),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            .await?;
+            for r in &stored {
+                let at = ts_of(r, "at")?.unwrap_or_default();
+                changes.push((
+                    at,
+                    STORED,
+                    r.try_get("seq")?,
+                    StateChangeRecord {
+                        node: u32_of(r, "node")?,
+                        map_index: u32_of(r, "map_index")?,
+                        name: r.try_get("name")?,
+                        state: state_of(r, "state")?,
+                        message: r.try_get("message")?,
+                        attempt: u32_of(r, "attempt")?.unwrap_or(0),
+                        at,
+                    },
+                ));
+            }
+            // A lifecycle change also stored (it carried a message the row does not tell, say)
+            // is read back once.
+            type Key = (Option<u32>, Option<u32>, StateKind, Option<DateTime<Utc>>);
+            let key = |c: &StateChangeRecord| -> Option<Key> {
+                match c.state {
+                    StateKind::Pending | StateKind::Running if c.attempt <= 1 => {
+                        Some((c.node, c.map_index, c.state, None))
+                    }
+                    k if k.is_final() => Some((c.node, c.map_index, c.state, Some(c.at))),
+                    _ => None,
+                }
+            };
+            let stored_keys: std::collections::HashSet<Key> = changes
+                .iter()
+                .filter(|c| c.1 == STORED && c.3.node.is_some())
+                .filter_map(|c| key(&c.3))
+                .collect();
+            if !stored_keys.is_empty() {
+                changes.retain(|(_, place, _, c)| {
+                    *place == STORED || !key(c).is_some_and(|k| stored_keys.contains(&k))
+                });
+            }
+            // Stable: rows read back from one task run keep their order at one instant.
+            changes.sort_by_key(|c| (c.0, c.1, c.2));
+            let state_changes: Vec<StateChangeRecord> =
+                changes.into_iter().map(|c| c.3).collect();
             let logs = sqlx::query(
                 "SELECT at, level, message FROM logs WHERE flow_run_id = $1 ORDER BY at, seq",
             )

@@ -1,8 +1,8 @@
 //! The engine's side of run history: one recorder per flow run turns its events, task reports
 //! and log lines into queued rows.
 
-use super::writer::{Change, NodeOutputRow, Op, TaskRow};
-use super::{HistoryReport, NodeOutputRecord, Store, TaskRunRecord};
+use super::writer::{micros, Change, FlowRow, NodeOutputRow, Op, PipelineRow, RunStart, TaskOp};
+use super::{HistoryReport, NodeOutputRecord, Store};
 use crate::flow::RunEvent;
 use crate::graph::FlowGraph;
 use crate::state::StateKind;
@@ -28,6 +28,7 @@ pub(crate) fn recording() -> bool {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
+        self.store.queue().forget(self.run);
         RECORDING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -48,87 +49,107 @@ impl Recorder {
         parent: Option<(Uuid, u32)>,
     ) -> Arc<Recorder> {
         let (version, graph_json) = flow_version(graph, version);
-        let at = Utc::now();
+        let at = micros(Utc::now());
         let q = store.queue();
-        q.push(Op::Flow {
+        q.push(Op::Flow(Box::new(FlowRow {
             name: graph.name.to_string(),
             version: version.to_string(),
             graph: graph_json.to_string(),
             at,
-        });
-        q.push(Op::RunStarted {
+        })));
+        q.push(Op::RunStarted(Box::new(RunStart {
             run,
             flow: graph.name.to_string(),
             version: version.to_string(),
             params,
             parent,
             at,
-        });
+        })));
         RECORDING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Arc::new(Recorder { store, run })
     }
 
-    /// A state change of the flow run or one of its task runs.
+    /// A state change of the flow run or one of its task runs. A task run's ordinary
+    /// lifecycle (Pending, its first Running, its final state) lives in its row; only the
+    /// changes that row cannot tell (retries, later attempts, messages on the way...) are rows
+    /// of their own.
     pub(crate) fn event(&self, e: &RunEvent) {
         let q = self.store.queue();
-        let seq = q.next_seq();
-        let at = e.state.timestamp;
-        let (node, map_index) = match e.task_run_id {
-            Some(id) => (Some(id.node), id.map_index),
-            None => (None, None),
-        };
-        q.push(Op::Change(Change {
-            run: self.run,
-            seq,
-            node,
-            map_index,
-            name: e.name.to_owned(),
-            state: e.state.kind,
-            message: cap_opt(e.state.message.as_deref()),
-            attempt: e.attempt,
-            at,
-        }));
-        match e.task_run_id {
-            None => q.push(Op::RunState {
+        let at = micros(e.state.timestamp);
+        let kind = e.state.kind;
+        let message = || e.state.message.as_deref().map(|m| cap(m).into_boxed_str());
+        let Some(id) = e.task_run_id else {
+            q.push(Op::Change(Change {
                 run: self.run,
-                state: e.state.kind,
-                message: cap_opt(e.state.message.as_deref()),
+                seq: q.next_seq(),
+                node: None,
+                map_index: None,
+                name: e.name,
+                state: kind,
+                message: message(),
+                attempt: e.attempt,
                 at,
-            }),
-            Some(id) => q.push(Op::Task(TaskRow {
+            }));
+            q.push(Op::RunState {
                 run: self.run,
-                rec: TaskRunRecord {
-                    node: id.node,
-                    map_index: id.map_index,
-                    task: e.name.to_owned(),
-                    state: e.state.kind,
-                    message: cap_opt(e.state.message.as_deref()),
-                    attempts: e.attempt,
-                    started: (e.state.kind == StateKind::Running).then_some(at),
-                    ended: e.state.kind.is_final().then_some(at),
-                    cache_key: None,
-                    result: None,
-                },
-            })),
+                state: kind,
+                message: message(),
+                at,
+            });
+            return;
+        };
+        let plain = e.state.message.is_none();
+        let scheduled = kind == StateKind::Pending && e.attempt == 0 && plain;
+        let started = kind == StateKind::Running && e.attempt <= 1 && plain;
+        let ended = kind.is_final();
+        if !(scheduled || started || ended) {
+            q.push(Op::Change(Change {
+                run: self.run,
+                seq: q.next_seq(),
+                node: Some(id.node),
+                map_index: id.map_index,
+                name: e.name,
+                state: kind,
+                message: message(),
+                attempt: e.attempt,
+                at,
+            }));
         }
+        q.push(Op::Task(TaskOp {
+            run: self.run,
+            node: id.node,
+            map_index: id.map_index,
+            task: e.name,
+            state: kind,
+            attempts: e.attempt,
+            message: message(),
+            scheduled: scheduled.then_some(at),
+            started: started.then_some(at),
+            ended: ended.then_some(at),
+            keys: None,
+            lifecycle: true,
+            event: true,
+        }));
     }
 
     /// A task run's final report: timing, attempts, cache key and result location.
     pub(crate) fn task_report(&self, r: &TaskRunReport) {
-        self.store.queue().push(Op::Task(TaskRow {
+        let keys = (r.cache_key.is_some() || r.result_key.is_some())
+            .then(|| Box::new((r.cache_key.clone(), r.result_key.clone())));
+        self.store.queue().push(Op::Task(TaskOp {
             run: self.run,
-            rec: TaskRunRecord {
-                node: r.id.node,
-                map_index: r.id.map_index,
-                task: r.task.to_owned(),
-                state: r.state.kind,
-                message: cap_opt(r.state.message.as_deref()),
-                attempts: r.attempts,
-                started: r.started,
-                ended: r.ended,
-                cache_key: r.cache_key.clone(),
-                result: r.result_key.clone(),
-            },
+            node: r.id.node,
+            map_index: r.id.map_index,
+            task: r.task,
+            state: r.state.kind,
+            attempts: r.attempts,
+            message: r.state.message.as_deref().map(|m| cap(m).into_boxed_str()),
+            scheduled: None,
+            started: r.started.map(micros),
+            ended: r.ended.map(micros),
+            keys,
+            lifecycle: false,
+            event: false,
         }));
     }
 
@@ -142,34 +163,36 @@ impl Recorder {
         keys: [Option<String>; 2],
     ) {
         let [stdout_key, stderr_key] = keys;
-        self.store.queue().push(Op::NodeOutput(NodeOutputRow {
-            run: self.run,
-            rec: NodeOutputRecord {
-                node,
-                command: o.command_line.clone(),
-                exit_code: o.exit_code,
-                signal: o.signal,
-                stdout: o.stdout[..o.stdout.len().min(keep)].to_vec(),
-                stderr: o.stderr[..o.stderr.len().min(keep)].to_vec(),
-                stdout_total: o.stdout_total,
-                stderr_total: o.stderr_total,
-                stdout_key,
-                stderr_key,
-                started: o.started,
-                ended: o.ended,
-            },
-        }));
+        self.store
+            .queue()
+            .push(Op::NodeOutput(Box::new(NodeOutputRow {
+                run: self.run,
+                rec: NodeOutputRecord {
+                    node,
+                    command: o.command_line.clone(),
+                    exit_code: o.exit_code,
+                    signal: o.signal,
+                    stdout: o.stdout[..o.stdout.len().min(keep)].to_vec(),
+                    stderr: o.stderr[..o.stderr.len().min(keep)].to_vec(),
+                    stdout_total: o.stdout_total,
+                    stderr_total: o.stderr_total,
+                    stdout_key,
+                    stderr_key,
+                    started: o.started,
+                    ended: o.ended,
+                },
+            })));
     }
 
     /// The pipeline file a run runs (once per version in the store).
     pub(crate) fn pipeline(&self, p: &crate::pipeline::Pipeline) {
-        self.store.queue().push(Op::Pipeline {
+        self.store.queue().push(Op::Pipeline(Box::new(PipelineRow {
             name: p.name.clone(),
             version: p.hash[..p.hash.len().min(12)].to_owned(),
             source: p.text.clone(),
             path: p.source.as_ref().map(|s| s.display().to_string()),
-            at: Utc::now(),
-        });
+            at: micros(Utc::now()),
+        })));
     }
 
     /// A log line emitted while the run was being driven.
@@ -178,9 +201,9 @@ impl Recorder {
         q.push(Op::Log {
             run: self.run,
             seq: q.next_seq(),
-            at: Utc::now(),
+            at: micros(Utc::now()),
             level,
-            message: cap_owned(message),
+            message: cap_owned(message).into_boxed_str(),
         });
     }
 
@@ -206,11 +229,21 @@ impl Recorder {
                 report.error = t.error;
                 report.confirmed = true;
             }
-            Ok(Err(_)) => report.error = Some("the history writer stopped".to_owned()),
+            Ok(Err(_)) => {
+                let t = self.store.queue().abandon(self.run);
+                report.recorded = t.recorded;
+                report.lost = t.lost;
+                report.error = Some("the history writer stopped".to_owned());
+            }
             Err(_) => {
+                // What the writer has not confirmed by now counts as lost.
+                let t = self.store.queue().abandon(self.run);
+                report.recorded = t.recorded;
+                report.lost = t.lost;
                 report.error = Some(format!(
-                    "the database did not confirm this run's history within {limit:?}; the \
-                     writer keeps retrying in the background"
+                    "the database did not confirm this run's history within {limit:?}; the rows \
+                     not written by then are counted as lost (the writer keeps trying in the \
+                     background)"
                 ))
             }
         }
@@ -236,10 +269,6 @@ pub(crate) fn cap(s: &str) -> String {
         &s[..end],
         s.len()
     )
-}
-
-fn cap_opt(s: Option<&str>) -> Option<String> {
-    s.map(cap)
 }
 
 fn cap_owned(s: String) -> String {
