@@ -722,22 +722,24 @@ impl<'a> Tracker<'a> {
         }
     }
 
+    /// The change from the current state to `new`, as handlers see it.
+    fn change_to(&self, new: State) -> StateChange {
+        StateChange {
+            kind: RunKind::Task,
+            name: self.name,
+            flow_run_id: self.cx.run_id(),
+            task_run_id: Some(self.id),
+            old: self.current.clone(),
+            new,
+        }
+    }
+
     /// Moves to `new` (or what a handler replaces it with) and reports it.
     fn transition(&mut self, new: State) -> &State {
         let new = if self.handlers.is_empty() {
             new
         } else {
-            handlers::apply(
-                self.handlers,
-                StateChange {
-                    kind: RunKind::Task,
-                    name: self.name,
-                    flow_run_id: self.cx.run_id(),
-                    task_run_id: Some(self.id),
-                    old: self.current.clone(),
-                    new,
-                },
-            )
+            handlers::apply(self.handlers, self.change_to(new))
         };
         self.current = new;
         self.emit();
@@ -748,17 +750,7 @@ impl<'a> Tracker<'a> {
     /// only (see [`handlers::apply_final`]).
     fn finish(&mut self, state: State) -> State {
         if !self.handlers.is_empty() && state.is_final() {
-            self.current = handlers::apply_final(
-                self.handlers,
-                StateChange {
-                    kind: RunKind::Task,
-                    name: self.name,
-                    flow_run_id: self.cx.run_id(),
-                    task_run_id: Some(self.id),
-                    old: self.current.clone(),
-                    new: state,
-                },
-            );
+            self.current = handlers::apply_final(self.handlers, self.change_to(state));
             self.emit();
             return self.current.clone();
         }
