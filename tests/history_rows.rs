@@ -128,14 +128,20 @@ async fn a_database_written_before_compact_rows_reads_as_before() {
     let dir = temp_dir("old");
     let url = sqlite_url(&dir);
     drop(Store::connect(&url).await.unwrap());
-    // The layout of schema version 4 (the file as the previous weft left it), holding a run as
+    // The layout of schema version 4 (the file as an earlier weft left it), holding a run as
     // that weft recorded it: every state change a row of its own.
     let pool = sqlite_pool(&dir).await;
     for sql in [
-        "ALTER TABLE task_runs DROP COLUMN scheduled",
-        "ALTER TABLE task_runs DROP COLUMN lifecycle_in_row",
+        "DROP TABLE task_runs",
+        "CREATE TABLE task_runs (flow_run_id TEXT NOT NULL, node BIGINT NOT NULL, \
+         map_index BIGINT NOT NULL, task TEXT NOT NULL, state TEXT NOT NULL, message TEXT, \
+         attempts BIGINT NOT NULL, started TEXT, ended TEXT, cache_key TEXT, result TEXT, \
+         PRIMARY KEY (flow_run_id, node, map_index))",
         "CREATE INDEX task_runs_by_state ON task_runs (state)",
-        "DELETE FROM _sqlx_migrations WHERE version = 5",
+        "CREATE INDEX flow_runs_by_state ON flow_runs (state)",
+        // One statement: a pooled connection that did not see the drop would refuse the create.
+        "DROP INDEX flow_runs_by_parent; CREATE INDEX flow_runs_by_parent ON flow_runs (parent_run)",
+        "DELETE FROM _sqlx_migrations WHERE version >= 5",
         "INSERT INTO flows VALUES ('old flow', 'v1', '{}', '2026-11-01T10:00:00.000000Z')",
         "INSERT INTO flow_runs (id, flow, flow_version, parameters, state, message, started, ended) \
          VALUES ('6f0c5a52-0000-4000-8000-000000000001', 'old flow', 'v1', '{}', 'Failed', \
@@ -376,4 +382,72 @@ mod postgres {
         assert_eq!(states, [Pending, Running, Retrying, Running, Failed]);
         schema.drop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_runs_lifecycle_lines_are_read_back_from_its_row_in_place() {
+    let dir = temp_dir("lines");
+    let store = Store::connect(&sqlite_url(&dir)).await.unwrap();
+    let config = || RunConfig::new().history(store.clone());
+    let run = talking::run_with(config(), "hello".into()).await;
+    assert_eq!(run.result, Ok(5));
+    let detail = store.run(run.id).await.unwrap();
+    let logs: Vec<(&str, &str)> = detail
+        .logs
+        .iter()
+        .map(|l| (l.level.as_str(), l.message.as_str()))
+        .collect();
+    assert_eq!(
+        logs,
+        [
+            ("INFO", "Beginning Flow run for 'talking flow'"),
+            ("INFO", "Task 'talk': Starting task run..."),
+            ("INFO", "first hello"),
+            ("INFO", "second line"),
+            (
+                "INFO",
+                "Task 'talk': Finished task run for task with final state: 'Completed'"
+            ),
+            ("INFO", "Flow run SUCCESS: all reference tasks succeeded"),
+        ]
+    );
+    assert!(detail.logs.windows(2).all(|w| w[0].at <= w[1].at));
+    let pool = sqlite_pool(&dir).await;
+    let count = |sql: &'static str, id: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    // Only the lines the task run's row cannot tell are rows of their own.
+    let stored = count("SELECT COUNT(*) FROM logs WHERE flow_run_id = ?", run.id.to_string());
+    assert_eq!(stored.await, 4);
+
+    // A retried task that fails: its failure line carries the message, at ERROR.
+    let run = rows_flow::run_with(config(), 7).await;
+    let detail = store.run(run.id).await.unwrap();
+    let shaky: Vec<(&str, &str)> = detail
+        .logs
+        .iter()
+        .filter(|l| l.message.starts_with("Task 'shaky'"))
+        .map(|l| (l.level.as_str(), l.message.as_str()))
+        .collect();
+    assert_eq!(shaky.len(), 4, "{shaky:#?}");
+    assert_eq!(shaky[0], ("INFO", "Task 'shaky': Starting task run..."));
+    assert!(shaky[1].1.contains("Attempt 1 of 2 failed"), "{shaky:#?}");
+    assert!(shaky[2].1.contains("Starting attempt 2 of 2"), "{shaky:#?}");
+    assert_eq!(
+        shaky[3],
+        (
+            "ERROR",
+            "Task 'shaky': Finished task run for task with final state: 'Failed' (shaky failed on 7)"
+        )
+    );
+    pool.close().await;
+    drop(store);
+    std::fs::remove_dir_all(dir).ok();
 }

@@ -485,7 +485,7 @@ impl<'w, D: TaskBody<A>, A: Send + 'w> IntoNode for MapCall<'w, D, A> {
             ended: Some(state.timestamp),
             cache_key: None,
             result_key: None,
-        });
+        }, 0);
         MapRun { state, runs }
     }
 }

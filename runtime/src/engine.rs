@@ -6,6 +6,8 @@
 
 use crate::flow::{FlowCtx, RunEvent};
 use crate::handlers;
+use crate::logging::{Finished, Starting, LIFECYCLE};
+use crate::store::record;
 use crate::state::{RunKind, State, StateChange, StateKind, TaskRunId};
 use crate::task::{
     final_state_of, Attempt, BoxFuture, MapCall, Task, TaskBody, TaskCall, TaskError, TaskOptions,
@@ -103,14 +105,7 @@ async fn execute_in<D: TaskBody<A>, A: Send>(
         tracker.result_key = Some(key);
         {
             let state = tracker.finish(State::new(StateKind::Cached, Some(why.to_owned())));
-            log(
-                quiet,
-                Level::INFO,
-                format_args!(
-                    "Task '{name}': Finished task run for task with final state: '{}'",
-                    state.kind
-                ),
-            );
+            tracker.log_finished(quiet, &state);
             let value = state.is_successful().then_some(v);
             return tracker.into_run(state, value);
         }
@@ -125,11 +120,9 @@ async fn execute_in<D: TaskBody<A>, A: Send>(
         let attempt = tracker.attempts + 1;
         tracker.attempts = attempt;
         if attempt == 1 {
-            log(
-                quiet,
-                Level::INFO,
-                format_args!("Task '{name}': Starting task run..."),
-            );
+            if log_lifecycle(quiet, Level::INFO, Starting(name)) {
+                tracker.lines |= record::LINE_START;
+            }
         } else {
             log(
                 quiet,
@@ -219,29 +212,7 @@ async fn execute_in<D: TaskBody<A>, A: Send>(
         };
         tracker.result_key = Box::pin(store_result(cx, id, opts, writes, payload)).await;
     }
-    let level = if state.is_failed() {
-        Level::ERROR
-    } else {
-        Level::INFO
-    };
-    match &state.message {
-        Some(m) if !state.is_successful() => log(
-            quiet,
-            level,
-            format_args!(
-                "Task '{name}': Finished task run for task with final state: '{}' ({m})",
-                state.kind
-            ),
-        ),
-        _ => log(
-            quiet,
-            level,
-            format_args!(
-                "Task '{name}': Finished task run for task with final state: '{}'",
-                state.kind
-            ),
-        ),
-    }
+    tracker.log_finished(quiet, &state);
     if state.is_failed() {
         cx.note_failure(name, &state);
     }
@@ -662,6 +633,20 @@ fn humantime_like(d: std::time::Duration) -> String {
     }
 }
 
+/// Logs one of a task run's two ordinary lines; true when the run history took it (the task
+/// run's row then stands for it). Quiet lines go to DEBUG as any other.
+fn log_lifecycle(quiet: bool, level: Level, line: impl std::fmt::Display) -> bool {
+    if quiet {
+        tracing::debug!(target: "weft", "{line}");
+        return false;
+    }
+    match level {
+        Level::ERROR => tracing::error!(target: LIFECYCLE, "{line}"),
+        _ => tracing::info!(target: LIFECYCLE, "{line}"),
+    }
+    record::line_taken()
+}
+
 fn log(quiet: bool, level: Level, args: std::fmt::Arguments<'_>) {
     if quiet {
         tracing::debug!(target: "weft", "{}", args);
@@ -685,6 +670,8 @@ struct Tracker<'a> {
     started: Option<chrono::DateTime<chrono::Utc>>,
     cache_key: Option<String>,
     result_key: Option<String>,
+    /// The lifecycle lines the history took (`record::LINE_START`, `LINE_END`).
+    lines: u8,
 }
 
 impl<'a> Tracker<'a> {
@@ -704,6 +691,7 @@ impl<'a> Tracker<'a> {
             started: None,
             cache_key: None,
             result_key: None,
+            lines: 0,
         };
         t.emit();
         t
@@ -757,6 +745,18 @@ impl<'a> Tracker<'a> {
         self.transition(state).clone()
     }
 
+    /// Logs "Finished task run ..." for the final `state`.
+    fn log_finished(&mut self, quiet: bool, state: &State) {
+        let line = Finished {
+            task: self.name,
+            kind: state.kind,
+            message: state.message.as_deref(),
+        };
+        if log_lifecycle(quiet, line.level(), line) {
+            self.lines |= record::LINE_END;
+        }
+    }
+
     /// Overrides a handler's choice the engine cannot honour; sinks see it, handlers do not
     /// (they would only ask again).
     fn correct(&mut self, state: State) {
@@ -783,7 +783,7 @@ impl<'a> Tracker<'a> {
         let mut report = run.report();
         report.cache_key = self.cache_key;
         report.result_key = self.result_key;
-        self.cx.record(report);
+        self.cx.record(report, self.lines);
         run
     }
 }

@@ -430,6 +430,14 @@ pub(crate) fn current_history() -> Option<Arc<Recorder>> {
         .flatten()
 }
 
+/// A new flow run id: a UUIDv7, whose leading bits are the time. Runs started one after the
+/// other get ids in order, so their rows append to the end of every index of the history
+/// (keyed by run id first) instead of landing on a random page: half the pages a commit
+/// writes at 20,000 runs, and a cost that stays flat as the history grows.
+pub(crate) fn new_run_id() -> Uuid {
+    Uuid::now_v7()
+}
+
 /// The context of one flow run, shared by its driver and its task runs (used by generated
 /// code).
 #[doc(hidden)]
@@ -473,7 +481,7 @@ impl FlowCtx {
         FlowCtx {
             name: def.name,
             graph: Some(def.graph),
-            run_id: config.run_id.unwrap_or_else(Uuid::new_v4),
+            run_id: config.run_id.unwrap_or_else(new_run_id),
             cancel: (fail_fast || config.cancel.is_some()).then(|| Arc::new(CancelFlag::new())),
             cancel_grace: config.cancel_grace,
             outside: config.cancel,
@@ -499,7 +507,7 @@ impl FlowCtx {
         FlowCtx {
             name: "",
             graph: None,
-            run_id: Uuid::new_v4(),
+            run_id: new_run_id(),
             cancel: None,
             cancel_grace: Duration::ZERO,
             outside: None,
@@ -664,10 +672,11 @@ impl FlowCtx {
             }
         }
     }
-    pub(crate) fn record(&self, report: TaskRunReport) {
+    /// Keeps a task run's final report; `lines`: the lifecycle lines the history took for it.
+    pub(crate) fn record(&self, report: TaskRunReport, lines: u8) {
         if self.graph.is_some() {
             if let Some(h) = &self.history {
-                h.task_report(&report);
+                h.task_report(&report, lines);
             }
             self.reports.lock().unwrap().push(report);
         }
@@ -990,7 +999,7 @@ where
             def.name
         );
     }
-    let run_id = *config.run_id.get_or_insert_with(Uuid::new_v4);
+    let run_id = *config.run_id.get_or_insert_with(new_run_id);
     let parent = config.parent;
     // Held until the run's report is built: a second resume of this run meanwhile is refused.
     let _claim = match claim_resumed_run(def, &config, run_id) {
@@ -1073,7 +1082,7 @@ where
                 state,
             );
             if let Some(h) = &cx.history {
-                h.task_report(&report);
+                h.task_report(&report, 0);
             }
             reports.push(report);
         }

@@ -302,6 +302,49 @@ pub fn history_layer<S: Subscriber>() -> impl Layer<S> {
 
 struct HistoryLayer;
 
+/// The target of a task run's "Starting task run..." and "Finished task run..." lines: the
+/// history keeps them in the task run's row (its `started` and `ended`), not as log rows.
+pub(crate) const LIFECYCLE: &str = "weft::lifecycle";
+
+/// `Task 'name': Starting task run...`
+pub(crate) struct Starting<'a>(pub &'a str);
+
+impl fmt::Display for Starting<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Task '{}': Starting task run...", self.0)
+    }
+}
+
+/// `Task 'name': Finished task run for task with final state: 'Failed' (why)`: the message
+/// is shown for a state that is not successful.
+pub(crate) struct Finished<'a> {
+    pub task: &'a str,
+    pub kind: crate::state::StateKind,
+    pub message: Option<&'a str>,
+}
+
+impl Finished<'_> {
+    /// Its level: ERROR for a failure, else INFO.
+    pub(crate) fn level(&self) -> Level {
+        if self.kind.is_failed() {
+            Level::ERROR
+        } else {
+            Level::INFO
+        }
+    }
+}
+
+impl fmt::Display for Finished<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (task, kind) = (self.task, self.kind);
+        write!(f, "Task '{task}': Finished task run for task with final state: '{kind}'")?;
+        match self.message {
+            Some(m) if !kind.is_successful() => write!(f, " ({m})"),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl<S: Subscriber> Layer<S> for HistoryLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         // The store's own complaints are about recording, not about the run.
@@ -311,6 +354,10 @@ impl<S: Subscriber> Layer<S> for HistoryLayer {
         let Some(recorder) = crate::store::record::current() else {
             return;
         };
+        if event.metadata().target() == LIFECYCLE {
+            crate::store::record::take_line();
+            return;
+        }
         let mut line = String::new();
         event.record(&mut Plain(&mut line));
         recorder.log(event.metadata().level().as_str(), line);

@@ -192,7 +192,7 @@ async fn run_child<R: Send + 'static>(
         ended: Some(run.ended),
         cache_key: None,
         result_key: None,
-    });
+    }, 0);
     parent.add_subflow(run.summary());
     run
 }

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
-use uuid::Uuid;
 
 type Overrides = serde_json::Map<String, serde_json::Value>;
 
@@ -641,7 +640,7 @@ async fn start_run(ctx: &Arc<ServeCtx>, s: &Arc<Served>, reason: Reason) {
             }
         }
     }
-    let run_id = Uuid::new_v4();
+    let run_id = crate::flow::new_run_id();
     let mut config = RunConfig::new()
         .run_id(run_id)
         .cancel_with(&ctx.cancel)

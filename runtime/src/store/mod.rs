@@ -43,6 +43,7 @@
 //! [`RunConfig::no_history`]: crate::RunConfig::no_history
 //! [`FlowRun::history`]: crate::FlowRun::history
 
+mod checkpoint;
 mod deploy;
 mod query;
 pub(crate) mod record;
@@ -69,24 +70,59 @@ use std::sync::Arc;
 use std::time::Duration;
 use writer::Queue;
 
+/// A migration's SQL: one script for both databases, or one for each where they differ.
+enum Script {
+    Both(&'static str),
+    Each {
+        sqlite: &'static str,
+        postgres: &'static str,
+    },
+}
+
+impl Script {
+    fn sql(&self, backend: Backend) -> &'static str {
+        match (self, backend) {
+            (Script::Both(sql), _) => sql,
+            (Script::Each { sqlite, .. }, Backend::Sqlite) => sqlite,
+            (Script::Each { postgres, .. }, Backend::Postgres) => postgres,
+        }
+    }
+}
+
 /// The schema versions this build knows; a database at a later version is refused.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "history", include_str!("migrations/0001_history.sql")),
+const MIGRATIONS: &[(i64, &str, Script)] = &[
+    (
+        1,
+        "history",
+        Script::Both(include_str!("migrations/0001_history.sql")),
+    ),
     (
         2,
         "deployments",
-        include_str!("migrations/0002_deployments.sql"),
+        Script::Both(include_str!("migrations/0002_deployments.sql")),
     ),
     (
         3,
         "pipelines",
-        include_str!("migrations/0003_pipelines.sql"),
+        Script::Both(include_str!("migrations/0003_pipelines.sql")),
     ),
-    (4, "subflows", include_str!("migrations/0004_subflows.sql")),
+    (
+        4,
+        "subflows",
+        Script::Both(include_str!("migrations/0004_subflows.sql")),
+    ),
     (
         5,
         "task lifecycle",
-        include_str!("migrations/0005_task_lifecycle.sql"),
+        Script::Both(include_str!("migrations/0005_task_lifecycle.sql")),
+    ),
+    (
+        6,
+        "compact keys",
+        Script::Each {
+            sqlite: include_str!("migrations/0006_compact_keys.sqlite.sql"),
+            postgres: include_str!("migrations/0006_compact_keys.postgres.sql"),
+        },
     ),
 ];
 
@@ -792,7 +828,7 @@ async fn connect_pool(
         limit * 4,
         shown,
         "creating or upgrading weft's tables",
-        migrate(&pool, shown, store.create),
+        migrate(&pool, backend, shown, store.create),
     )
     .await?;
     if store.create {
@@ -867,7 +903,12 @@ where
 }
 
 /// Refuses a database from a newer weft, then applies the missing migrations.
-async fn migrate(pool: &AnyPool, shown: &str, create: bool) -> Result<(), StoreError> {
+async fn migrate(
+    pool: &AnyPool,
+    backend: Backend,
+    shown: &str,
+    create: bool,
+) -> Result<(), StoreError> {
     // Before anything could alter it: a missing table means a new database.
     let found: Option<Option<i64>> =
         sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
@@ -894,12 +935,12 @@ async fn migrate(pool: &AnyPool, shown: &str, create: bool) -> Result<(), StoreE
         migrations: Cow::Owned(
             MIGRATIONS
                 .iter()
-                .map(|(v, name, sql)| {
+                .map(|(v, name, script)| {
                     Migration::new(
                         *v,
                         Cow::Borrowed(*name),
                         MigrationType::Simple,
-                        Cow::Borrowed(*sql),
+                        Cow::Borrowed(script.sql(backend)),
                         false,
                     )
                 })

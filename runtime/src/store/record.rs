@@ -18,6 +18,30 @@ pub(crate) struct Recorder {
     run: Uuid,
 }
 
+/// Bits of a task run row's `lifecycle_in_row`: its Pending, first Running and final state are
+/// read back from the row (migration 5)...
+pub(crate) const IN_ROW: u8 = 1;
+/// ...and so are its "Starting task run..." line, at `started`...
+pub(crate) const LINE_START: u8 = 2;
+/// ...and its "Finished task run ... final state" line, at `ended` (migration 6).
+pub(crate) const LINE_END: u8 = 4;
+
+std::thread_local! {
+    /// The history layer took a lifecycle line (see [`line_taken`]).
+    static LINE_TAKEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The history layer saw a task run's lifecycle line on this thread: the row will stand for it.
+pub(crate) fn take_line() {
+    LINE_TAKEN.with(|t| t.set(true));
+}
+
+/// Whether the line just logged on this thread was taken by the history layer (then it is not
+/// stored as a log row: the task run's row stands for it).
+pub(crate) fn line_taken() -> bool {
+    LINE_TAKEN.with(|t| t.replace(false))
+}
+
 /// Recorders alive: while none is, log lines skip the history layer entirely.
 static RECORDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -127,13 +151,14 @@ impl Recorder {
             started: started.then_some(at),
             ended: ended.then_some(at),
             keys: None,
-            lifecycle: true,
+            lifecycle: IN_ROW,
             event: true,
         }));
     }
 
-    /// A task run's final report: timing, attempts, cache key and result location.
-    pub(crate) fn task_report(&self, r: &TaskRunReport) {
+    /// A task run's final report: timing, attempts, cache key and result location; `lines`
+    /// says which of its lifecycle lines its row stands for ([`LINE_START`], [`LINE_END`]).
+    pub(crate) fn task_report(&self, r: &TaskRunReport, lines: u8) {
         let keys = (r.cache_key.is_some() || r.result_key.is_some())
             .then(|| Box::new((r.cache_key.clone(), r.result_key.clone())));
         self.store.queue().push(Op::Task(TaskOp {
@@ -148,7 +173,7 @@ impl Recorder {
             started: r.started.map(micros),
             ended: r.ended.map(micros),
             keys,
-            lifecycle: false,
+            lifecycle: lines,
             event: false,
         }));
     }

@@ -10,6 +10,7 @@
 //!   counted as lost; the rest of its batch is written.
 
 use super::{ts, Backend, Inner, NodeOutputRecord};
+use super::checkpoint::Checkpointer;
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyArguments;
@@ -153,9 +154,9 @@ pub(crate) struct TaskOp {
     pub ended: Option<i64>,
     /// Cache key and result location (final reports only).
     pub keys: Option<Box<(Option<String>, Option<String>)>>,
-    /// True when the task run's Pending, first Running and final state changes are not stored
-    /// as rows of their own: they are read back from `scheduled`, `started` and `ended`.
-    pub lifecycle: bool,
+    /// What the row stands for besides itself (bits `record::IN_ROW`, `LINE_START`,
+    /// `LINE_END`): state changes and log lines read back from its timestamps, not stored.
+    pub lifecycle: u8,
     /// True for a state change (false: the engine's final report).
     pub event: bool,
 }
@@ -164,7 +165,7 @@ impl TaskOp {
     /// Folds `newer` into this row; returns the state change `newer` would hide (a final state
     /// replaced by another one), which then needs a row of its own.
     fn merge(&mut self, newer: TaskOp) -> Option<Change> {
-        let hidden = (self.lifecycle
+        let hidden = (self.lifecycle & super::record::IN_ROW != 0
             && newer.event
             && self.state.is_final()
             && newer.state.is_final()
@@ -188,7 +189,7 @@ impl TaskOp {
             scheduled: self.scheduled.or(newer.scheduled),
             started: self.started.or(newer.started),
             keys,
-            lifecycle: self.lifecycle || newer.lifecycle,
+            lifecycle: self.lifecycle | newer.lifecycle,
             ..newer
         };
         hidden
@@ -369,8 +370,8 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 
 /// Where the writer writes.
 enum Sink {
-    /// A SQLite file, written directly.
-    Sqlite(Box<rusqlite::Connection>),
+    /// A SQLite file, written directly; checkpointed by another thread when it could start.
+    Sqlite(Box<rusqlite::Connection>, Option<Checkpointer>),
     /// Through sqlx (PostgreSQL, in-memory SQLite).
     Sqlx,
 }
@@ -384,7 +385,7 @@ fn sqlite_file(url: &str) -> Option<&str> {
     (!path.is_empty() && path != ":memory:" && !rest.contains("mode=memory")).then_some(path)
 }
 
-fn open_sqlite(path: &str) -> rusqlite::Result<rusqlite::Connection> {
+pub(super) fn open_sqlite(path: &str) -> rusqlite::Result<rusqlite::Connection> {
     use rusqlite::OpenFlags;
     let conn = rusqlite::Connection::open_with_flags(
         path,
@@ -403,7 +404,15 @@ fn open_sqlite(path: &str) -> rusqlite::Result<rusqlite::Connection> {
 fn write_loop(inner: &Arc<Inner>) {
     let mut sink = match (inner.backend, sqlite_file(&inner.options.url)) {
         (Backend::Sqlite, Some(path)) => match open_sqlite(path) {
-            Ok(c) => Sink::Sqlite(Box::new(c)),
+            Ok(c) => {
+                let checkpointer = Checkpointer::start(path);
+                if checkpointer.is_some() {
+                    if let Err(e) = c.execute_batch("PRAGMA wal_autocheckpoint = 0") {
+                        tracing::debug!(target: "weft::store", "Run history: {e}");
+                    }
+                }
+                Sink::Sqlite(Box::new(c), checkpointer)
+            }
             Err(e) => {
                 tracing::debug!(target: "weft::store", "Run history: writing through sqlx ({e})");
                 Sink::Sqlx
@@ -486,7 +495,13 @@ fn write_with_retry(inner: &Inner, sink: &mut Sink, batch: &Batch) -> Result<Ref
     let mut delay = Duration::from_millis(50);
     loop {
         let result = match sink {
-            Sink::Sqlite(conn) => write_sqlite(conn, batch).map_err(|e| e.to_string()),
+            Sink::Sqlite(conn, checkpointer) => {
+                let written = write_sqlite(conn, batch).map_err(|e| e.to_string());
+                if let (Ok(_), Some(c)) = (&written, checkpointer) {
+                    c.committed();
+                }
+                written
+            }
             Sink::Sqlx => inner
                 .runtime
                 .block_on(write_sqlx(inner, batch))
@@ -664,8 +679,7 @@ const TASK_TAIL: &str =
      started = COALESCE(task_runs.started, excluded.started), ended = excluded.ended, \
      cache_key = COALESCE(excluded.cache_key, task_runs.cache_key), \
      result = COALESCE(excluded.result, task_runs.result), \
-     lifecycle_in_row = CASE WHEN task_runs.lifecycle_in_row > excluded.lifecycle_in_row \
-     THEN task_runs.lifecycle_in_row ELSE excluded.lifecycle_in_row END";
+     lifecycle_in_row = task_runs.lifecycle_in_row | excluded.lifecycle_in_row";
 const CHANGE_HEAD: &str = "INSERT INTO state_changes (flow_run_id, seq, node, map_index, name, state, message, attempt, at)";
 const CHANGE_COLS: usize = 9;
 const LOG_HEAD: &str = "INSERT INTO logs (flow_run_id, seq, at, level, message)";
@@ -1210,7 +1224,7 @@ mod tests {
             started,
             ended,
             keys: (!event).then(|| Box::new((Some("k".to_owned()), None))),
-            lifecycle: event,
+            lifecycle: if event { crate::store::record::IN_ROW } else { 0 },
             event,
         })
     }
@@ -1226,7 +1240,7 @@ mod tests {
         assert_eq!(t.state, StateKind::Completed);
         assert_eq!((t.started, t.ended), (Some(5), Some(9)));
         assert_eq!(t.keys.as_ref().unwrap().0.as_deref(), Some("k"));
-        assert!(t.lifecycle);
+        assert_eq!(t.lifecycle, crate::store::record::IN_ROW);
         assert_eq!(b.tasks[0].ops, 3);
         assert_eq!(b.per_run[&Uuid::nil()], 3);
         assert!(b.changes.is_empty());
