@@ -19,7 +19,12 @@
 //! - (a) to (e) run with history off, to measure the engine alone; (f) to (j) run (b), (a), (c)
 //!   and a task logging 100,000 lines with the run history on in its default configuration
 //!   (SQLite file under `$WEFT_HOME`, here a scratch directory), each next to its history-off
-//!   figure from the same process, every run waiting until its history is confirmed.
+//!   figure from the same process, every run waiting until its history is confirmed. The (f)
+//!   floor row commits the rows one diamond run records straight into weft's schema with
+//!   rusqlite, one transaction per run: what SQLite alone takes, without the engine.
+//!
+//! - (k), built with `--features postgres`: the map of (g) recording into PostgreSQL
+//!   (`WEFT_BENCH_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
 //!
 //! It asserts at the end that every weft run succeeded, so a broken engine cannot report good
 //! numbers.
@@ -285,6 +290,120 @@ impl Row {
     }
 }
 
+/// `runs` transactions of the rows one diamond run records, written with rusqlite into weft's
+/// schema (created by `Store::connect` in a scratch file); their wall time.
+async fn sqlite_floor(runs: u64) -> Duration {
+    let dir = scratch_dir("floor");
+    let path = dir.join("weft.db");
+    drop(
+        weft::store::Store::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("a scratch history"),
+    );
+    let mut conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -4096")
+        .unwrap();
+    let at = "2026-11-30T09:14:08.413774Z";
+    let t = Instant::now();
+    for seed in 0..runs {
+        let id = weft::Uuid::now_v7().to_string();
+        let tx = conn.transaction().unwrap();
+        tx.prepare_cached(
+            "INSERT INTO flow_runs (id, flow, flow_version, parameters, state, message, started, \
+             ended) VALUES (?1, 'diamond', 'a1b2c3d4e5f6', ?2, 'Completed', \
+             'All reference tasks succeeded.', ?3, ?3)",
+        )
+        .unwrap()
+        .execute(rusqlite::params![id, format!("{{\"seed\":{seed}}}"), at])
+        .unwrap();
+        let mut task = tx
+            .prepare_cached(
+                "INSERT INTO task_runs (flow_run_id, node, map_index, task, state, attempts, \
+                 scheduled, started, ended, lifecycle_in_row) \
+                 VALUES (?1, ?2, -1, 'middle', 'Completed', 1, ?3, ?3, ?3, 7)",
+            )
+            .unwrap();
+        for node in 0..10 {
+            task.execute(rusqlite::params![id, node, at]).unwrap();
+        }
+        drop(task);
+        let mut change = tx
+            .prepare_cached(
+                "INSERT INTO state_changes (flow_run_id, seq, name, state, attempt, at) \
+                 VALUES (?1, ?2, 'diamond', 'Running', 0, ?3)",
+            )
+            .unwrap();
+        let mut log = tx
+            .prepare_cached(
+                "INSERT INTO logs (flow_run_id, seq, at, level, message) \
+                 VALUES (?1, ?2, ?3, 'INFO', 'Beginning Flow run for ''diamond''')",
+            )
+            .unwrap();
+        for seq in 0..2 {
+            change.execute(rusqlite::params![id, seq, at]).unwrap();
+            log.execute(rusqlite::params![id, seq, at]).unwrap();
+        }
+        drop((change, log));
+        tx.commit().unwrap();
+    }
+    let d = t.elapsed();
+    drop(conn);
+    let _ = std::fs::remove_dir_all(&dir);
+    d
+}
+
+/// (k): task runs of the 100,000-element map recorded per second into PostgreSQL; None (and a
+/// note on stderr) when no server answers.
+#[cfg(feature = "postgres")]
+async fn postgres_rate(tally: &Tally) -> Option<Row> {
+    let url = std::env::var("WEFT_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!("weft_bench_{}", std::process::id());
+    let store = match weft::store::StoreOptions::new(&url)
+        .schema(&schema)
+        .connect()
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("(k) skipped: {e}");
+            return None;
+        }
+    };
+    let d = median(|| async {
+        let t = Instant::now();
+        let run = map_inc::run_with(RunConfig::new().history(store.clone()), MAP_N).await;
+        let d = t.elapsed();
+        tally.check(&run);
+        assert!(run.history.as_ref().is_some_and(|h| h.is_complete()));
+        d
+    })
+    .await;
+    drop(store);
+    if let Err(e) = sqlx_drop_schema(&url, &schema).await {
+        eprintln!("(k) could not drop schema {schema}: {e}");
+    }
+    let rate = MAP_N as f64 / d.as_secs_f64();
+    Some(Row {
+        case: "(k) task runs recorded per second (PostgreSQL, same map)",
+        weft: format!("{rate:.0} /s"),
+        tokio: "–".to_owned(),
+        ratio: f64::NAN,
+        target: "≥ 100,000 /s",
+        met: rate >= 100_000.0,
+    })
+}
+
+#[cfg(feature = "postgres")]
+async fn sqlx_drop_schema(url: &str, schema: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await
+}
+
 /// Cases (a) to (e) measure the engine alone: run history off.
 fn no_history() -> RunConfig {
     RunConfig::new().no_history()
@@ -515,6 +634,20 @@ async fn main() {
         met: w <= 60.0 && w / b <= 2.0,
     });
 
+    // (f) floor: what SQLite alone takes to commit the rows one diamond run writes (its flow
+    // run row, 10 task run rows, 2 state changes, 2 log lines) in one transaction, into weft's
+    // schema in a fresh file, with weft's settings: no engine, no queue, no thread handoff.
+    let floor_f = median(|| sqlite_floor(DIAMOND_RUNS)).await;
+    let (w, b) = (us(floor_f, DIAMOND_RUNS), us(weft_f, DIAMOND_RUNS));
+    hrows.push(Row {
+        case: "(f) floor: SQLite alone commits one diamond run's rows (vs (f))",
+        weft: format!("{w:.1} µs"),
+        tokio: format!("{b:.1} µs"),
+        ratio: w / b,
+        target: "–",
+        met: true,
+    });
+
     // (g) the 100,000-element map: µs per task run, task runs recorded per second, peak RSS,
     // and what the file grew by.
     let db_size = || {
@@ -616,6 +749,14 @@ async fn main() {
         target: "–",
         met: true,
     });
+
+    // (k) the same map recording into PostgreSQL (built with `--features postgres`, against
+    // `WEFT_BENCH_DATABASE_URL`, default the local server's `test` database, in a schema of
+    // its own that is dropped afterwards).
+    #[cfg(feature = "postgres")]
+    if let Some(row) = postgres_rate(&tally).await {
+        hrows.push(row);
+    }
 
     // (j) what the SQLite file grew by during (g) (its warm-up and 5 runs: 600,000 task runs),
     // per 1,000,000 task runs.

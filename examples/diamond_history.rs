@@ -38,11 +38,17 @@ async fn diamond(seed: u64) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
     let t = Instant::now();
     for seed in 0..n {
         let run = diamond::run_with(RunConfig::new(), seed).await;
         assert!(run.history.as_ref().is_some_and(|h| h.is_complete()));
     }
-    println!("{:.1} µs per flow run", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    println!(
+        "{:.1} µs per flow run",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
 }

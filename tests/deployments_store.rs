@@ -330,7 +330,7 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         conn.close().await.unwrap();
         v
     };
-    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5]);
+    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6]);
 
     // What an older weft left: version 1 only.
     {
@@ -343,8 +343,14 @@ async fn sqlite_history_of_version_1_is_upgraded() {
             "DROP INDEX flow_runs_by_parent",
             "ALTER TABLE flow_runs DROP COLUMN parent_run",
             "ALTER TABLE flow_runs DROP COLUMN parent_node",
-            "ALTER TABLE task_runs DROP COLUMN scheduled",
-            "ALTER TABLE task_runs DROP COLUMN lifecycle_in_row",
+            "DROP VIEW run_logs",
+            "DROP TABLE task_runs",
+            "CREATE TABLE task_runs (flow_run_id TEXT NOT NULL, node BIGINT NOT NULL, \
+             map_index BIGINT NOT NULL, task TEXT NOT NULL, state TEXT NOT NULL, message TEXT, \
+             attempts BIGINT NOT NULL, started TEXT, ended TEXT, cache_key TEXT, result TEXT, \
+             PRIMARY KEY (flow_run_id, node, map_index))",
+            "CREATE INDEX task_runs_by_state ON task_runs (state)",
+            "CREATE INDEX flow_runs_by_state ON flow_runs (state)",
             "DELETE FROM _sqlx_migrations WHERE version >= 2",
         ] {
             sqlx::query(sql).execute(&mut conn).await.unwrap();
@@ -358,7 +364,7 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         .connect()
         .await
         .unwrap();
-    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5]);
+    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6]);
     store
         .register_deployment(&record("d", "f", None))
         .await
@@ -392,8 +398,9 @@ mod postgres {
     async fn postgres_history_of_version_1_is_upgraded() {
         let schema = Schema::new("deploy").await;
         drop(schema.store().await);
-        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6]);
         for sql in [
+            "DROP VIEW \"{s}\".run_logs",
             "DROP TABLE \"{s}\".run_requests",
             "DROP TABLE \"{s}\".deployments",
             "DROP TABLE \"{s}\".node_outputs",
@@ -402,6 +409,8 @@ mod postgres {
             "ALTER TABLE \"{s}\".flow_runs DROP COLUMN parent_node",
             "ALTER TABLE \"{s}\".task_runs DROP COLUMN scheduled",
             "ALTER TABLE \"{s}\".task_runs DROP COLUMN lifecycle_in_row",
+            "CREATE INDEX task_runs_by_state ON \"{s}\".task_runs (state)",
+            "CREATE INDEX flow_runs_by_state ON \"{s}\".flow_runs (state)",
             "DELETE FROM \"{s}\"._sqlx_migrations WHERE version >= 2",
         ] {
             sqlx::query(&sql.replace("{s}", &schema.name))
@@ -411,7 +420,7 @@ mod postgres {
         }
         assert_eq!(schema.versions().await, [1]);
         let store = schema.store().await;
-        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6]);
         store
             .register_deployment(&record("d", "f", None))
             .await

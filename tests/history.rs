@@ -366,6 +366,7 @@ mod postgres {
                 "logs",
                 "node_outputs",
                 "pipelines",
+                "run_logs",
                 "run_requests",
                 "state_changes",
                 "task_runs"

@@ -132,6 +132,7 @@ async fn a_database_written_before_compact_rows_reads_as_before() {
     // that weft recorded it: every state change a row of its own.
     let pool = sqlite_pool(&dir).await;
     for sql in [
+        "DROP VIEW run_logs",
         "DROP TABLE task_runs",
         "CREATE TABLE task_runs (flow_run_id TEXT NOT NULL, node BIGINT NOT NULL, \
          map_index BIGINT NOT NULL, task TEXT NOT NULL, state TEXT NOT NULL, message TEXT, \
@@ -424,7 +425,10 @@ async fn a_task_runs_lifecycle_lines_are_read_back_from_its_row_in_place() {
         }
     };
     // Only the lines the task run's row cannot tell are rows of their own.
-    let stored = count("SELECT COUNT(*) FROM logs WHERE flow_run_id = ?", run.id.to_string());
+    let stored = count(
+        "SELECT COUNT(*) FROM logs WHERE flow_run_id = ?",
+        run.id.to_string(),
+    );
     assert_eq!(stored.await, 4);
 
     // A retried task that fails: its failure line carries the message, at ERROR.

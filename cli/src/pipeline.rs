@@ -287,9 +287,7 @@ fn summary(run: &FlowRun<PipelineOutputs>) -> String {
     }
     out.push_str(&format!(
         "run {}: {}   (weft run show {})\n",
-        run.id,
-        run.state.kind,
-        &run.id.to_string()[..8]
+        run.id, run.state.kind, run.id
     ));
     out
 }

@@ -100,7 +100,8 @@ pub fn redact(url: &str) -> String {
 }
 
 /// Short forms of `ids`: the first [`SHORT_ID`] characters, more where two ids listed together
-/// would otherwise look the same (as git shortens commit ids).
+/// would otherwise look the same (as git shortens commit ids). Run ids begin with their start
+/// time (UUIDv7), so runs started within a minute of each other show longer prefixes.
 pub fn short_ids(ids: &[String]) -> Vec<String> {
     ids.iter()
         .map(|id| {
@@ -298,11 +299,11 @@ where
         ("NEXT RUN", Align::Left),
     ]);
     for d in deployments {
-        let short = |id: String| id.get(..SHORT_ID).unwrap_or(&id).to_owned();
+        // The whole id: run ids begin with their start time, so a prefix may name several.
         let last = match (d.last_run_at, d.last_run) {
-            (Some(at), Some(id)) => format!("{} ({})", date_time(at, tz), short(id.to_string())),
+            (Some(at), Some(id)) => format!("{} ({id})", date_time(at, tz)),
             (Some(at), None) => date_time(at, tz),
-            (None, Some(id)) => short(id.to_string()),
+            (None, Some(id)) => id.to_string(),
             (None, None) => "-".to_owned(),
         };
         let next = match (d.paused, d.next_run_at) {
@@ -862,11 +863,11 @@ mod tests {
         ];
         assert_eq!(
             deployments_table(&rows, &Utc),
-            "NAME     FLOW  SCHEDULE                            STATUS  LAST RUN                        NEXT RUN\n\
-             adhoc    etl   -                                   active  -                               -\n\
-             nightly  etl   cron '0 9 * * 1-5' (Europe/Berlin)  active  2025-03-04 09:00:00 (0b3c6f1e)  2025-03-04 10:00:00\n\
-             often    etl   every 30s                           paused  -                               paused\n\
-             odd      etl   someday maybe                       active  -                               2025-03-04 10:00:00\n"
+            "NAME     FLOW  SCHEDULE                            STATUS  LAST RUN                                                    NEXT RUN\n\
+             adhoc    etl   -                                   active  -                                                           -\n\
+             nightly  etl   cron '0 9 * * 1-5' (Europe/Berlin)  active  2025-03-04 09:00:00 (0b3c6f1e-1111-4111-8111-111111111111)  2025-03-04 10:00:00\n\
+             often    etl   every 30s                           paused  -                                                           paused\n\
+             odd      etl   someday maybe                       active  -                                                           2025-03-04 10:00:00\n"
         );
     }
 }

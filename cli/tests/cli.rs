@@ -229,8 +229,15 @@ fn data_lines(table: &str) -> Vec<&str> {
     table.lines().skip(1).collect()
 }
 
+/// What `weft runs` shows at least of an id.
 fn short(id: &str) -> &str {
     &id[..8]
+}
+
+/// A prefix naming one run: run ids begin with their start time, so eight characters may name
+/// several runs started within a minute.
+fn prefix(id: &str) -> &str {
+    &id[..28]
 }
 
 /// The line of `text` starting with `prefix` (after indentation).
@@ -359,7 +366,7 @@ fn runs_json_has_full_ids() {
 #[test]
 fn run_show_prints_task_runs_and_logs() {
     let (dir, p) = sqlite_history();
-    let out = weft(&dir, &["run", "show", short(&p.etl_failed)]);
+    let out = weft(&dir, &["run", "show", prefix(&p.etl_failed)]);
     let text = out.ok();
     assert!(text.contains(&p.etl_failed), "the full id:\n{text}");
     assert!(line_of(text, "flow").contains("etl (version "), "{text}");
@@ -426,7 +433,7 @@ fn run_show_cuts_large_maps() {
         assert_eq!(run.state.kind, StateKind::Failed);
         run.id.to_string()
     });
-    let out = weft(&dir, &["run", "show", short(&id)]);
+    let out = weft(&dir, &["run", "show", prefix(&id)]);
     let text = out.ok();
     assert!(text.contains("check[19]"), "{text}");
     assert!(!text.contains("check[20]"), "{text}");
@@ -435,7 +442,7 @@ fn run_show_cuts_large_maps() {
         text.contains("... 40 more elements of 'check' (states: 38 Completed, 2 Failed"),
         "{text}"
     );
-    let all = weft(&dir, &["run", "show", short(&id), "--all"]);
+    let all = weft(&dir, &["run", "show", prefix(&id), "--all"]);
     let text = all.ok();
     assert!(
         line_of(text, "check[49]").contains("element 49 is bad"),
@@ -450,7 +457,7 @@ fn run_show_cuts_large_maps() {
 #[test]
 fn run_show_json() {
     let (dir, p) = sqlite_history();
-    let out = weft(&dir, &["run", "show", short(&p.etl_failed), "--json"]);
+    let out = weft(&dir, &["run", "show", prefix(&p.etl_failed), "--json"]);
     let detail: serde_json::Value = serde_json::from_str(out.ok()).expect("valid JSON");
     assert_eq!(detail["run"]["id"], p.etl_failed.as_str());
     let load = detail["task_runs"]
@@ -470,7 +477,7 @@ fn run_graph_in_every_format() {
 
     let dot = weft(
         &dir,
-        &["run", "graph", short(&p.etl_failed), "--format", "dot"],
+        &["run", "graph", prefix(&p.etl_failed), "--format", "dot"],
     );
     let text = dot.ok();
     assert!(text.contains("digraph"), "{text}");
@@ -484,15 +491,15 @@ fn run_graph_in_every_format() {
     assert!(text.contains("#28a745"), "green for Completed:\n{text}");
     assert!(text.contains("#dc3545"), "red for Failed:\n{text}");
     // dot is the default.
-    let default = weft(&dir, &["run", "graph", short(&p.etl_failed)]);
+    let default = weft(&dir, &["run", "graph", prefix(&p.etl_failed)]);
     assert_eq!(default.ok(), text);
     // The completed run has no red.
-    let ok = weft(&dir, &["run", "graph", short(&p.etl_ok)]);
+    let ok = weft(&dir, &["run", "graph", prefix(&p.etl_ok)]);
     assert!(!ok.ok().contains("#dc3545"), "{}", ok.stdout);
 
     let mermaid = weft(
         &dir,
-        &["run", "graph", short(&p.etl_failed), "--format", "mermaid"],
+        &["run", "graph", prefix(&p.etl_failed), "--format", "mermaid"],
     );
     let text = mermaid.ok();
     assert!(
@@ -509,7 +516,7 @@ fn run_graph_in_every_format() {
         &[
             "run",
             "graph",
-            short(&p.etl_failed),
+            prefix(&p.etl_failed),
             "--format",
             "svg",
             "-o",
@@ -526,7 +533,7 @@ fn run_graph_in_every_format() {
 
     let png = weft(
         &dir,
-        &["run", "graph", short(&p.etl_failed), "--format", "png"],
+        &["run", "graph", prefix(&p.etl_failed), "--format", "png"],
     );
     assert_eq!(png.code, Some(2), "{}", png.stderr);
     assert!(png.stderr.contains("'png'"), "{}", png.stderr);
@@ -838,7 +845,7 @@ fn postgres_history() {
     let failed = pg(&["runs", "--state", "failed"]);
     assert_eq!(data_lines(failed.ok()).len(), 1, "{}", failed.stdout);
 
-    let show = pg(&["run", "show", short(&p.etl_failed)]);
+    let show = pg(&["run", "show", prefix(&p.etl_failed)]);
     let text = show.ok();
     let load = line_of(text, "load");
     assert_eq!(
@@ -851,7 +858,7 @@ fn postgres_history() {
     assert!(text.contains("Beginning Flow run for 'etl'"), "{text}");
     assert!(text.contains("extracted 3 rows from the source"), "{text}");
 
-    let graph = pg(&["run", "graph", short(&p.etl_failed)]);
+    let graph = pg(&["run", "graph", prefix(&p.etl_failed)]);
     let dot = graph.ok();
     assert!(
         dot.contains("\"total\" -> \"load\"") && dot.contains("#dc3545"),
@@ -1027,10 +1034,7 @@ fn deployments_lists_schedules_status_and_runs() {
     assert_eq!(cell(etl, 1), "etl");
     assert_eq!(cell(etl, 2), "cron '0 9 * * 1-5' (Europe/Berlin)");
     assert_eq!(cell(etl, 3), "active");
-    assert!(
-        cell(etl, 4).ends_with(&format!("({})", &last.to_string()[..8])),
-        "{table}"
-    );
+    assert!(cell(etl, 4).ends_with(&format!("({last})")), "{table}");
     assert_eq!(cell(etl, 5).len(), "2025-03-04 09:00:00".len(), "{table}");
     assert_eq!(cell(hello, 2), "-");
     assert_eq!(cell(hello, 3), "paused");
@@ -1288,7 +1292,7 @@ fn postgres_deployments() {
     assert!(
         lines[1].starts_with("nightly etl")
             && lines[1].contains("cron '0 9 * * 1-5' (Europe/Berlin)")
-            && lines[1].contains(&last.to_string()[..8]),
+            && lines[1].contains(&last.to_string()),
         "{}",
         list.stdout
     );
@@ -1350,7 +1354,14 @@ fn run_show_lists_subflow_runs_under_their_parent() {
     ));
     assert_eq!(run.state.kind, StateKind::Failed, "the second child failed");
     assert!(run.history.as_ref().unwrap().is_complete());
-    let (ok_child, failed_child) = (&run.subflows[0], &run.subflows[1]);
+    // In the order they ended: find each by the node that ran it.
+    let child = |node: u32| {
+        run.subflows
+            .iter()
+            .find(|c| c.parent.is_some_and(|(_, n)| n == node))
+            .unwrap()
+    };
+    let (ok_child, failed_child) = (child(0), child(1));
 
     let out = weft(&dir, &["run", "show", &run.id.to_string()]);
     let text = out.ok();

@@ -472,20 +472,23 @@ impl<'w, D: TaskBody<A>, A: Send + 'w> IntoNode for MapCall<'w, D, A> {
         } else {
             State::of(StateKind::Completed)
         };
-        cx.record(crate::task::TaskRunReport {
-            id: TaskRunId {
-                flow_run_id: cx.run_id(),
-                node,
-                map_index: None,
+        cx.record(
+            crate::task::TaskRunReport {
+                id: TaskRunId {
+                    flow_run_id: cx.run_id(),
+                    node,
+                    map_index: None,
+                },
+                task: D::OPTIONS.name,
+                state: state.clone(),
+                attempts: 0,
+                started: Some(started),
+                ended: Some(state.timestamp),
+                cache_key: None,
+                result_key: None,
             },
-            task: D::OPTIONS.name,
-            state: state.clone(),
-            attempts: 0,
-            started: Some(started),
-            ended: Some(state.timestamp),
-            cache_key: None,
-            result_key: None,
-        }, 0);
+            0,
+        );
         MapRun { state, runs }
     }
 }

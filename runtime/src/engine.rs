@@ -7,8 +7,8 @@
 use crate::flow::{FlowCtx, RunEvent};
 use crate::handlers;
 use crate::logging::{Finished, Starting, LIFECYCLE};
-use crate::store::record;
 use crate::state::{RunKind, State, StateChange, StateKind, TaskRunId};
+use crate::store::record;
 use crate::task::{
     final_state_of, Attempt, BoxFuture, MapCall, Task, TaskBody, TaskCall, TaskError, TaskOptions,
     TaskRun,

@@ -337,7 +337,10 @@ impl Finished<'_> {
 impl fmt::Display for Finished<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (task, kind) = (self.task, self.kind);
-        write!(f, "Task '{task}': Finished task run for task with final state: '{kind}'")?;
+        write!(
+            f,
+            "Task '{task}': Finished task run for task with final state: '{kind}'"
+        )?;
         match self.message {
             Some(m) if !kind.is_successful() => write!(f, " ({m})"),
             _ => Ok(()),

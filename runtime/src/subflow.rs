@@ -183,16 +183,19 @@ async fn run_child<R: Send + 'static>(
     emit(parent, id, def.name, running);
     let run = start(parent.child_config(node, config)).await;
     emit(parent, id, def.name, run.state.clone());
-    parent.record(TaskRunReport {
-        id,
-        task: def.name,
-        state: run.state.clone(),
-        attempts: 1,
-        started: Some(started),
-        ended: Some(run.ended),
-        cache_key: None,
-        result_key: None,
-    }, 0);
+    parent.record(
+        TaskRunReport {
+            id,
+            task: def.name,
+            state: run.state.clone(),
+            attempts: 1,
+            started: Some(started),
+            ended: Some(run.ended),
+            cache_key: None,
+            result_key: None,
+        },
+        0,
+    );
     parent.add_subflow(run.summary());
     run
 }

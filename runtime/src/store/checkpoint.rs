@@ -17,10 +17,22 @@ const INTERVAL: Duration = Duration::from_millis(50);
 /// 64 MiB of 4 KiB pages.
 const LIMIT_FRAMES: i64 = 16_384;
 
-/// The checkpointing thread of one writer; it stops when this is dropped.
+/// The checkpointing thread of one writer; dropping this stops it and waits for it, so its
+/// connection is closed when the writer's is (the last one closed removes the log files, which
+/// a reader of a read-only directory then does not need to create).
 pub(crate) struct Checkpointer {
     commits: Arc<AtomicU64>,
-    _stop: mpsc::Sender<()>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Checkpointer {
@@ -31,13 +43,14 @@ impl Checkpointer {
         let commits = Arc::new(AtomicU64::new(0));
         let (stop, stopped) = mpsc::channel();
         let seen = commits.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("weft-history-checkpoint".into())
             .spawn(move || run(&conn, &stopped, &seen))
             .ok()?;
         Some(Checkpointer {
             commits,
-            _stop: stop,
+            stop: Some(stop),
+            thread: Some(thread),
         })
     }
 
@@ -64,7 +77,9 @@ fn run(conn: &rusqlite::Connection, stopped: &mpsc::Receiver<()>, commits: &Atom
                 let _ = checkpoint(conn, "RESTART");
             }
             Ok(_) => {}
-            Err(e) => tracing::debug!(target: "weft::store", "Run history: checkpoint failed ({e})"),
+            Err(e) => {
+                tracing::debug!(target: "weft::store", "Run history: checkpoint failed ({e})")
+            }
         }
     }
 }

@@ -1085,4 +1085,76 @@ mod tests {
         );
         assert_eq!(ts(a), a.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
     }
+
+    /// The `run_logs` view words a task run's lines exactly as the engine logs them, for every
+    /// final state, with and without a message.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_logs_words_lifecycle_lines_as_the_engine() {
+        use crate::logging::{Finished, Starting};
+        use crate::state::StateKind;
+        use uuid::Uuid;
+        let dir = std::env::temp_dir().join(format!("weft-run-logs-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&format!("sqlite://{}/weft.db", dir.display()))
+            .await
+            .unwrap();
+        let run = Uuid::now_v7().to_string();
+        let finals: Vec<StateKind> = StateKind::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.is_final())
+            .collect();
+        let mut expected = Vec::new();
+        for (node, &kind) in finals.iter().enumerate() {
+            for (map_index, message) in [(-1i64, None), (0, Some("it's <gone>"))] {
+                let at = format!("2026-11-30T10:00:{:02}.{:06}Z", node, map_index + 1);
+                expected.push((at.clone(), "INFO".to_owned(), Starting("t'ask").to_string()));
+                let line = Finished {
+                    task: "t'ask",
+                    kind,
+                    message,
+                };
+                expected.push((
+                    at.clone(),
+                    line.level().as_str().to_owned(),
+                    line.to_string(),
+                ));
+                let run = run.clone();
+                store
+                    .with_pool(move |pool, _| async move {
+                        sqlx::query(
+                            "INSERT INTO task_runs (flow_run_id, node, map_index, task, state, \
+                             message, attempts, started, ended, lifecycle_in_row) \
+                             VALUES ($1, $2, $3, 't''ask', $4, $5, 1, $6, $6, 7)",
+                        )
+                        .bind(run)
+                        .bind(node as i64)
+                        .bind(map_index)
+                        .bind(kind.as_str())
+                        .bind(message)
+                        .bind(at)
+                        .execute(&pool)
+                        .await?;
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+        let got: Vec<(String, String, String)> = store
+            .with_pool(move |pool, _| async move {
+                Ok(sqlx::query_as(
+                    "SELECT at, level, message FROM run_logs WHERE flow_run_id = $1 \
+                     ORDER BY at, seq",
+                )
+                .bind(run)
+                .fetch_all(&pool)
+                .await?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, expected);
+        drop(store);
+        std::fs::remove_dir_all(dir).ok();
+    }
 }

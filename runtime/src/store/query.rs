@@ -1,9 +1,7 @@
 //! Reading the history back: runs, one run in full, flows with their run counts.
 
-use super::{parse_ts, Store, StoreError};
 use super::record;
-use crate::logging::{Finished, Starting};
-use tracing::Level;
+use super::{parse_ts, Store, StoreError};
 use crate::graph::FlowGraph;
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
@@ -328,26 +326,6 @@ const STARTED: u8 = 1;
 const STORED: u8 = 2;
 const ENDED: u8 = 3;
 
-/// The log lines a task run's row stands for (see migration 6): "Starting task run..." at
-/// `started` (before lines stored at that instant), "Finished task run..." at `ended` (after).
-fn lifecycle_lines(t: &TaskRunRecord, bits: i64, out: &mut Vec<(DateTime<Utc>, u8, LogRecord)>) {
-    if let (true, Some(at)) = (bits & i64::from(record::LINE_START) != 0, t.started) {
-        let message = Starting(&t.task).to_string();
-        let level = Level::INFO.as_str().to_owned();
-        out.push((at, STARTED, LogRecord { at, level, message }));
-    }
-    if let (true, Some(at)) = (bits & i64::from(record::LINE_END) != 0, t.ended) {
-        let line = Finished {
-            task: &t.task,
-            kind: t.state,
-            message: t.message.as_deref(),
-        };
-        let level = line.level().as_str().to_owned();
-        let message = line.to_string();
-        out.push((at, ENDED, LogRecord { at, level, message }));
-    }
-}
-
 /// The state changes a task run's row stands for (see migration 5): Pending at `scheduled`,
 /// Running (attempt 1) at `started`, its final state at `ended`.
 fn lifecycle_changes(
@@ -480,8 +458,6 @@ impl Store {
             // (at, place among changes at the same instant, seq, change)
             let mut changes: Vec<(DateTime<Utc>, u8, i64, StateChangeRecord)> = Vec::new();
             let mut task_runs = Vec::with_capacity(task_rows.len());
-            // (at, place among lines at the same instant, line)
-            let mut lines: Vec<(DateTime<Utc>, u8, LogRecord)> = Vec::new();
             for r in &task_rows {
                 let map_index: i64 = r.try_get("map_index")?;
                 let rec = TaskRunRecord {
@@ -500,7 +476,6 @@ impl Store {
                 if bits & i64::from(record::IN_ROW) != 0 {
                     lifecycle_changes(&rec, ts_of(r, "scheduled")?, &mut changes);
                 }
-                lifecycle_lines(&rec, bits, &mut lines);
                 task_runs.push(rec);
             }
             let stored = sqlx::query(
@@ -553,22 +528,22 @@ impl Store {
             changes.sort_by_key(|c| (c.0, c.1, c.2));
             let state_changes: Vec<StateChangeRecord> =
                 changes.into_iter().map(|c| c.3).collect();
-            for r in sqlx::query(
-                "SELECT at, level, message FROM logs WHERE flow_run_id = $1 ORDER BY at, seq",
+            // With the lines task run rows stand for (migration 6).
+            let logs = sqlx::query(
+                "SELECT at, level, message FROM run_logs WHERE flow_run_id = $1 ORDER BY at, seq",
             )
             .bind(&id_text)
             .fetch_all(&pool)
             .await?
             .iter()
-            {
-                let at = ts_of(r, "at")?.unwrap_or_default();
-                let level = r.try_get("level")?;
-                let message = r.try_get("message")?;
-                lines.push((at, STORED, LogRecord { at, level, message }));
-            }
-            // Stable: stored lines keep their order at one instant.
-            lines.sort_by_key(|l| (l.0, l.1));
-            let logs: Vec<LogRecord> = lines.into_iter().map(|l| l.2).collect();
+            .map(|r| {
+                Ok(LogRecord {
+                    at: ts_of(r, "at")?.unwrap_or_default(),
+                    level: r.try_get("level")?,
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
             let node_outputs = sqlx::query(
                 "SELECT node, command, exit_code, signal, stdout, stderr, stdout_total, stderr_total, \
                  stdout_key, stderr_key, started, ended FROM node_outputs WHERE flow_run_id = $1 ORDER BY node",

@@ -1,6 +1,30 @@
--- SQLite: a task run is one b-tree entry keyed by (flow_run_id, node, map_index) (WITHOUT ROWID)
--- instead of a table row plus an entry of its key's index: half the pages written per task run,
--- and the run id is stored once instead of twice.
+-- SQLite: every history table is one b-tree keyed by what readers look rows up by (WITHOUT
+-- ROWID) instead of a table plus an index of that key: a run's commit writes half the pages, and
+-- the run id is stored once per row instead of twice. Run ids are UUIDv7 (time first) from this
+-- version on, so a run's rows land at the end of each b-tree.
+CREATE TABLE flow_runs_keyed (
+    id           TEXT NOT NULL PRIMARY KEY,
+    flow         TEXT NOT NULL,
+    flow_version TEXT NOT NULL,
+    parameters   TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    message      TEXT,
+    started      TEXT NOT NULL,
+    ended        TEXT,
+    parent_run   TEXT,
+    parent_node  BIGINT
+) WITHOUT ROWID;
+INSERT INTO flow_runs_keyed SELECT id, flow, flow_version, parameters, state, message, started,
+    ended, parent_run, parent_node FROM flow_runs;
+DROP TABLE flow_runs;
+ALTER TABLE flow_runs_keyed RENAME TO flow_runs;
+CREATE INDEX flow_runs_by_flow ON flow_runs (flow, started);
+CREATE INDEX flow_runs_by_start ON flow_runs (started);
+-- Most runs have no parent: index only the subflow runs.
+CREATE INDEX flow_runs_by_parent ON flow_runs (parent_run) WHERE parent_run IS NOT NULL;
+-- (No index on state: runs are listed by start, or by flow then start, and a state filter scans
+-- that order; an index on a column of a few values cost a page write per run.)
+
 CREATE TABLE task_runs_keyed (
     flow_run_id      TEXT NOT NULL,
     node             BIGINT NOT NULL,
@@ -23,13 +47,56 @@ SELECT flow_run_id, node, map_index, task, state, message, attempts, started, en
     result, scheduled, lifecycle_in_row FROM task_runs;
 DROP TABLE task_runs;
 ALTER TABLE task_runs_keyed RENAME TO task_runs;
--- Runs are listed by start (and by flow); a state filter scans that order. An index on a column
--- of a few values cost a page write per run.
-DROP INDEX IF EXISTS flow_runs_by_state;
--- Most runs have no parent: index only the subflow runs.
-DROP INDEX IF EXISTS flow_runs_by_parent;
-CREATE INDEX flow_runs_by_parent ON flow_runs (parent_run) WHERE parent_run IS NOT NULL;
+
+-- State changes and log lines are read by run, in time order; seq (a counter of the process
+-- that wrote them) tells rows of one instant apart.
+CREATE TABLE state_changes_keyed (
+    flow_run_id TEXT NOT NULL,
+    seq         BIGINT NOT NULL,
+    node        BIGINT,
+    map_index   BIGINT,
+    name        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    message     TEXT,
+    attempt     BIGINT NOT NULL,
+    at          TEXT NOT NULL,
+    PRIMARY KEY (flow_run_id, at, seq)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO state_changes_keyed SELECT flow_run_id, seq, node, map_index, name, state,
+    message, attempt, at FROM state_changes;
+DROP TABLE state_changes;
+ALTER TABLE state_changes_keyed RENAME TO state_changes;
+
+CREATE TABLE logs_keyed (
+    flow_run_id TEXT NOT NULL,
+    seq         BIGINT NOT NULL,
+    at          TEXT NOT NULL,
+    level       TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    PRIMARY KEY (flow_run_id, at, seq)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO logs_keyed SELECT flow_run_id, seq, at, level, message FROM logs;
+DROP TABLE logs;
+ALTER TABLE logs_keyed RENAME TO logs;
+
 -- task_runs.lifecycle_in_row becomes a set of bits: 1 = its Pending, first Running and final
 -- state are read back from the row (migration 5); 2 = so is its "Starting task run..." log line
 -- (at `started`); 4 = so is its "Finished task run ..." line (at `ended`). Rows with 2 or 4 have
--- no such line in `logs`: two log rows fewer per task run.
+-- no such line in `logs`: two log rows fewer per task run. Readers read `run_logs`.
+-- Every log line of a run, in order: the stored ones, and the two lines of each task run whose
+-- row stands for them (lifecycle_in_row bits 2 and 4), worded as the engine words them
+-- (`logging::Starting`, `logging::Finished`; a test checks they agree). seq places a start line
+-- before the stored lines of its instant and an end line after them, one seq per task run.
+CREATE VIEW run_logs AS
+SELECT flow_run_id, at, seq, level, message FROM logs
+UNION ALL
+SELECT flow_run_id, started AS at, -1 - (node * 4294967296 + map_index + 1) AS seq,
+    'INFO' AS level, 'Task ''' || task || ''': Starting task run...' AS message
+FROM task_runs WHERE (lifecycle_in_row & 2) <> 0 AND started IS NOT NULL
+UNION ALL
+SELECT flow_run_id, ended AS at, 4611686018427387904 + node * 4294967296 + map_index + 1 AS seq,
+    CASE WHEN state IN ('Failed', 'Crashed', 'TimedOut') THEN 'ERROR' ELSE 'INFO' END AS level,
+    'Task ''' || task || ''': Finished task run for task with final state: ''' || state || ''''
+    || CASE WHEN message IS NOT NULL AND state NOT IN ('Completed', 'Cached')
+        THEN ' (' || message || ')' ELSE '' END AS message
+FROM task_runs WHERE (lifecycle_in_row & 4) <> 0 AND ended IS NOT NULL;
