@@ -43,6 +43,7 @@
 //! [`RunConfig::no_history`]: crate::RunConfig::no_history
 //! [`FlowRun::history`]: crate::FlowRun::history
 
+pub mod browse;
 mod deploy;
 mod query;
 pub(crate) mod record;
