@@ -312,6 +312,9 @@ impl Bucket {
     }
 }
 
+/// Flow runs per bucket: each bucket's start and its runs by state.
+pub type Buckets = Vec<(DateTime<Utc>, Vec<(StateKind, u64)>)>;
+
 /// Runs counted over a window: flow runs and task runs by state, and flow runs per bucket.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Stats {
@@ -320,7 +323,7 @@ pub struct Stats {
     /// Task runs of those flow runs, by state (a mapped node's summary counts as one too).
     pub task_runs: Vec<(StateKind, u64)>,
     /// Flow runs started in each bucket that has any, by state, oldest bucket first.
-    pub buckets: Vec<(DateTime<Utc>, Vec<(StateKind, u64)>)>,
+    pub buckets: Buckets,
 }
 
 fn count_of(row: &AnyRow) -> Result<u64, StoreError> {
@@ -794,7 +797,6 @@ fn node_output_of(r: &AnyRow) -> Result<NodeOutputRecord, StoreError> {
     })
 }
 
-type Buckets = Vec<(DateTime<Utc>, Vec<(StateKind, u64)>)>;
 
 /// Flow runs started since `since` per bucket and state, oldest bucket first.
 async fn buckets(pool: &sqlx::AnyPool, since: &str, bucket: Bucket) -> Result<Buckets, StoreError> {
