@@ -72,8 +72,9 @@ pub(crate) struct AppState {
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = Store::open_default().await?;
 /// let config = ServerConfig::new().token(Token::new(std::env::var("WEFT_API_TOKEN")?)?);
-/// let app = axum::Router::new().nest_service("/weft", router(store, config));
-/// # let _ = app;
+/// let app = router(store, config).route("/healthz", axum::routing::get(|| async { "ok" }));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:4200").await?;
+/// axum::serve(listener, app).await?;
 /// # Ok(()) }
 /// ```
 pub fn router(store: Store, config: ServerConfig) -> Router {
