@@ -797,7 +797,6 @@ fn node_output_of(r: &AnyRow) -> Result<NodeOutputRecord, StoreError> {
     })
 }
 
-
 /// Flow runs started since `since` per bucket and state, oldest bucket first.
 async fn buckets(pool: &sqlx::AnyPool, since: &str, bucket: Bucket) -> Result<Buckets, StoreError> {
     let len = bucket.prefix_len();
