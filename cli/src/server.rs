@@ -106,7 +106,9 @@ pub(crate) async fn execute(
 fn config(args: &StartArgs) -> Result<ServerConfig, Failure> {
     let usage = |what: &str, e: String| Failure::usage(format!("invalid {what}: {e}"));
     let mut config = ServerConfig::new();
-    let token = match (&args.token, &args.token_file) {
+    // An empty variable (`WEFT_API_TOKEN=`) is no token, not a short one.
+    let given = |t: &Option<String>| t.clone().filter(|t| !t.trim().is_empty());
+    let token = match (given(&args.token), &args.token_file) {
         (Some(t), _) => Some(Token::new(t.trim()).map_err(|e| usage("--token", e))?),
         (None, Some(path)) => Some(Token::from_file(path).map_err(|e| usage("--token-file", e))?),
         (None, None) => None,
@@ -114,7 +116,7 @@ fn config(args: &StartArgs) -> Result<ServerConfig, Failure> {
     if let Some(t) = token {
         config = config.token(t);
     }
-    if let Some(t) = &args.read_token {
+    if let Some(t) = given(&args.read_token) {
         config = config.read_token(Token::new(t.trim()).map_err(|e| usage("--read-token", e))?);
     }
     for origin in &args.origins {

@@ -136,6 +136,13 @@ impl ServerConfig {
                 "a read token needs an operator token too (--token or WEFT_API_TOKEN)".to_owned(),
             ));
         }
+        if let (Some(op), Some(read)) = (&self.operator_token, &self.read_token) {
+            if op.matches(read.0.as_bytes()) {
+                return Err(ServeError::Config(
+                    "the read-only token must differ from the operator token".to_owned(),
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -708,6 +708,11 @@ fn binding_beyond_loopback_needs_a_token() {
         let refused =
             Server::bind(store.clone(), reader_only, "127.0.0.1:0".parse().unwrap()).await;
         assert!(matches!(refused, Err(ServeError::Config(_))));
+        let same = ServerConfig::new()
+            .token(Token::new(OPERATOR).unwrap())
+            .read_token(Token::new(OPERATOR).unwrap());
+        let refused = Server::bind(store.clone(), same, "127.0.0.1:0".parse().unwrap()).await;
+        assert!(matches!(refused, Err(ServeError::Config(_))));
         let with_token = ServerConfig::new().token(Token::new(OPERATOR).unwrap());
         let bound = Server::bind(store, with_token, any).await.unwrap();
         assert_ne!(bound.local_addr().port(), 0);
