@@ -1,5 +1,5 @@
-//! Who may do what: Bearer tokens with two roles, the Origin of state-changing requests, and
-//! the Host of requests to a server without a token.
+//! Who may do what: Bearer tokens (or a dashboard session) with two roles, the Origin of
+//! state-changing requests, and the Host of requests to a server without a token.
 //!
 //! Tokens are compared in constant time ([`crate::Token::matches`]) and never logged.
 
@@ -26,9 +26,9 @@ pub(crate) async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let checked = role_of(&state, req.headers()).and_then(|role| {
+    let checked = role_of(&state, req.headers()).and_then(|(role, by_cookie)| {
         if changes_state(req.method()) {
-            check_origin(&state, req.headers())?;
+            check_origin(&state, req.headers(), by_cookie)?;
         }
         Ok(role)
     });
@@ -53,31 +53,45 @@ pub(crate) async fn require_operator(req: Request, next: Next) -> Response {
 }
 
 /// GET, HEAD and OPTIONS change nothing; every other method may.
-fn changes_state(method: &Method) -> bool {
+pub(crate) fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-fn role_of(state: &AppState, headers: &HeaderMap) -> Result<Role, ApiError> {
-    let config = &state.config;
-    let Some(operator) = &config.operator_token else {
+/// The request's role, and whether a session cookie (rather than a Bearer token) gave it.
+/// Without a token on the server, every request that names an allowed Host is an operator.
+pub(crate) fn role_of(state: &AppState, headers: &HeaderMap) -> Result<(Role, bool), ApiError> {
+    if !state.config.has_token() {
         check_host(state, headers)?;
-        return Ok(Role::Operator);
-    };
-    let given = bearer(headers).ok_or_else(|| {
-        ApiError::unauthorized(
-            "this server needs a token: send `Authorization: Bearer <token>` (the operator or \
-             the read-only token the server was started with)",
-        )
-    })?;
+        return Ok((Role::Operator, false));
+    }
+    if let Some(given) = bearer(headers) {
+        return token_role(state, given).map(|r| (r, false)).ok_or_else(|| {
+            ApiError::unauthorized(
+                "unknown token: send the operator or the read-only token the server was started \
+                 with",
+            )
+        });
+    }
+    if let Some(role) = state.sessions.role(headers) {
+        return Ok((role, true));
+    }
+    Err(ApiError::unauthorized(
+        "this server needs a token: send `Authorization: Bearer <token>` (the operator or the \
+         read-only token the server was started with), or sign in at /signin",
+    ))
+}
+
+/// The role a token gives, if it is one of the server's.
+pub(crate) fn token_role(state: &AppState, given: &[u8]) -> Option<Role> {
+    let config = &state.config;
+    let operator = config.operator_token.as_ref()?;
     // Both compared, whichever matches, so the time taken tells nothing about which.
     let is_operator = operator.matches(given);
     let is_reader = config.read_token.as_ref().is_some_and(|t| t.matches(given));
     match (is_operator, is_reader) {
-        (true, _) => Ok(Role::Operator),
-        (false, true) => Ok(Role::Reader),
-        _ => Err(ApiError::unauthorized(
-            "unknown token: send the operator or the read-only token the server was started with",
-        )),
+        (true, _) => Some(Role::Operator),
+        (false, true) => Some(Role::Reader),
+        _ => None,
     }
 }
 
@@ -92,7 +106,7 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
 
 /// Without a token, only loopback host names reach the server: a web page whose domain was
 /// rebound to 127.0.0.1 names its own domain in `Host`.
-fn check_host(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check_host(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let hosts = &state.config.hosts;
     if hosts.is_empty() {
         return Ok(());
@@ -111,9 +125,20 @@ fn check_host(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// A state-changing request sent by a web page must come from the server's own origin (or one
-/// it was told to trust). Requests without an `Origin` (curl, scripts) are not from a page.
-fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// it was told to trust). Requests without an `Origin` (curl, scripts) are not from a page,
+/// unless they carry a session cookie (`need_origin`): browsers send `Origin` with every POST.
+pub(crate) fn check_origin(
+    state: &AppState,
+    headers: &HeaderMap,
+    need_origin: bool,
+) -> Result<(), ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
+        if need_origin {
+            return Err(ApiError::forbidden(
+                "a request that changes something with a session cookie must carry the Origin \
+                 header a browser sends",
+            ));
+        }
         return Ok(());
     };
     let origin = origin.to_str().unwrap_or("").trim_end_matches('/');

@@ -1,8 +1,8 @@
 //! # weft-server
 //!
-//! The weft server: a JSON API over weft's run history (flow runs, task runs, logs, graphs,
-//! flows, deployments, pipelines), described by an OpenAPI document at `/api/openapi.json` and
-//! a readable page at `/docs`. It reads the same [`Store`] as the `weft` command line, SQLite or
+//! The weft server: a live web dashboard and a JSON API over weft's run history (flow runs,
+//! task runs, logs, graphs, flows, deployments, pipelines), the API described by an OpenAPI
+//! document at `/api/openapi.json` and a readable page at `/docs`. It reads the same [`Store`] as the `weft` command line, SQLite or
 //! PostgreSQL through one code path, and is started by `weft server start` or embedded:
 //!
 //! ```no_run
@@ -35,13 +35,15 @@ mod config;
 mod docs;
 pub mod error;
 mod limits;
+pub mod live;
+mod pages;
+mod session;
 
 pub use auth::Role;
 pub use config::{ServeError, ServerConfig, Token, MIN_TOKEN_LEN};
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn;
-use axum::response::Redirect;
 use axum::routing::get;
 use axum::Router;
 use std::future::Future;
@@ -56,10 +58,14 @@ pub(crate) struct AppState {
     pub(crate) store: Store,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) docs: Arc<docs::Docs>,
+    pub(crate) sessions: Arc<session::Sessions>,
+    /// One permit per open event stream ([`live::MAX_STREAMS`]).
+    pub(crate) streams: Arc<tokio::sync::Semaphore>,
 }
 
-/// The server's application over `store`: the API under `/api`, its document at
-/// `/api/openapi.json`, its page at `/docs` (`/` leads there until the dashboard exists).
+/// The server's application over `store`: the dashboard's pages (`/`, `/runs`, `/flows`,
+/// `/deployments`, `/pipelines`, `/signin`), the API under `/api` with its live event streams,
+/// its document at `/api/openapi.json` and its page at `/docs`.
 ///
 /// Embedded this way nothing checks where it listens: give it a token
 /// ([`ServerConfig::token`]) before serving it beyond loopback, and the origins of your pages
@@ -83,9 +89,11 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
         store,
         config: Arc::new(config),
         docs: Arc::new(docs::Docs::new(&api::ApiDoc::openapi())),
+        sessions: Arc::new(session::Sessions::default()),
+        streams: Arc::new(tokio::sync::Semaphore::new(live::MAX_STREAMS)),
     };
     Router::new()
-        .route("/", get(|| async { Redirect::to("/docs") }))
+        .merge(pages::routes(state.clone()))
         .route("/docs", get(docs::page))
         .route("/api/openapi.json", get(docs::openapi))
         .merge(api::routes(state.clone()))

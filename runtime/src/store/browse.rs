@@ -252,6 +252,9 @@ pub struct LogPage {
     pub lines: Vec<LogLine>,
     /// The cursor of the next page, if there are more lines.
     pub next: Option<LogCursor>,
+    /// The cursor after this page's last line, whether or not more lines follow yet (to
+    /// follow a running run's new lines); None for an empty page.
+    pub last: Option<LogCursor>,
 }
 
 /// The levels, lowest first, as the history stores them.
@@ -482,16 +485,34 @@ impl Store {
                 };
                 rows.push((seq, line));
             }
-            let next = (rows.len() > limit as usize).then(|| {
-                rows.truncate(limit as usize);
-                let (seq, last) = &rows[rows.len() - 1];
-                LogCursor {
-                    at: last.at,
-                    seq: *seq,
-                }
+            let more = rows.len() > limit as usize;
+            rows.truncate(limit as usize);
+            let last = rows.last().map(|(seq, line)| LogCursor {
+                at: line.at,
+                seq: *seq,
             });
+            let next = if more { last } else { None };
             let lines = rows.into_iter().map(|(_, l)| l).collect();
-            Ok(LogPage { lines, next })
+            Ok(LogPage { lines, next, last })
+        })
+        .await
+    }
+
+    /// The graph of `flow` at `version`, as its first run recorded it.
+    pub async fn flow_graph(
+        &self,
+        flow: &str,
+        version: &str,
+    ) -> Result<Option<FlowGraph>, StoreError> {
+        let (flow, version) = (flow.to_owned(), version.to_owned());
+        self.with_pool(move |pool, _| async move {
+            let graph: Option<String> =
+                sqlx::query_scalar("SELECT graph FROM flows WHERE name = $1 AND version = $2")
+                    .bind(flow)
+                    .bind(version)
+                    .fetch_optional(&pool)
+                    .await?;
+            Ok(graph.and_then(|g| serde_json::from_str::<FlowGraph>(&g).ok()))
         })
         .await
     }

@@ -2,7 +2,7 @@
 
 pub mod deployments;
 pub mod flows;
-mod params;
+pub(crate) mod params;
 pub mod pipelines;
 pub mod runs;
 pub mod stats;
@@ -74,6 +74,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/api/runs/{id}/tasks/{node}", get(runs::elements))
         .route("/api/runs/{id}/logs", get(runs::logs))
         .route("/api/runs/{id}/graph.svg", get(runs::graph_svg))
+        .route("/api/runs/{id}/events", get(crate::live::run_events))
         .route("/api/flows", get(flows::list))
         .route("/api/deployments", get(deployments::list))
         .route("/api/pipelines", get(pipelines::list))

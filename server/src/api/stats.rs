@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 use weft_runtime::store::browse::Bucket;
+use weft_runtime::store::Store;
 
 /// The window of `GET /api/stats`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -70,9 +71,14 @@ pub(crate) async fn stats(
 ) -> ApiResult<Json<StatsReport>> {
     let Query(p) = query?;
     let name = p.window.unwrap_or_else(|| "day".to_owned());
-    let (length, bucket, step) = window(&name)?;
+    Ok(Json(report(&state.store, &name).await?))
+}
+
+/// The counts of window `name` (`hour`, `day` or `week`), every bucket filled in.
+pub(crate) async fn report(store: &Store, name: &str) -> ApiResult<StatsReport> {
+    let (length, bucket, step) = window(name)?;
     let since = Utc::now() - length;
-    let stats = state.store.stats(since, bucket).await?;
+    let stats = store.stats(since, bucket).await?;
     let mut counted: BTreeMap<DateTime<Utc>, BTreeMap<String, u64>> = stats
         .buckets
         .iter()
@@ -85,11 +91,11 @@ pub(crate) async fn stats(
         buckets.push(BucketCounts { start: at, counts });
         at += step;
     }
-    Ok(Json(StatsReport {
-        window: name,
+    Ok(StatsReport {
+        window: name.to_owned(),
         since,
         flow_runs: counts(&stats.flow_runs),
         task_runs: counts(&stats.task_runs),
         buckets,
-    }))
+    })
 }
