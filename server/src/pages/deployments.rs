@@ -253,7 +253,7 @@ fn form_page(
         form.run method="post" action={ "/deployments/" (format::enc(&d.name)) "/run" } {
             @for (param, default) in &defaults {
                 @let field = format!("p.{param}");
-                div.field class=[errors.contains_key(param).then_some("invalid")] {
+                div.field.invalid[errors.contains_key(param)] {
                     label for=(field) { (param) " " span.muted { "(" (expected(default)) ")" } }
                     input type="text" id=(field) name=(field)
                         value=(values.get(param).cloned().unwrap_or_else(|| field_text(default)));

@@ -101,12 +101,15 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
     next.run(req).await
 }
 
-/// Adds the Content-Security-Policy to every page.
+/// Adds the Content-Security-Policy to every page, and a referrer policy of `same-origin`:
+/// under `no-referrer` a browser sends `Origin: null` with a form's POST, which the Origin
+/// check must refuse; `same-origin` sends the page's own origin to this server and nothing to
+/// others.
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     response
 }
 
