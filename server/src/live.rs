@@ -32,12 +32,16 @@ pub const MAX_STREAMS: usize = 64;
 const LOG_BATCH: u32 = 200;
 
 /// Where to start and what to follow.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct EventParams {
-    /// The cursor after the last log line the page shows (`start`: from the first line).
-    after: Option<String>,
-    level: Option<String>,
-    task: Option<String>,
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventParams {
+    /// Send the run's new log lines after this cursor (a logs page's cursor, or `start` for
+    /// every line); without it no log lines are sent.
+    pub after: Option<String>,
+    /// Only log lines at this level or above.
+    pub level: Option<String>,
+    /// Only weft's log lines about this task.
+    pub task: Option<String>,
 }
 
 /// What one stream remembers between polls.
@@ -53,17 +57,32 @@ struct Follow {
     _permit: OwnedSemaphorePermit,
 }
 
-/// `GET /api/runs/{id}/events`.
+/// Streams a run's changes as server-sent events (`task`, `log`, `run`, then `end` when the
+/// run is final), polling the history every 500 ms.
+#[utoipa::path(
+    get, path = "/api/runs/{id}/events", tag = "runs",
+    params(("id" = String, Path, description = "The run's id or a unique prefix"), EventParams),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A bad id or cursor", body = crate::error::ErrorBody),
+        (status = 404, description = "No such run", body = crate::error::ErrorBody),
+        (status = 503, description = "Too many streams open", body = crate::error::ErrorBody),
+    )
+)]
 pub(crate) async fn run_events(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<EventParams>, QueryRejection>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let (Path(raw), Query(p)) = (path?, query?);
-    let permit = state.streams.clone().try_acquire_owned().map_err(|_| ApiError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        message: format!("{MAX_STREAMS} live streams are open already; reload the page later"),
-    })?;
+    let permit = state
+        .streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("{MAX_STREAMS} live streams are open already; reload the page later"),
+        })?;
     let id = params::run_id(&state.store, &raw).await?;
     state.store.run_record(id).await?;
     let follow = Follow {
@@ -146,7 +165,8 @@ impl Follow {
         let o = match self.store.run_overview(self.id).await {
             Ok(o) => o,
             Err(e) => {
-                self.queue.push_back(event("error", json!({ "error": e.to_string() })));
+                self.queue
+                    .push_back(event("error", json!({ "error": e.to_string() })));
                 self.done = true;
                 return;
             }

@@ -45,7 +45,7 @@
     row = document.createElement("tr");
     row.setAttribute("data-node", String(Number(t.node)));
     row.appendChild(cell("task", t.task));
-    row.appendChild(cell("state", ""));
+    row.appendChild(cell("st", ""));
     row.appendChild(cell("num attempts", ""));
     row.appendChild(cell("num duration", ""));
     row.appendChild(cell("detail", ""));
@@ -57,7 +57,7 @@
     paintNode(t);
     var row = taskRow(t);
     if (!row) return;
-    row.querySelector("td.state").replaceChildren(badge(t.state));
+    row.querySelector("td.st").replaceChildren(badge(t.state));
     row.querySelector("td.attempts").textContent = t.attempts;
     row.querySelector("td.duration").textContent = t.duration;
     row.querySelector("td.detail").textContent = t.detail;

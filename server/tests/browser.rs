@@ -168,7 +168,7 @@ impl Browser {
                 "binary": chromium,
                 "args": ["--headless", "--no-sandbox", "--disable-gpu",
                          "--disable-background-networking", "--disable-dev-shm-usage",
-                         "--window-size=1280,1000"],
+                         "--window-size=1280,1400"],
             }),
         );
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -343,7 +343,8 @@ async fn pages_show_the_history_the_test_recorded() {
     let pipe = Pipeline::from_toml(HOSTILE_PIPELINE, "hostile_pipe.toml").unwrap();
     let values = resolve(&pipe.params, &[], None).unwrap();
     assert!(pipe.run_with(s.config(), &values).await.is_successful());
-    s.deployment("nightly", "browser ok", json!({ "x": 1 })).await;
+    s.deployment("nightly", "browser ok", json!({ "x": 1 }))
+        .await;
 
     let b = Browser::start().await;
     b.c().goto(&s.url("/")).await.unwrap();
@@ -351,28 +352,64 @@ async fn pages_show_the_history_the_test_recorded() {
     assert_eq!(b.text("[data-count=\"flow:total\"]").await, "6");
     assert_eq!(b.text("[data-count=\"flow:Completed\"]").await, "4");
     assert_eq!(b.text("[data-count=\"flow:Failed\"]").await, "2");
-    assert!(b.body_text().await.contains("the disk is full"), "latest failures");
-    assert!(!b.c().find_all(Locator::Css("svg.chart rect.bar")).await.unwrap().is_empty());
+    assert!(
+        b.body_text().await.contains("the disk is full"),
+        "latest failures"
+    );
+    assert!(!b
+        .c()
+        .find_all(Locator::Css("svg.chart rect.bar"))
+        .await
+        .unwrap()
+        .is_empty());
     b.screenshot("dashboard").await;
 
-    b.c().goto(&s.url(&format!("/runs/{}", failed.id))).await.unwrap();
+    b.c()
+        .goto(&s.url(&format!("/runs/{}", failed.id)))
+        .await
+        .unwrap();
     let g = failed.graph;
     let (ok_node, boom_node) = (g.node("double").unwrap().id, g.node("boom").unwrap().id);
     assert_eq!(b.node_fill(ok_node).await.as_deref(), Some(GREEN));
     assert_eq!(b.node_fill(boom_node).await.as_deref(), Some(RED));
     assert!(b.text("#run-state").await.contains("Failed"));
     assert!(b.body_text().await.contains("boom at 10: the disk is full"));
-    assert!(!b.c().find_all(Locator::Css("svg.gantt rect")).await.unwrap().is_empty());
+    assert!(!b
+        .c()
+        .find_all(Locator::Css("svg.gantt rect"))
+        .await
+        .unwrap()
+        .is_empty());
     b.screenshot("run").await;
 
     // The mapped task is one row with its counts; its elements are a page of their own.
-    b.c().goto(&s.url(&format!("/runs/{}", map_run.id))).await.unwrap();
+    b.c()
+        .goto(&s.url(&format!("/runs/{}", map_run.id)))
+        .await
+        .unwrap();
     let rows = b.c().find_all(Locator::Css("#tasks tr")).await.unwrap();
     assert_eq!(rows.len(), 1, "12 elements collapsed to one row");
     assert!(b.text("#tasks td.detail").await.contains("Completed 11"));
-    b.c().find(Locator::Css("a.elements")).await.unwrap().click().await.unwrap();
-    b.c().wait().for_element(Locator::Css("table.elements")).await.unwrap();
-    assert_eq!(b.c().find_all(Locator::Css("table.elements tbody tr")).await.unwrap().len(), 12);
+    b.c()
+        .find(Locator::Css("a.elements"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.c()
+        .wait()
+        .for_element(Locator::Css("table.elements"))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.c()
+            .find_all(Locator::Css("table.elements tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        12
+    );
     b.screenshot("elements").await;
 
     for (path, name, expect) in [
@@ -383,7 +420,10 @@ async fn pages_show_the_history_the_test_recorded() {
         ("/pipelines", "pipelines", "hostile_pipe"),
     ] {
         b.c().goto(&s.url(path)).await.unwrap();
-        assert!(b.body_text().await.contains(expect), "{path} shows {expect}");
+        assert!(
+            b.body_text().await.contains(expect),
+            "{path} shows {expect}"
+        );
         b.assert_no_alert().await;
         b.screenshot(name).await;
     }
@@ -416,7 +456,11 @@ async fn a_run_page_updates_live_when_a_task_finishes() {
     let b = Browser::start().await;
     b.c().goto(&s.url(&format!("/runs/{id}"))).await.unwrap();
     let node = live_flow::graph().node("wait_for_release").unwrap().id;
-    assert_eq!(b.node_fill(node).await.as_deref(), Some("#ffc107"), "Running: yellow");
+    assert_eq!(
+        b.node_fill(node).await.as_deref(),
+        Some("#ffc107"),
+        "Running: yellow"
+    );
     b.screenshot("run-live-before").await;
 
     RELEASE.get_or_init(Default::default).notify_one();
@@ -430,7 +474,7 @@ async fn a_run_page_updates_live_when_a_task_finishes() {
         text.contains("released by the test") && b.text("#run-state").await.contains("Completed")
     })
     .await;
-    assert!(b.text("#tasks td.state").await.contains("Completed"));
+    assert!(b.text("#tasks td.st").await.contains("Completed"));
     b.screenshot("run-live-after").await;
     b.close().await;
 }
@@ -440,43 +484,95 @@ async fn the_run_form_checks_values_and_pause_works() {
     let _one = ONE_AT_A_TIME.lock().await;
     let s = Served::start("deploy", ServerConfig::new()).await;
     assert!(ok_flow::run_with(s.config(), 1).await.is_successful());
-    s.deployment("hourly", "browser ok", json!({ "x": 1, "label": "a" })).await;
+    s.deployment("hourly", "browser ok", json!({ "x": 1, "label": "a" }))
+        .await;
     let names = vec!["hourly".to_owned()];
 
     let b = Browser::start().await;
     b.c().goto(&s.url("/deployments")).await.unwrap();
-    b.c().find(Locator::Css("a.button")).await.unwrap().click().await.unwrap();
-    b.c().wait().for_element(Locator::Css("form.run")).await.unwrap();
+    b.c()
+        .find(Locator::Css("a.button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.c()
+        .wait()
+        .for_element(Locator::Css("form.run"))
+        .await
+        .unwrap();
     let field = b.c().find(Locator::Id("p.x")).await.unwrap();
     field.clear().await.unwrap();
     field.send_keys("five").await.unwrap();
-    b.c().find(Locator::Css("form.run button")).await.unwrap().click().await.unwrap();
-    b.c().wait().for_element(Locator::Css(".reason")).await.unwrap();
-    assert!(b.text(".field.invalid .reason").await.contains("not a whole number"));
+    b.c()
+        .find(Locator::Css("form.run button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.c()
+        .wait()
+        .for_element(Locator::Css(".reason"))
+        .await
+        .unwrap();
+    assert!(b
+        .text(".field.invalid .reason")
+        .await
+        .contains("not a whole number"));
     assert!(b.text("#form-error").await.contains("Nothing was queued"));
     b.screenshot("run-form-refused").await;
-    assert!(s.store.claim_requests(&names).await.unwrap().is_empty(), "nothing queued");
+    assert!(
+        s.store.claim_requests(&names).await.unwrap().is_empty(),
+        "nothing queued"
+    );
 
     let field = b.c().find(Locator::Id("p.x")).await.unwrap();
     field.clear().await.unwrap();
     field.send_keys("5").await.unwrap();
-    b.c().find(Locator::Css("form.run button")).await.unwrap().click().await.unwrap();
-    b.c().wait().for_element(Locator::Id("requested")).await.unwrap();
+    b.c()
+        .find(Locator::Css("form.run button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.c()
+        .wait()
+        .for_element(Locator::Id("requested"))
+        .await
+        .unwrap();
     b.screenshot("run-requested").await;
     let queued = s.store.claim_requests(&names).await.unwrap();
     assert_eq!(queued.len(), 1, "exactly one run request");
     assert_eq!(queued[0].parameters.get("x"), Some(&json!(5)));
     assert_eq!(queued[0].parameters.get("label"), Some(&json!("a")));
 
-    b.c().find(Locator::Css("td.actions button")).await.unwrap().click().await.unwrap();
+    b.c()
+        .find(Locator::Css("td.actions button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_until("the page shows the deployment paused", || async {
         b.body_text().await.contains("paused")
     })
     .await;
     assert!(s.store.deployment("hourly").await.unwrap().paused);
     b.screenshot("deployment-paused").await;
-    b.c().find(Locator::Css("td.actions button")).await.unwrap().click().await.unwrap();
-    wait_until("resumed", || async { b.body_text().await.contains("active") }).await;
+    b.c()
+        .find(Locator::Css("td.actions button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until("resumed", || async {
+        b.body_text().await.contains("active")
+    })
+    .await;
     assert!(!s.store.deployment("hourly").await.unwrap().paused);
     b.close().await;
 }
@@ -490,35 +586,94 @@ async fn signing_in_with_a_wrong_then_a_right_token() {
 
     let b = Browser::start().await;
     b.c().goto(&s.url("/flows")).await.unwrap();
-    b.c().wait().for_element(Locator::Css("form.signin")).await.unwrap();
-    assert!(b.c().current_url().await.unwrap().path().ends_with("/signin"));
+    b.c()
+        .wait()
+        .for_element(Locator::Css("form.signin"))
+        .await
+        .unwrap();
+    assert!(b
+        .c()
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/signin"));
     b.screenshot("signin").await;
 
     let token = b.c().find(Locator::Id("token")).await.unwrap();
     token.send_keys("not-the-token-0123456789").await.unwrap();
-    b.c().find(Locator::Css("form.signin button")).await.unwrap().click().await.unwrap();
-    b.c().wait().for_element(Locator::Id("signin-error")).await.unwrap();
+    b.c()
+        .find(Locator::Css("form.signin button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.c()
+        .wait()
+        .for_element(Locator::Id("signin-error"))
+        .await
+        .unwrap();
     assert!(b.text("#signin-error").await.contains("Unknown token"));
-    assert!(b.c().get_all_cookies().await.unwrap().is_empty(), "no cookie for a wrong token");
+    assert!(
+        b.c().get_all_cookies().await.unwrap().is_empty(),
+        "no cookie for a wrong token"
+    );
     b.screenshot("signin-wrong").await;
 
     let token = b.c().find(Locator::Id("token")).await.unwrap();
     token.send_keys(OPERATOR).await.unwrap();
-    b.c().find(Locator::Css("form.signin button")).await.unwrap().click().await.unwrap();
-    b.c().wait().for_element(Locator::Css("section.flow")).await.unwrap();
-    assert!(b.c().current_url().await.unwrap().path().ends_with("/flows"), "back where it was going");
+    b.c()
+        .find(Locator::Css("form.signin button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.c()
+        .wait()
+        .for_element(Locator::Css("section.flow"))
+        .await
+        .unwrap();
+    assert!(
+        b.c()
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/flows"),
+        "back where it was going"
+    );
     let cookies = b.c().get_all_cookies().await.unwrap();
     assert_eq!(cookies.len(), 1);
     let c = &cookies[0];
     assert_eq!(c.name(), "weft_session");
-    assert_ne!(c.value(), OPERATOR, "the cookie is a session id, not the token");
+    assert_ne!(
+        c.value(),
+        OPERATOR,
+        "the cookie is a session id, not the token"
+    );
     assert_eq!(c.http_only(), Some(true));
     assert_eq!(format!("{:?}", c.same_site()), "Some(Strict)");
 
-    b.c().find(Locator::Css("form.signout button")).await.unwrap().click().await.unwrap();
-    b.c().wait().for_element(Locator::Css("form.signin")).await.unwrap();
+    b.c()
+        .find(Locator::Css("form.signout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.c()
+        .wait()
+        .for_element(Locator::Css("form.signin"))
+        .await
+        .unwrap();
     b.c().goto(&s.url("/")).await.unwrap();
-    b.c().wait().for_element(Locator::Css("form.signin")).await.unwrap();
+    b.c()
+        .wait()
+        .for_element(Locator::Css("form.signin"))
+        .await
+        .unwrap();
     b.close().await;
 }
 
@@ -538,10 +693,22 @@ async fn hostile_text_is_shown_as_text_and_never_runs() {
     let pages = [
         ("/".to_owned(), "xss-dashboard", vec![IMG]),
         ("/runs".to_owned(), "xss-runs", vec![IMG, JS_URL]),
-        (format!("/runs/{}", run.id), "xss-run", vec![SCRIPT, IMG, JS_URL]),
-        (format!("/runs/{}", pipe_run.id), "xss-pipeline-run", vec![SCRIPT, IMG]),
+        (
+            format!("/runs/{}", run.id),
+            "xss-run",
+            vec![SCRIPT, IMG, JS_URL],
+        ),
+        (
+            format!("/runs/{}", pipe_run.id),
+            "xss-pipeline-run",
+            vec![SCRIPT, IMG],
+        ),
         ("/flows".to_owned(), "xss-flows", vec![IMG, JS_URL]),
-        ("/deployments".to_owned(), "xss-deployments", vec![JS_URL, IMG]),
+        (
+            "/deployments".to_owned(),
+            "xss-deployments",
+            vec![JS_URL, IMG],
+        ),
         ("/pipelines".to_owned(), "xss-pipelines", vec![SCRIPT]),
     ];
     for (path, shot, texts) in pages {
@@ -567,13 +734,26 @@ async fn hostile_text_is_shown_as_text_and_never_runs() {
         b.screenshot(shot).await;
     }
     // The run page's hostile task name inside the graph is text in the SVG.
-    b.c().goto(&s.url(&format!("/runs/{}", run.id))).await.unwrap();
+    b.c()
+        .goto(&s.url(&format!("/runs/{}", run.id)))
+        .await
+        .unwrap();
     let label = b.text("#graph g.node text").await;
     assert_eq!(label, SCRIPT);
     // The deployment named `javascript:alert(1)`: its Run link stays on this server.
     b.c().goto(&s.url("/deployments")).await.unwrap();
-    b.c().find(Locator::Css("a.button")).await.unwrap().click().await.unwrap();
-    b.c().wait().for_element(Locator::Css("form.run")).await.unwrap();
+    b.c()
+        .find(Locator::Css("a.button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.c()
+        .wait()
+        .for_element(Locator::Css("form.run"))
+        .await
+        .unwrap();
     b.assert_no_alert().await;
     assert!(b.body_text().await.contains(&format!("Run {JS_URL}")));
     let _ = js;

@@ -30,6 +30,7 @@ use utoipa::OpenApi;
     ),
     paths(
         runs::list, runs::show, runs::elements, runs::logs, runs::graph_svg,
+        crate::live::run_events,
         flows::list, deployments::list, deployments::pause, deployments::resume,
         deployments::request_run, pipelines::list, stats::stats,
     ),

@@ -129,7 +129,10 @@ async fn deployments_needing_attention(
     let now = Utc::now();
     let mut out = Vec::new();
     for d in store.deployments().await? {
-        if let Some(next) = d.next_run_at.filter(|n| !d.paused && *n + Duration::seconds(LATE_AFTER) < now) {
+        if let Some(next) = d
+            .next_run_at
+            .filter(|n| !d.paused && *n + Duration::seconds(LATE_AFTER) < now)
+        {
             let why = format!("late: its run was due at {}", format::time(next));
             out.push((d, why));
             continue;
@@ -137,7 +140,11 @@ async fn deployments_needing_attention(
         if let Some(last) = d.last_run {
             match store.run_record(last).await {
                 Ok(r) if r.state.is_failed() => {
-                    let why = format!("its last run ({}) ended {}", format::short_id(&r.id), r.state);
+                    let why = format!(
+                        "its last run ({}) ended {}",
+                        format::short_id(&r.id),
+                        r.state
+                    );
                     out.push((d, why));
                 }
                 _ => {}

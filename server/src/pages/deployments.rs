@@ -65,7 +65,11 @@ pub(crate) async fn page(
     ok(layout("Deployments", Some(viewer), Nav::Deployments, body))
 }
 
-fn row(d: &DeploymentRecord, last: Option<&weft_runtime::store::RunRecord>, viewer: Viewer) -> Markup {
+fn row(
+    d: &DeploymentRecord,
+    last: Option<&weft_runtime::store::RunRecord>,
+    viewer: Viewer,
+) -> Markup {
     let base = format!("/deployments/{}", format::enc(&d.name));
     html! {
         tr data-deployment=(d.name) {
@@ -191,7 +195,10 @@ pub(crate) async fn run_form(
     let Path(name) = path?;
     operator_only(viewer)?;
     let d = state.store.deployment(&name).await?;
-    let values = defaults(&d).iter().map(|(k, v)| (k.clone(), field_text(v))).collect();
+    let values = defaults(&d)
+        .iter()
+        .map(|(k, v)| (k.clone(), field_text(v)))
+        .collect();
     ok(form_page(&d, viewer, &values, &BTreeMap::new()))
 }
 
@@ -209,13 +216,18 @@ pub(crate) async fn run_submit(
     let mut values: BTreeMap<String, String> = BTreeMap::new();
     let mut errors: BTreeMap<String, String> = BTreeMap::new();
     for (key, raw) in fields {
-        let Some(param) = key.strip_prefix("p.") else { continue };
+        let Some(param) = key.strip_prefix("p.") else {
+            continue;
+        };
         match defaults.get(param) {
             Some(_) => {
                 values.insert(param.to_owned(), raw);
             }
             None => {
-                errors.insert(param.to_owned(), "this deployment has no such parameter".into());
+                errors.insert(
+                    param.to_owned(),
+                    "this deployment has no such parameter".into(),
+                );
             }
         }
     }
@@ -267,7 +279,12 @@ fn form_page(
             " " a href="/deployments" { "Cancel" }
         }
     };
-    layout(&format!("Run {}", d.name), Some(viewer), Nav::Deployments, body)
+    layout(
+        &format!("Run {}", d.name),
+        Some(viewer),
+        Nav::Deployments,
+        body,
+    )
 }
 
 #[cfg(test)]
@@ -278,7 +295,9 @@ mod tests {
     #[test]
     fn fields_are_checked_against_their_default() {
         assert_eq!(check_field(&json!(3), "5"), Ok(json!(5)));
-        assert!(check_field(&json!(3), "five").unwrap_err().contains("whole number"));
+        assert!(check_field(&json!(3), "five")
+            .unwrap_err()
+            .contains("whole number"));
         assert!(check_field(&json!(3), "1.5").is_err());
         assert_eq!(check_field(&json!(1.5), "2"), Ok(json!(2)));
         assert_eq!(check_field(&json!("a"), "<b>"), Ok(json!("<b>")));

@@ -22,7 +22,10 @@ pub(crate) fn enc(s: &str) -> String {
 pub(crate) fn query(pairs: &[(&str, Option<&str>)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
-        .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| format!("{k}={}", enc(v))))
+        .filter_map(|(k, v)| {
+            v.filter(|v| !v.is_empty())
+                .map(|v| format!("{k}={}", enc(v)))
+        })
         .collect();
     if parts.is_empty() {
         String::new()
@@ -91,7 +94,10 @@ mod tests {
     fn user_text_in_urls_is_encoded() {
         assert_eq!(enc("javascript:alert(1)"), "javascript%3Aalert%281%29");
         assert_eq!(enc("a b/../\"<>"), "a%20b%2F..%2F%22%3C%3E");
-        assert_eq!(query(&[("flow", Some("x&y")), ("state", None)]), "?flow=x%26y");
+        assert_eq!(
+            query(&[("flow", Some("x&y")), ("state", None)]),
+            "?flow=x%26y"
+        );
     }
 
     #[test]

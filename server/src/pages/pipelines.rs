@@ -67,4 +67,3 @@ fn version_body(p: &Pipeline) -> Markup {
         div.graph { (PreEscaped(p.graph().to_svg())) }
     }
 }
-

@@ -130,7 +130,7 @@ fn tasks_table(o: &RunOverview) -> Markup {
                                 " " a.elements href={ "/runs/" (o.run.id) "/tasks/" (t.node) } { "elements" }
                             }
                         }
-                        td.state { (format::state_badge(t.state)) }
+                        td.st { (format::state_badge(t.state)) }
                         td.num.attempts { (t.attempts) }
                         td.num.duration { (format::duration_ms(format::span_ms(t.started, t.ended))) }
                         td.detail {
@@ -259,9 +259,14 @@ pub(crate) async fn elements_page(
     };
     let o = state.store.run_overview(id).await?;
     let Some(task) = o.tasks.iter().find(|t| t.node == node) else {
-        return Err(PageError::bad_request(format!("run {id} has no task node {node}")));
+        return Err(PageError::bad_request(format!(
+            "run {id} has no task node {node}"
+        )));
     };
-    let page = state.store.task_elements(id, node, kind, after, ELEMENT_PAGE).await?;
+    let page = state
+        .store
+        .task_elements(id, node, kind, after, ELEMENT_PAGE)
+        .await?;
     let state_name = kind.map(StateKind::as_str);
     let body = html! {
         h1 { (task.task) " of " a href={ "/runs/" (id) } { (o.run.flow) " " (format::short_id(&id)) } }

@@ -36,7 +36,10 @@ pub(crate) async fn page(
     let deployments = state.store.deployments().await?;
     let (status, table) = match run_query(&f) {
         Ok(q) => {
-            let known = q.deployment.as_ref().is_none_or(|d| deployments.iter().any(|x| &x.name == d));
+            let known = q
+                .deployment
+                .as_ref()
+                .is_none_or(|d| deployments.iter().any(|x| &x.name == d));
             if known {
                 (StatusCode::OK, table(&f, &state.store.runs_page(&q).await?))
             } else {
@@ -53,7 +56,10 @@ pub(crate) async fn page(
         (filter_form(&f, &flow_names, &dep_names))
         (table)
     };
-    Ok(respond(status, layout("Flow runs", Some(viewer), Nav::Runs, body)))
+    Ok(respond(
+        status,
+        layout("Flow runs", Some(viewer), Nav::Runs, body),
+    ))
 }
 
 fn non_empty(s: &Option<String>) -> Option<&str> {

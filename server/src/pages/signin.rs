@@ -62,7 +62,11 @@ pub(crate) async fn form(
     if !state.config.has_token() {
         return Ok(Redirect::to("/").into_response());
     }
-    Ok(form_page(StatusCode::OK, &local_path(n.next.as_deref()), None))
+    Ok(form_page(
+        StatusCode::OK,
+        &local_path(n.next.as_deref()),
+        None,
+    ))
 }
 
 /// `POST /signin`.
@@ -112,7 +116,12 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed() {
         assert_eq!(local_path(Some("/runs?flow=a")), "/runs?flow=a");
-        for bad in ["javascript:alert(1)", "//evil.example", "https://evil.example", "/\\evil"] {
+        for bad in [
+            "javascript:alert(1)",
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+        ] {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");
         }
     }
