@@ -183,6 +183,7 @@ impl Follow {
                     "state": r.state.as_str(),
                     "color": state_color(r.state),
                     "final": r.state.is_final(),
+                    "ended": format::time_or_dash(r.ended),
                     "duration": format::duration_ms(r.duration().as_millis() as u64),
                 }),
             ));

@@ -82,6 +82,8 @@
     if (st) st.replaceChildren(badge(r.state));
     var d = document.getElementById("run-duration");
     if (d) d.textContent = r.duration;
+    var ended = document.getElementById("run-ended");
+    if (ended) ended.textContent = r.ended;
     run.setAttribute("data-state", r.state);
   }
 

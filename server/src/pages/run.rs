@@ -99,7 +99,7 @@ fn header(o: &RunOverview) -> Markup {
             dt { "Run id" } dd { code { (r.id) } }
             dt { "Version" } dd { code { (r.flow_version) } }
             dt { "Started" } dd { (format::time(r.started)) }
-            dt { "Ended" } dd { (format::time_or_dash(r.ended)) }
+            dt { "Ended" } dd #run-ended { (format::time_or_dash(r.ended)) }
             dt { "Duration" } dd #run-duration { (format::duration_ms(r.duration().as_millis() as u64)) }
             @if let Some((parent, node)) = r.parent {
                 dt { "Parent run" } dd { a href={ "/runs/" (parent) } { (format::short_id(&parent)) } " (node " (node) ")" }
