@@ -8,6 +8,7 @@
 mod history;
 mod pipeline;
 mod render;
+mod server;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::{self, Write};
@@ -39,7 +40,8 @@ const POLL: Duration = Duration::from_millis(200);
         weft --database postgres://me@db/weft flows\n  \
         weft deployments\n  \
         weft deployment run nightly-etl --param n=5 --param label=adhoc\n  \
-        weft history prune --older-than 30d --keep-failed --dry-run"
+        weft history prune --older-than 30d --keep-failed --dry-run\n  \
+        weft server start --port 4200"
 )]
 struct Cli {
     /// The run history database: sqlite://path/to/weft.db or postgres://user@host/database
@@ -104,6 +106,9 @@ enum Command {
     /// Check, run or draw a pipeline file (shell commands as a DAG)
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
+    /// Start the weft server: a JSON API over the run history
+    #[command(subcommand)]
+    Server(server::ServerCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -240,7 +245,12 @@ fn main() -> ExitCode {
         );
     }));
     let cli = Cli::parse();
-    let result = tokio::runtime::Builder::new_current_thread()
+    // The server answers requests on both cores; every other command is one at a time.
+    let mut runtime = match cli.command {
+        Command::Server(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let result = runtime
         .enable_all()
         .build()
         .map_err(|e| Failure {
@@ -279,6 +289,9 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
     // Pipelines need no history to check or draw, and create one to run.
     if let Command::Pipeline(command) = cli.command {
         return pipeline::execute(command, cli.database, cli.schema).await;
+    }
+    if let Command::Server(command) = cli.command {
+        return server::execute(command, cli.database, cli.schema).await;
     }
     // Checked before connecting, so a typo never waits on the database.
     let state = match &cli.command {
@@ -428,7 +441,9 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
             let retention = retention.expect("parsed above");
             history::prune(&store, &args, retention).await
         }
-        Command::Pipeline(_) => unreachable!("pipeline commands return before the store opens"),
+        Command::Pipeline(_) | Command::Server(_) => {
+            unreachable!("pipeline and server commands return before the store opens")
+        }
     }
 }
 

@@ -237,7 +237,7 @@ fn short(id: &str) -> &str {
 /// A prefix naming one run: run ids begin with their start time, so eight characters may name
 /// several runs started within a minute.
 fn prefix(id: &str) -> &str {
-    &id[..28]
+    &id[..34]
 }
 
 /// The line of `text` starting with `prefix` (after indentation).

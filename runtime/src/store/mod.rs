@@ -43,6 +43,7 @@
 //! [`RunConfig::no_history`]: crate::RunConfig::no_history
 //! [`FlowRun::history`]: crate::FlowRun::history
 
+pub mod browse;
 mod checkpoint;
 mod deploy;
 mod query;

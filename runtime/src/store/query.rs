@@ -279,22 +279,22 @@ impl FlowSummary {
     }
 }
 
-fn state_of(row: &AnyRow, col: &str) -> Result<StateKind, StoreError> {
+pub(super) fn state_of(row: &AnyRow, col: &str) -> Result<StateKind, StoreError> {
     let s: String = row.try_get(col)?;
     s.parse().map_err(StoreError::Query)
 }
 
-fn ts_of(row: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub(super) fn ts_of(row: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
     let s: Option<String> = row.try_get(col)?;
     s.as_deref().map(parse_ts).transpose()
 }
 
-fn u32_of(row: &AnyRow, col: &str) -> Result<Option<u32>, StoreError> {
+pub(super) fn u32_of(row: &AnyRow, col: &str) -> Result<Option<u32>, StoreError> {
     let v: Option<i64> = row.try_get(col)?;
     Ok(v.and_then(|v| u32::try_from(v).ok()))
 }
 
-fn run_of(row: &AnyRow) -> Result<RunRecord, StoreError> {
+pub(super) fn run_of(row: &AnyRow) -> Result<RunRecord, StoreError> {
     let id: String = row.try_get("id")?;
     let params: String = row.try_get("parameters")?;
     Ok(RunRecord {
@@ -358,7 +358,7 @@ fn lifecycle_changes(
     }
 }
 
-const RUN_COLS: &str =
+pub(super) const RUN_COLS: &str =
     "id, flow, flow_version, parameters, state, message, started, ended, parent_run, parent_node";
 
 impl Store {

@@ -1,0 +1,777 @@
+//! The weft server end to end: the real router on a loopback port over a real run history
+//! (SQLite in a temporary WEFT_HOME, and a PostgreSQL schema of its own), filled by running real
+//! flows and a real pipeline, read with a real HTTP client.
+
+use serde_json::Value;
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use weft::pipeline::params::resolve;
+use weft::pipeline::Pipeline;
+use weft::prelude::*;
+use weft::store::{DeploymentRecord, Store, StoreOptions};
+use weft_server::{ServeError, Server, ServerConfig, Token};
+
+const OPERATOR: &str = "operator-token-0123456789";
+const READER: &str = "reader-token-0123456789";
+
+#[task]
+fn double(x: u32) -> u32 {
+    x * 2
+}
+
+#[flow(name = "api ok")]
+async fn ok_flow(x: u32) -> u32 {
+    let y = double(x)?;
+    y
+}
+
+#[task]
+fn refuse(x: u32) -> Result<u32, String> {
+    Err(format!("refused {x}"))
+}
+
+#[flow(name = "api bad")]
+async fn bad_flow(x: u32) -> u32 {
+    let y = refuse(x)?;
+    y
+}
+
+#[task]
+fn odd_fails(x: u32) -> Result<u32, String> {
+    if x % 2 == 1 {
+        return Err(format!("{x} is odd"));
+    }
+    Ok(x)
+}
+
+#[flow(name = "api mapped")]
+async fn mapped(n: u32) -> usize {
+    let ys = odd_fails::map(0..n);
+    ys.len()
+}
+
+#[task]
+fn chatty(lines: u32) -> u32 {
+    for i in 0..lines {
+        weft::tracing::info!("chatty line {i}");
+    }
+    weft::tracing::warn!("chatty is done");
+    lines
+}
+
+#[flow(name = "api chatty")]
+async fn chatty_flow(lines: u32) -> u32 {
+    let n = chatty(lines)?;
+    n
+}
+
+const PIPELINE: &str = r#"
+name = "api_pipe"
+[[nodes]]
+id = "hello"
+command = ["echo", "hello from the pipeline"]
+"#;
+
+/// Runs recorded: 7 of "api ok", 2 of "api bad", 1 mapped over 25 elements, 1 chatty, 1
+/// pipeline; and a deployment "nightly" of "api ok".
+async fn record_history(store: &Store) {
+    let config = || RunConfig::new().history(store.clone());
+    for x in 0..7 {
+        assert!(ok_flow::run_with(config(), x).await.is_successful());
+    }
+    for x in 0..2 {
+        let _ = bad_flow::run_with(config(), x).await;
+    }
+    let _ = mapped::run_with(config(), 25).await;
+    let _ = chatty_flow::run_with(config(), 5).await;
+    let pipe = Pipeline::from_toml(PIPELINE, "api_pipe.toml").unwrap();
+    let values = resolve(&pipe.params, &[], None).unwrap();
+    assert!(pipe.run_with(config(), &values).await.is_successful());
+    store
+        .register_deployment(&DeploymentRecord {
+            name: "nightly".into(),
+            flow: "api ok".into(),
+            schedule: Some("every 1h".into()),
+            parameters: serde_json::json!({ "x": 1 }),
+            paused: false,
+            last_run: None,
+            last_run_at: None,
+            next_run_at: None,
+            updated: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+}
+
+/// A server on a loopback port over a recorded history, stopped when dropped.
+struct Env {
+    rt: tokio::runtime::Runtime,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pg_schema: Option<String>,
+}
+
+impl Env {
+    fn start(
+        rt: tokio::runtime::Runtime,
+        store: Store,
+        config: ServerConfig,
+        pg: Option<String>,
+    ) -> Env {
+        let server = rt.block_on(async {
+            record_history(&store).await;
+            let addr = "127.0.0.1:0".parse().unwrap();
+            Server::bind(store, config, addr).await.unwrap()
+        });
+        let addr = server.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(server.run_until(async {
+            let _ = stopped.await;
+        }));
+        Env {
+            rt,
+            addr,
+            stop: Some(stop),
+            pg_schema: pg,
+        }
+    }
+
+    fn sqlite(config: ServerConfig) -> Env {
+        let rt = runtime();
+        let home = std::env::temp_dir().join(format!("weft-server-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}/.weft/weft.db", home.display());
+        let store = rt.block_on(Store::connect(&url)).unwrap();
+        Env::start(rt, store, config, None)
+    }
+
+    fn postgres(config: ServerConfig) -> Env {
+        let rt = runtime();
+        let schema = format!("weft_server_{}", uuid::Uuid::new_v4().simple());
+        let connect = StoreOptions::new(postgres_url()).schema(&schema).connect();
+        let store = rt.block_on(connect).unwrap_or_else(|e| {
+            panic!("PostgreSQL is not reachable ({e}): start it, or set WEFT_TEST_POSTGRES_URL")
+        });
+        Env::start(rt, store, config, Some(schema))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(schema) = self.pg_schema.take() {
+            self.rt.block_on(async {
+                let admin = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                    .execute(&admin)
+                    .await
+                    .unwrap();
+            });
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn postgres_url() -> String {
+    std::env::var("WEFT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// An answer: status, content type, body.
+struct Answer {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+    /// The JSON of a 200.
+    fn ok(&self) -> Value {
+        assert_eq!(self.status, 200, "{}", self.body);
+        self.json()
+    }
+    /// The error message of a JSON error with `status`.
+    fn error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert!(
+            self.content_type.starts_with("application/json"),
+            "{}",
+            self.content_type
+        );
+        self.json()["error"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A request with optional token, Origin and JSON body.
+fn call(
+    env: &Env,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+    body: Option<&str>,
+) -> Answer {
+    let mut req = ureq::request(method, &env.url(path));
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    for (k, v) in extra {
+        req = req.set(k, v);
+    }
+    let result = match body {
+        Some(b) => req.set("Content-Type", "application/json").send_string(b),
+        None => req.call(),
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    Answer {
+        status: response.status(),
+        content_type: response.content_type().to_owned(),
+        body: response.into_string().unwrap(),
+    }
+}
+
+fn get(env: &Env, path: &str) -> Answer {
+    call(env, "GET", path, None, &[], None)
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every run, following cursors with `limit` runs a page.
+fn all_pages(env: &Env, query: &str, limit: u32) -> (Vec<Value>, usize) {
+    let mut runs = Vec::new();
+    let mut pages = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/runs?limit={limit}{query}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = get(env, &path).ok();
+        pages += 1;
+        runs.extend(page["runs"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return (runs, pages),
+        }
+        assert!(pages < 100, "cursors never end");
+    }
+}
+
+fn check_pagination(env: &Env) {
+    let whole = get(env, "/api/runs").ok();
+    let all = ids(&whole);
+    assert_eq!(all.len(), 12, "{whole}");
+    assert!(whole["next_cursor"].is_null());
+    let (paged, pages) = all_pages(env, "", 5);
+    assert_eq!(pages, 3);
+    let paged_ids: Vec<String> = paged
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(paged_ids, all, "no duplicates, no gaps, same order");
+    let starts: Vec<&str> = paged
+        .iter()
+        .map(|r| r["started"].as_str().unwrap())
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {starts:?}"
+    );
+    let (ok_runs, pages) = all_pages(env, "&flow=api%20ok", 3);
+    assert_eq!((ok_runs.len(), pages), (7, 3));
+}
+
+fn check_filters(env: &Env) {
+    let failed = get(env, "/api/runs?state=failed").ok();
+    let flows: HashSet<&str> = failed["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["flow"].as_str().unwrap())
+        .collect();
+    assert!(
+        flows.contains("api bad") && !flows.contains("api ok"),
+        "{failed}"
+    );
+    let by_deployment = get(env, "/api/runs?deployment=nightly").ok();
+    assert_eq!(ids(&by_deployment).len(), 7);
+    let future = get(env, "/api/runs?since=2999-01-01T00:00:00Z").ok();
+    assert!(ids(&future).is_empty());
+    let past = get(env, "/api/runs?until=2000-01-01T00:00:00Z").ok();
+    assert!(ids(&past).is_empty());
+    assert_eq!(ids(&get(env, "/api/runs?flow=nobody").ok()).len(), 0);
+}
+
+fn check_bad_requests(env: &Env) {
+    let cases = [
+        ("/api/runs?state=exploded", 400, "unknown state"),
+        ("/api/runs?cursor=garbage", 400, "cursor"),
+        ("/api/runs?cursor=1.zz", 400, "cursor"),
+        ("/api/runs?limit=0", 400, "1 to 200"),
+        ("/api/runs?limit=201", 400, "1 to 200"),
+        ("/api/runs?limit=many", 400, "limit"),
+        ("/api/runs?since=yesterday", 400, "RFC 3339"),
+        ("/api/runs?deployment=nope", 404, "nightly"),
+        ("/api/runs/zz", 400, "run id"),
+        (
+            "/api/runs/00000000-0000-0000-0000-000000000000",
+            404,
+            "no flow run",
+        ),
+        ("/api/runs/ffff0000", 404, "no flow run"),
+        (
+            "/api/runs/00000000-0000-0000-0000-000000000000/logs",
+            404,
+            "no flow run",
+        ),
+        (
+            "/api/runs/00000000-0000-0000-0000-000000000000/tasks/0",
+            404,
+            "no flow run",
+        ),
+        ("/api/stats?window=year", 400, "hour, day or week"),
+        ("/api/nothing", 404, "/docs"),
+    ];
+    for (path, status, says) in cases {
+        let message = get(env, path).error(status);
+        assert!(message.contains(says), "{path}: {message}");
+    }
+    let id = first_run_of(env, "api ok");
+    for path in [
+        format!("/api/runs/{id}/tasks/notanumber"),
+        format!("/api/runs/{id}/tasks/0?cursor=x"),
+        format!("/api/runs/{id}/tasks/0?state=bogus"),
+        format!("/api/runs/{id}/logs?level=loud"),
+        format!("/api/runs/{id}/logs?cursor=x.y"),
+    ] {
+        get(env, &path).error(400);
+    }
+    let long = format!("/api/runs?flow={}", "x".repeat(5000));
+    get(env, &long).error(414);
+    assert_eq!(
+        call(env, "DELETE", "/api/runs", None, &[], None).status,
+        405
+    );
+}
+
+fn first_run_of(env: &Env, flow: &str) -> String {
+    let page = get(env, &format!("/api/runs?flow={}", flow.replace(' ', "%20"))).ok();
+    page["runs"][0]["id"].as_str().unwrap().to_owned()
+}
+
+fn check_run_detail(env: &Env) {
+    let id = first_run_of(env, "api ok");
+    // A unique prefix names the run (UUIDv7 ids of runs started together share most of theirs).
+    let detail = get(env, &format!("/api/runs/{}", &id[..34])).ok();
+    assert_eq!(detail["run"]["id"], id.as_str());
+    assert_eq!(detail["run"]["state"], "Completed");
+    assert!(detail["parameters"].to_string().contains('6'), "{detail}");
+    assert_eq!(detail["tasks"][0]["task"], "double");
+    assert_eq!(detail["tasks"][0]["mapped"], false);
+    let svg = get(env, &format!("/api/runs/{id}/graph.svg"));
+    assert_eq!(
+        (svg.status, svg.content_type.as_str()),
+        (200, "image/svg+xml")
+    );
+    assert!(
+        svg.body.contains("<svg") && svg.body.contains("double"),
+        "{}",
+        svg.body
+    );
+    let pipe = first_run_of(env, "api_pipe");
+    let detail = get(env, &format!("/api/runs/{pipe}")).ok();
+    let out = &detail["node_outputs"][0];
+    assert_eq!(out["exit_code"], 0, "{detail}");
+    assert!(out["stdout"]
+        .as_str()
+        .unwrap()
+        .contains("hello from the pipeline"));
+}
+
+fn check_mapped(env: &Env) {
+    let id = first_run_of(env, "api mapped");
+    let detail = get(env, &format!("/api/runs/{id}")).ok();
+    let tasks = detail["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "collapsed to one row: {detail}");
+    let node = &tasks[0];
+    assert_eq!(node["mapped"], true);
+    assert_eq!(node["elements"]["Completed"], 13);
+    assert_eq!(node["elements"]["Failed"], 12);
+    let n = node["node"].as_u64().unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = get(
+            env,
+            &format!("/api/runs/{id}/tasks/{n}?limit=10&cursor={cursor}"),
+        )
+        .ok();
+        seen.extend(
+            page["elements"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["map_index"].as_u64().unwrap()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..25).collect::<Vec<u64>>());
+    let failed = get(env, &format!("/api/runs/{id}/tasks/{n}?state=failed")).ok();
+    let failed = failed["elements"].as_array().unwrap();
+    assert_eq!(failed.len(), 12);
+    assert!(failed
+        .iter()
+        .all(|e| e["message"].as_str().unwrap().contains("is odd")));
+}
+
+fn check_logs(env: &Env) {
+    let id = first_run_of(env, "api chatty");
+    let all = get(env, &format!("/api/runs/{id}/logs")).ok();
+    let all: Vec<String> = all["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(all.iter().any(|m| m == "chatty line 4"), "{all:?}");
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = get(env, &format!("/api/runs/{id}/logs?limit=2&cursor={cursor}")).ok();
+        paged.extend(
+            page["logs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["message"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all);
+    let warn = get(env, &format!("/api/runs/{id}/logs?level=warn")).ok();
+    let warn = warn["logs"].as_array().unwrap();
+    assert!(
+        !warn.is_empty()
+            && warn
+                .iter()
+                .all(|l| l["level"] == "WARN" || l["level"] == "ERROR")
+    );
+    let task = get(env, &format!("/api/runs/{id}/logs?task=chatty")).ok();
+    let task = task["logs"].as_array().unwrap();
+    assert!(!task.is_empty());
+    assert!(task
+        .iter()
+        .all(|l| l["message"].as_str().unwrap().starts_with("Task 'chatty'")));
+}
+
+fn check_lists(env: &Env) {
+    let flows = get(env, "/api/flows").ok();
+    let ok = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "api ok")
+        .unwrap();
+    assert_eq!(
+        (ok["runs"].as_u64(), ok["by_state"]["Completed"].as_u64()),
+        (Some(7), Some(7))
+    );
+    assert_eq!(ok["versions"].as_array().unwrap().len(), 1);
+    let deployments = get(env, "/api/deployments").ok();
+    assert_eq!(deployments[0]["name"], "nightly");
+    assert_eq!(deployments[0]["paused"], false);
+    let pipelines = get(env, "/api/pipelines").ok();
+    assert_eq!(pipelines[0]["name"], "api_pipe");
+    let stats = get(env, "/api/stats?window=hour").ok();
+    let flow_runs: u64 = stats["flow_runs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(flow_runs, 12, "{stats}");
+    assert!(
+        stats["task_runs"]["Failed"].as_u64().unwrap() >= 14,
+        "{stats}"
+    );
+    let buckets = stats["buckets"].as_array().unwrap();
+    assert!((60..=62).contains(&buckets.len()), "{}", buckets.len());
+    let in_buckets: u64 = buckets
+        .iter()
+        .flat_map(|b| b["counts"].as_object().unwrap().values())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(in_buckets, 12);
+    for window in ["day", "week"] {
+        get(env, &format!("/api/stats?window={window}")).ok();
+    }
+}
+
+fn check_api(env: &Env) {
+    check_pagination(env);
+    check_filters(env);
+    check_bad_requests(env);
+    check_run_detail(env);
+    check_mapped(env);
+    check_logs(env);
+    check_lists(env);
+}
+
+#[test]
+fn the_api_over_sqlite() {
+    let env = Env::sqlite(ServerConfig::new());
+    check_api(&env);
+}
+
+#[test]
+fn the_api_over_postgresql() {
+    let env = Env::postgres(ServerConfig::new());
+    check_api(&env);
+}
+
+fn tokens() -> ServerConfig {
+    ServerConfig::new()
+        .token(Token::new(OPERATOR).unwrap())
+        .read_token(Token::new(READER).unwrap())
+}
+
+#[test]
+fn tokens_and_roles() {
+    let env = Env::sqlite(tokens());
+    let message = get(&env, "/api/runs").error(401);
+    assert!(message.contains("Authorization: Bearer"), "{message}");
+    call(
+        &env,
+        "GET",
+        "/api/runs",
+        Some("wrong-token-0123456789"),
+        &[],
+        None,
+    )
+    .error(401);
+    assert_eq!(
+        call(&env, "GET", "/api/runs", Some(READER), &[], None).status,
+        200
+    );
+    assert_eq!(
+        call(&env, "GET", "/api/runs", Some(OPERATOR), &[], None).status,
+        200
+    );
+    // The document describes the API to anyone; it holds no history.
+    assert_eq!(get(&env, "/api/openapi.json").status, 200);
+
+    let pause = "/api/deployments/nightly/pause";
+    call(&env, "POST", pause, None, &[], None).error(401);
+    let message = call(&env, "POST", pause, Some(READER), &[], None).error(403);
+    assert!(message.contains("operator"), "{message}");
+    let paused = call(&env, "POST", pause, Some(OPERATOR), &[], None).ok();
+    assert_eq!(paused["paused"], true);
+    let listed = call(&env, "GET", "/api/deployments", Some(READER), &[], None).ok();
+    assert_eq!(listed[0]["paused"], true);
+    let resumed = call(
+        &env,
+        "POST",
+        "/api/deployments/nightly/resume",
+        Some(OPERATOR),
+        &[],
+        None,
+    )
+    .ok();
+    assert_eq!(resumed["paused"], false);
+    call(
+        &env,
+        "POST",
+        "/api/deployments/nobody/pause",
+        Some(OPERATOR),
+        &[],
+        None,
+    )
+    .error(404);
+}
+
+#[test]
+fn state_changes_check_origin_and_bodies() {
+    let env = Env::sqlite(tokens());
+    let runs = "/api/deployments/nightly/runs";
+    let evil = [("Origin", "http://evil.example")];
+    let message = call(&env, "POST", runs, Some(OPERATOR), &evil, Some("{}")).error(403);
+    assert!(message.contains("origin"), "{message}");
+    let own = format!("http://{}", env.addr);
+    let body = r#"{"parameters": {"x": 5}}"#;
+    let asked = call(
+        &env,
+        "POST",
+        runs,
+        Some(OPERATOR),
+        &[("Origin", &own)],
+        Some(body),
+    );
+    assert_eq!(asked.status, 202, "{}", asked.body);
+    assert_eq!(asked.json()["state"], "Requested");
+    call(&env, "POST", runs, Some(OPERATOR), &[], Some("{not json")).error(400);
+    let huge = format!(r#"{{"parameters": {{"x": "{}"}}}}"#, "y".repeat(100_000));
+    call(&env, "POST", runs, Some(OPERATOR), &[], Some(&huge)).error(413);
+}
+
+/// A raw request, to send a Host header of our choosing.
+fn raw_get(addr: SocketAddr, host: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn without_a_token_only_loopback_names_are_answered() {
+    let env = Env::sqlite(ServerConfig::new());
+    let own = raw_get(env.addr, &env.addr.to_string(), "/api/flows");
+    assert!(own.starts_with("HTTP/1.1 200"), "{own}");
+    let localhost = raw_get(
+        env.addr,
+        &format!("localhost:{}", env.addr.port()),
+        "/api/flows",
+    );
+    assert!(localhost.starts_with("HTTP/1.1 200"), "{localhost}");
+    let rebound = raw_get(env.addr, "evil.example:4200", "/api/flows");
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    // Without a token anyone local is an operator, but a page from elsewhere cannot change state.
+    let pause = "/api/deployments/nightly/pause";
+    call(
+        &env,
+        "POST",
+        pause,
+        None,
+        &[("Origin", "http://evil.example")],
+        None,
+    )
+    .error(403);
+    assert_eq!(call(&env, "POST", pause, None, &[], None).status, 200);
+}
+
+#[test]
+fn binding_beyond_loopback_needs_a_token() {
+    let rt = runtime();
+    rt.block_on(async {
+        let dir = std::env::temp_dir().join(format!("weft-server-bind-{}", uuid::Uuid::new_v4()));
+        let store = Store::connect(&format!("sqlite://{}/weft.db", dir.display()))
+            .await
+            .unwrap();
+        let any: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        let refused = Server::bind(store.clone(), ServerConfig::new(), any)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(refused, ServeError::NeedToken { .. }));
+        let message = refused.to_string();
+        for hint in ["--token", "WEFT_API_TOKEN", "--token-file"] {
+            assert!(message.contains(hint), "{message}");
+        }
+        let reader_only = ServerConfig::new().read_token(Token::new(READER).unwrap());
+        let refused =
+            Server::bind(store.clone(), reader_only, "127.0.0.1:0".parse().unwrap()).await;
+        assert!(matches!(refused, Err(ServeError::Config(_))));
+        let same = ServerConfig::new()
+            .token(Token::new(OPERATOR).unwrap())
+            .read_token(Token::new(OPERATOR).unwrap());
+        let refused = Server::bind(store.clone(), same, "127.0.0.1:0".parse().unwrap()).await;
+        assert!(matches!(refused, Err(ServeError::Config(_))));
+        let with_token = ServerConfig::new().token(Token::new(OPERATOR).unwrap());
+        let bound = Server::bind(store, with_token, any).await.unwrap();
+        assert_ne!(bound.local_addr().port(), 0);
+        assert!(!format!("{:?}", Token::new(OPERATOR).unwrap()).contains(OPERATOR));
+    });
+}
+
+/// Every route the server answers, as the document must list it.
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/runs"),
+    ("get", "/api/runs/{id}"),
+    ("get", "/api/runs/{id}/tasks/{node}"),
+    ("get", "/api/runs/{id}/logs"),
+    ("get", "/api/runs/{id}/graph.svg"),
+    ("get", "/api/runs/{id}/events"),
+    ("get", "/api/flows"),
+    ("get", "/api/deployments"),
+    ("post", "/api/deployments/{name}/pause"),
+    ("post", "/api/deployments/{name}/resume"),
+    ("post", "/api/deployments/{name}/runs"),
+    ("get", "/api/pipelines"),
+    ("get", "/api/stats"),
+];
+
+#[test]
+fn the_openapi_document_lists_every_route() {
+    let env = Env::sqlite(ServerConfig::new());
+    let doc = get(&env, "/api/openapi.json").ok();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    let listed: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(listed, ROUTES.len(), "{:?}", paths.keys());
+    let id = first_run_of(&env, "api ok");
+    for (method, path) in ROUTES {
+        assert!(
+            paths[*path].get(*method).is_some(),
+            "{method} {path} is not documented"
+        );
+        let real = path
+            .replace("{id}", &id)
+            .replace("{node}", "0")
+            .replace("{name}", "nightly");
+        let body = (*method == "post").then_some("{}");
+        let answer = call(&env, &method.to_uppercase(), &real, None, &[], body);
+        assert!(
+            answer.status < 300,
+            "{method} {real}: {} {}",
+            answer.status,
+            answer.body
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let page = get(&env, "/docs");
+    assert!(page.content_type.starts_with("text/html"));
+    for (_, path) in ROUTES {
+        assert!(page.body.contains(path), "/docs lacks {path}");
+    }
+    let root = get(&env, "/");
+    assert!(root.content_type.starts_with("text/html"));
+    assert!(root.body.contains("Dashboard"));
+}

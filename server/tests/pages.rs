@@ -1,0 +1,282 @@
+//! The dashboard's pages over HTTP (no browser): headers, sign-in redirects and sessions,
+//! Origin checks on form posts, bad input as 4xx pages, hostile text escaped in the HTML,
+//! and the live event stream of a run.
+
+use std::net::SocketAddr;
+use weft::prelude::*;
+use weft::store::{DeploymentRecord, Store};
+use weft_server::{Server, ServerConfig, Token};
+
+const OPERATOR: &str = "operator-token-0123456789";
+const READER: &str = "reader-token-0123456789";
+
+#[task(name = "<script>alert(1)</script>")]
+fn hostile(x: u32) -> Result<u32, String> {
+    weft::tracing::info!("line <img src=x onerror=alert(1)>");
+    Err(format!("\"><img src=x onerror=alert({x})>"))
+}
+
+#[flow(name = "pages <b>bold</b>")]
+async fn hostile_flow(x: u32) -> u32 {
+    let y = hostile(x)?;
+    y
+}
+
+struct Env {
+    rt: tokio::runtime::Runtime,
+    store: Store,
+    addr: SocketAddr,
+    home: std::path::PathBuf,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Env {
+    fn start(name: &str, config: ServerConfig) -> Env {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let home = std::env::temp_dir().join(format!("weft-pages-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).unwrap();
+        let url = format!("sqlite://{}/weft.db", home.display());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (store, addr) = rt.block_on(async {
+            let store = Store::connect(&url).await.unwrap();
+            let server = Server::bind(store.clone(), config, "127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+            let addr = server.local_addr();
+            tokio::spawn(server.run_until(async {
+                let _ = rx.await;
+            }));
+            (store, addr)
+        });
+        Env {
+            rt,
+            store,
+            addr,
+            home,
+            _stop: tx,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn agent(&self) -> ureq::Agent {
+        ureq::AgentBuilder::new().redirects(0).build()
+    }
+
+    /// Status, headers of interest and body of a request.
+    fn call(&self, req: ureq::Request, form: Option<&[(&str, &str)]>) -> (u16, ureq::Response) {
+        let result = match form {
+            Some(f) => req.send_form(f),
+            None => req.call(),
+        };
+        match result {
+            Ok(r) => (r.status(), r),
+            Err(ureq::Error::Status(code, r)) => (code, r),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn deployment(&self, name: &str) {
+        self.rt
+            .block_on(self.store.register_deployment(&DeploymentRecord {
+                name: name.into(),
+                flow: "f".into(),
+                schedule: None,
+                parameters: serde_json::json!({ "x": 1 }),
+                paused: false,
+                last_run: None,
+                last_run_at: None,
+                next_run_at: None,
+                updated: chrono::Utc::now(),
+            }))
+            .unwrap();
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+#[test]
+fn pages_are_escaped_and_sent_with_a_strict_policy() {
+    let env = Env::start("escape", ServerConfig::new());
+    let run = env.rt.block_on(hostile_flow::run_with(
+        RunConfig::new().history(env.store.clone()),
+        1,
+    ));
+    let (status, r) = env.call(
+        env.agent().get(&env.url(&format!("/runs/{}", run.id))),
+        None,
+    );
+    assert_eq!(status, 200);
+    let csp = r.header("content-security-policy").unwrap().to_owned();
+    assert!(csp.contains("default-src 'self'") && csp.contains("script-src 'self'"));
+    let html = r.into_string().unwrap();
+    assert!(
+        !html.contains("<script>alert"),
+        "a raw script tag in the page"
+    );
+    assert!(!html.contains("<img src=x"), "a raw img tag in the page");
+    assert!(!html.contains("<b>bold"), "a raw b tag in the page");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    // The only script is the embedded file, served as JavaScript.
+    assert_eq!(html.matches("<script").count(), 1);
+    let (status, js) = env.call(env.agent().get(&env.url("/static/app.js")), None);
+    assert_eq!(status, 200);
+    assert!(js.content_type().contains("javascript"));
+}
+
+#[test]
+fn bad_input_is_a_4xx_page_never_a_500() {
+    let env = Env::start("bad", ServerConfig::new());
+    for (path, want) in [
+        ("/runs/zz", 400),
+        ("/runs/00000000-0000-0000-0000-000000000000", 404),
+        ("/runs?state=sideways", 400),
+        ("/runs?cursor=garbage", 400),
+        ("/runs?since=yesterday", 400),
+        ("/runs?deployment=none", 404),
+        ("/runs/0000/tasks/x", 400),
+        (
+            "/runs/00000000-0000-0000-0000-000000000000/logs?level=loud",
+            400,
+        ),
+        ("/?window=year", 400),
+        ("/deployments/none/run", 404),
+        ("/api/runs/zz/events", 400),
+    ] {
+        let (status, r) = env.call(env.agent().get(&env.url(path)), None);
+        assert_eq!(
+            status,
+            want,
+            "{path}: {}",
+            r.into_string().unwrap_or_default()
+        );
+    }
+}
+
+#[test]
+fn forms_post_only_from_this_server_and_the_run_form_queues_checked_values() {
+    let env = Env::start("forms", ServerConfig::new());
+    env.deployment("d");
+    let own = format!("http://{}", env.addr);
+    let post = |path: &str, origin: &str, form: &[(&str, &str)]| {
+        let req = env.agent().post(&env.url(path)).set("Origin", origin);
+        env.call(req, Some(form)).0
+    };
+    assert_eq!(
+        post("/deployments/d/pause", "http://evil.example", &[]),
+        403
+    );
+    assert!(!env.rt.block_on(env.store.deployment("d")).unwrap().paused);
+    assert_eq!(post("/deployments/d/pause", &own, &[]), 303);
+    assert!(env.rt.block_on(env.store.deployment("d")).unwrap().paused);
+    assert_eq!(post("/deployments/d/run", &own, &[("p.x", "1.5")]), 422);
+    assert_eq!(
+        post("/deployments/d/run", &own, &[("p.x", "2"), ("p.y", "3")]),
+        422
+    );
+    let names = vec!["d".to_owned()];
+    assert!(env
+        .rt
+        .block_on(env.store.claim_requests(&names))
+        .unwrap()
+        .is_empty());
+    assert_eq!(post("/deployments/d/run", &own, &[("p.x", "2")]), 303);
+    let queued = env.rt.block_on(env.store.claim_requests(&names)).unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].parameters["x"], serde_json::json!(2));
+}
+
+#[test]
+fn a_server_with_a_token_needs_a_session_for_its_pages() {
+    let config = ServerConfig::new()
+        .token(Token::new(OPERATOR).unwrap())
+        .read_token(Token::new(READER).unwrap());
+    let env = Env::start("session", config);
+    env.deployment("d");
+    let own = format!("http://{}", env.addr);
+    let (status, r) = env.call(env.agent().get(&env.url("/runs?flow=a")), None);
+    assert_eq!(status, 303);
+    assert_eq!(
+        r.header("location"),
+        Some("/signin?next=%2Fruns%3Fflow%3Da")
+    );
+
+    let signin = |token: &str| {
+        let req = env.agent().post(&env.url("/signin")).set("Origin", &own);
+        env.call(
+            req,
+            Some(&[("token", token), ("next", "javascript:alert(1)")]),
+        )
+    };
+    let (status, r) = signin("wrong-token-0123456789");
+    assert_eq!(status, 401);
+    assert!(r.header("set-cookie").is_none());
+    let (status, r) = signin(READER);
+    assert_eq!(status, 303);
+    assert_eq!(
+        r.header("location"),
+        Some("/"),
+        "no redirect to a javascript: URL"
+    );
+    let cookie = r.header("set-cookie").unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(!cookie.contains(READER));
+    let session = cookie.split(';').next().unwrap().to_owned();
+
+    let get = |path: &str| {
+        let req = env.agent().get(&env.url(path)).set("Cookie", &session);
+        env.call(req, None).0
+    };
+    assert_eq!(get("/deployments"), 200);
+    assert_eq!(get("/api/flows"), 200, "the API takes the session too");
+    // The read-only session may not pause; a cookie-borne POST needs its Origin.
+    let pause = |origin: Option<&str>| {
+        let mut req = env.agent().post(&env.url("/deployments/d/pause"));
+        req = req.set("Cookie", &session);
+        if let Some(o) = origin {
+            req = req.set("Origin", o);
+        }
+        env.call(req, Some(&[])).0
+    };
+    assert_eq!(pause(Some(&own)), 403);
+    assert_eq!(pause(None), 403);
+    // Signing out ends the session.
+    let req = env
+        .agent()
+        .post(&env.url("/signout"))
+        .set("Cookie", &session)
+        .set("Origin", &own);
+    assert_eq!(env.call(req, Some(&[])).0, 303);
+    assert_eq!(get("/deployments"), 303);
+}
+
+#[test]
+fn the_event_stream_of_a_finished_run_sends_its_states_then_ends() {
+    let env = Env::start("events", ServerConfig::new());
+    let run = env.rt.block_on(hostile_flow::run_with(
+        RunConfig::new().history(env.store.clone()),
+        2,
+    ));
+    let path = format!("/api/runs/{}/events?after=start", run.id);
+    let (status, r) = env.call(env.agent().get(&env.url(&path)), None);
+    assert_eq!(status, 200);
+    assert!(r.content_type().starts_with("text/event-stream"));
+    let body = r.into_string().unwrap();
+    for want in [
+        "event: task",
+        "event: log",
+        "event: run",
+        "event: end",
+        "\"Failed\"",
+    ] {
+        assert!(body.contains(want), "{want} in {body}");
+    }
+}
