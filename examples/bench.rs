@@ -21,7 +21,8 @@
 //!   (SQLite file under `$WEFT_HOME`, here a scratch directory), each next to its history-off
 //!   figure from the same process, every run waiting until its history is confirmed. The (f)
 //!   floor row commits the rows one diamond run records straight into weft's schema with
-//!   rusqlite, one transaction per run: what SQLite alone takes, without the engine.
+//!   rusqlite, one transaction per run: what SQLite alone takes, without the engine. Another
+//!   (f) row runs the diamonds 50 at a time: runs that end together share a commit.
 //!
 //! - (k), built with `--features postgres`: the map of (g) recording into PostgreSQL
 //!   (`WEFT_BENCH_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
@@ -38,6 +39,8 @@ const REPS: usize = 5;
 const MAP_N: u64 = 100_000;
 const DIAMOND_RUNS: u64 = 10_000;
 const NAP_N: u64 = 10_000;
+/// Diamond runs in flight at once in the concurrent (f) row.
+const IN_FLIGHT: usize = 50;
 const NAP: Duration = Duration::from_millis(10);
 
 // ---- (a) a trivial mapped task ----
@@ -632,6 +635,38 @@ async fn main() {
         ratio: w / b,
         target: "≤ 60 µs and ≤ 2×",
         met: w <= 60.0 && w / b <= 2.0,
+    });
+
+    // (f) again with 50 runs in flight at once (each awaited until its history is confirmed):
+    // runs that end together share a commit.
+    let concurrent = |config: fn() -> RunConfig| async move {
+        let t = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for seed in 0..DIAMOND_RUNS {
+            if set.len() == IN_FLIGHT {
+                set.join_next().await.unwrap().unwrap();
+            }
+            set.spawn(async move {
+                let run = diamond::run_with(config(), seed).await;
+                assert!(run.is_successful(), "flow run ended {}", run.state);
+                assert!(run.history.as_ref().is_none_or(|h| h.is_complete()));
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            done.unwrap();
+        }
+        t.elapsed()
+    };
+    let on = median(|| concurrent(RunConfig::new)).await;
+    let off = median(|| concurrent(no_history)).await;
+    let (w, b) = (us(on, DIAMOND_RUNS), us(off, DIAMOND_RUNS));
+    hrows.push(Row {
+        case: "(f) 50 diamond runs in flight at once, µs of wall time per flow run",
+        weft: format!("{w:.1} µs"),
+        tokio: format!("{b:.1} µs"),
+        ratio: w / b,
+        target: "–",
+        met: true,
     });
 
     // (f) floor: what SQLite alone takes to commit the rows one diamond run writes (its flow
