@@ -335,7 +335,7 @@ async fn sqlite_history_of_version_1_is_upgraded() {
     // What an older weft left: version 1 only.
     {
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        for sql in [
+        for sql in common::OLD_TASK_RUNS.into_iter().chain([
             "DROP TABLE run_requests",
             "DROP TABLE deployments",
             "DROP TABLE node_outputs",
@@ -343,16 +343,10 @@ async fn sqlite_history_of_version_1_is_upgraded() {
             "DROP INDEX flow_runs_by_parent",
             "ALTER TABLE flow_runs DROP COLUMN parent_run",
             "ALTER TABLE flow_runs DROP COLUMN parent_node",
-            "DROP VIEW run_logs",
-            "DROP TABLE task_runs",
-            "CREATE TABLE task_runs (flow_run_id TEXT NOT NULL, node BIGINT NOT NULL, \
-             map_index BIGINT NOT NULL, task TEXT NOT NULL, state TEXT NOT NULL, message TEXT, \
-             attempts BIGINT NOT NULL, started TEXT, ended TEXT, cache_key TEXT, result TEXT, \
-             PRIMARY KEY (flow_run_id, node, map_index))",
             "CREATE INDEX task_runs_by_state ON task_runs (state)",
             "CREATE INDEX flow_runs_by_state ON flow_runs (state)",
             "DELETE FROM _sqlx_migrations WHERE version >= 2",
-        ] {
+        ]) {
             sqlx::query(sql).execute(&mut conn).await.unwrap();
         }
         conn.close().await.unwrap();

@@ -131,13 +131,7 @@ async fn a_database_written_before_compact_rows_reads_as_before() {
     // The layout of schema version 4 (the file as an earlier weft left it), holding a run as
     // that weft recorded it: every state change a row of its own.
     let pool = sqlite_pool(&dir).await;
-    for sql in [
-        "DROP VIEW run_logs",
-        "DROP TABLE task_runs",
-        "CREATE TABLE task_runs (flow_run_id TEXT NOT NULL, node BIGINT NOT NULL, \
-         map_index BIGINT NOT NULL, task TEXT NOT NULL, state TEXT NOT NULL, message TEXT, \
-         attempts BIGINT NOT NULL, started TEXT, ended TEXT, cache_key TEXT, result TEXT, \
-         PRIMARY KEY (flow_run_id, node, map_index))",
+    for sql in common::OLD_TASK_RUNS.into_iter().chain([
         "CREATE INDEX task_runs_by_state ON task_runs (state)",
         "CREATE INDEX flow_runs_by_state ON flow_runs (state)",
         // One statement: a pooled connection that did not see the drop would refuse the create.
@@ -151,7 +145,7 @@ async fn a_database_written_before_compact_rows_reads_as_before() {
          'Completed', NULL, 1, '2026-11-01T10:00:00.100000Z', '2026-11-01T10:00:00.200000Z', NULL, NULL)",
         "INSERT INTO task_runs VALUES ('6f0c5a52-0000-4000-8000-000000000001', 1, -1, 'shaky', \
          'Failed', 'boom', 2, '2026-11-01T10:00:00.100000Z', '2026-11-01T10:00:00.900000Z', NULL, NULL)",
-    ] {
+    ]) {
         sqlx::query(sql).execute(&pool).await.unwrap();
     }
     let changes = [

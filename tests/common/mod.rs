@@ -1,4 +1,18 @@
-//! Shared by the integration tests that use the PostgreSQL on 127.0.0.1:5432.
+//! Shared by the integration tests that use the PostgreSQL on 127.0.0.1:5432, and by those that
+//! rebuild an older history layout.
+
+/// SQLite: the statements that turn a current history file's task_runs back into the table of
+/// schema versions 1 to 4 (a rowid table with a key index; no lifecycle columns), dropping the
+/// view that reads it.
+#[allow(dead_code)] // each test file uses some of these
+pub const OLD_TASK_RUNS: [&str; 3] = [
+    "DROP VIEW run_logs",
+    "DROP TABLE task_runs",
+    "CREATE TABLE task_runs (flow_run_id TEXT NOT NULL, node BIGINT NOT NULL, \
+     map_index BIGINT NOT NULL, task TEXT NOT NULL, state TEXT NOT NULL, message TEXT, \
+     attempts BIGINT NOT NULL, started TEXT, ended TEXT, cache_key TEXT, result TEXT, \
+     PRIMARY KEY (flow_run_id, node, map_index))",
+];
 
 /// The test server (`WEFT_TEST_POSTGRES_URL`, default the local `test` database).
 #[cfg(feature = "postgres")]

@@ -121,8 +121,14 @@ const MIGRATIONS: &[(i64, &str, Script)] = &[
         6,
         "compact keys",
         Script::Each {
-            sqlite: include_str!("migrations/0006_compact_keys.sqlite.sql"),
-            postgres: include_str!("migrations/0006_compact_keys.postgres.sql"),
+            sqlite: concat!(
+                include_str!("migrations/0006_compact_keys.sqlite.sql"),
+                include_str!("migrations/0006_run_logs.sql")
+            ),
+            postgres: concat!(
+                include_str!("migrations/0006_compact_keys.postgres.sql"),
+                include_str!("migrations/0006_run_logs.sql")
+            ),
         },
     ),
 ];
