@@ -707,6 +707,35 @@ fn check_sqlite_file(path: &str) -> Result<(), StoreError> {
     })
 }
 
+/// Why SQLite could not open the file at `path` in WAL mode: its directory cannot be written
+/// and its shared-memory file (`-shm`, which SQLite creates on opening) is not there, as once
+/// the last process writing it has closed it. None when the directory is writable.
+fn unwritable_wal_dir(path: &str) -> Option<String> {
+    let path = std::path::Path::new(path);
+    let shm = format!("{}-shm", path.display());
+    if !path.exists() || std::path::Path::new(&shm).exists() {
+        return None;
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
+    let probe = dir.join(format!(".weft-write-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+        Err(e) => Some(format!(
+            "its directory {} is read-only ({e}), and SQLite must create {} there to write it",
+            dir.display(),
+            shm
+        )),
+    }
+}
+
 /// True for SQLite's "file is not a database" (26) and "database disk image is malformed" (11).
 fn is_not_a_database(e: &sqlx::Error) -> bool {
     match e {
@@ -741,10 +770,21 @@ async fn connect_pool(
             error: e.to_string(),
         },
     };
+    let mut url = Cow::Borrowed(url);
     if let Some(path) = &sqlite_file {
         check_sqlite_file(path)?;
+        if let Some(why) = unwritable_wal_dir(path) {
+            if store.create {
+                return Err(StoreError::ReadOnly {
+                    url: shown.to_owned(),
+                    error: why,
+                });
+            }
+            // Nothing can change it: read it as it is, without the files SQLite cannot create.
+            url = Cow::Owned(format!("{url}&immutable=true"));
+        }
     }
-    let options = AnyConnectOptions::from_str(url)
+    let options = AnyConnectOptions::from_str(&url)
         .map_err(connect_err)?
         .log_statements(log::LevelFilter::Off)
         .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(3600));
