@@ -451,6 +451,9 @@ pub struct FlowCtx {
     /// The handle that may cancel this run from outside (shared with other runs: it is watched,
     /// never set by the run).
     outside: Option<CancelHandle>,
+    /// This run's own handle, fired by a cancel request in its history store (see
+    /// [`Store::request_cancel`]); None without history.
+    requested: Option<CancelHandle>,
     fail_fast: bool,
     persist: bool,
     restore: bool,
@@ -478,13 +481,20 @@ impl FlowCtx {
     ) -> Self {
         let fail_fast = config.fail_fast.unwrap_or(def.fail_fast);
         let limit = config.max_concurrency.unwrap_or(def.max_concurrency);
+        // A recorded run may be cancelled through the store, from another process.
+        let requested = history.is_some().then(CancelHandle::new);
+        let cancellable = fail_fast || config.cancel.is_some() || requested.is_some();
         FlowCtx {
             name: def.name,
             graph: Some(def.graph),
             run_id: config.run_id.unwrap_or_else(new_run_id),
-            cancel: (fail_fast || config.cancel.is_some()).then(|| Arc::new(CancelFlag::new())),
-            cancel_grace: config.cancel_grace,
+            cancel: cancellable.then(|| Arc::new(CancelFlag::new())),
+            cancel_grace: match (config.cancel_grace, &requested) {
+                (grace, Some(_)) if grace.is_zero() => Duration::from_secs(5),
+                (grace, _) => grace,
+            },
             outside: config.cancel,
+            requested,
             fail_fast,
             persist: config.persist.unwrap_or(def.persist),
             restore: config.resume,
@@ -511,6 +521,7 @@ impl FlowCtx {
             cancel: None,
             cancel_grace: Duration::ZERO,
             outside: None,
+            requested: None,
             fail_fast: false,
             persist: false,
             restore: false,
@@ -1009,6 +1020,11 @@ where
     let mut unrecorded = None;
     let history = start_history(def, &mut config, run_id, &mut unrecorded).await;
     let cx = Arc::new(FlowCtx::new(def, config, history));
+    // Until the report is built: a cancel request in the store cancels this run.
+    let _owned = match (&cx.history, &cx.requested) {
+        (Some(h), Some(handle)) => Some(h.store().own(cx.run_id, handle.clone())),
+        _ => None,
+    };
     let started = Utc::now();
     // Lines logged here, outside the driver, belong to the run's history too.
     let in_run = |f: &mut dyn FnMut()| crate::store::record::on_this_thread(cx.history.clone(), f);
@@ -1222,22 +1238,36 @@ where
     }
 }
 
-/// Runs the driver; when its [`CancelHandle`] fires, cancels the run (its tasks end Cancelled at
-/// once) and gives the body the grace period to wind down, then drops it.
+/// Runs the driver; when its [`CancelHandle`] (or a cancel request in the store) fires, cancels
+/// the run (its tasks end Cancelled at once) and gives the body the grace period to wind down,
+/// then drops it.
 async fn stop_on_cancel<R>(
     cx: Arc<FlowCtx>,
     driven: impl Future<Output = Result<R, FlowError>>,
 ) -> Result<R, FlowError> {
-    let (Some(outside), Some(flag)) = (&cx.outside, &cx.cancel) else {
+    let Some(flag) = &cx.cancel else {
         return driven.await;
     };
+    if cx.outside.is_none() && cx.requested.is_none() {
+        return driven.await;
+    }
+    async fn fired(handle: &Option<CancelHandle>) -> &CancelHandle {
+        match handle {
+            Some(h) => {
+                h.0.cancelled().await;
+                h
+            }
+            None => std::future::pending().await,
+        }
+    }
     tokio::pin!(driven);
-    tokio::select! {
+    let by = tokio::select! {
         biased;
         r = &mut driven => return r,
-        _ = outside.0.cancelled() => {}
-    }
-    let reason = outside
+        h = fired(&cx.outside) => h,
+        h = fired(&cx.requested) => h,
+    };
+    let reason = by
         .0
         .reason
         .lock()

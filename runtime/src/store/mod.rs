@@ -44,6 +44,7 @@
 //! [`FlowRun::history`]: crate::FlowRun::history
 
 pub mod browse;
+mod cancel;
 mod checkpoint;
 mod deploy;
 mod query;
@@ -51,6 +52,7 @@ pub(crate) mod record;
 mod retention;
 mod writer;
 
+pub use cancel::{CancelOutcome, RunOwner};
 pub use deploy::{DeploymentRecord, RequestState, RunRequest};
 pub use query::{
     FlowSummary, LogRecord, NodeOutputRecord, RunDetail, RunFilter, RunRecord, StateChangeRecord,
@@ -130,6 +132,11 @@ const MIGRATIONS: &[(i64, &str, Script)] = &[
                 include_str!("migrations/0006_run_logs.sql")
             ),
         },
+    ),
+    (
+        7,
+        "cancellation",
+        Script::Both(include_str!("migrations/0007_cancellation.sql")),
     ),
 ];
 
@@ -429,6 +436,8 @@ pub(crate) struct Inner {
     options: StoreOptions,
     queue: Queue,
     runtime: tokio::runtime::Handle,
+    /// The runs of this process that this store records and that are still going.
+    owners: cancel::Owners,
 }
 
 impl fmt::Debug for Store {
@@ -523,6 +532,7 @@ impl Store {
                         queue: Queue::new(options.queue_capacity),
                         options,
                         runtime: tokio::runtime::Handle::current(),
+                        owners: cancel::Owners::new(),
                     });
                     let store = Store {
                         inner: inner.clone(),
