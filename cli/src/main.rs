@@ -15,7 +15,9 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use weft_runtime::store::{self, RequestState, RunFilter, Store, StoreError, StoreOptions};
+use weft_runtime::store::{
+    self, CancelOutcome, RequestState, RunFilter, Store, StoreError, StoreOptions,
+};
 use weft_runtime::StateKind;
 
 /// How long the command waits for the database to answer before giving up.
@@ -37,6 +39,7 @@ const POLL: Duration = Duration::from_millis(200);
         weft runs --state failed\n  \
         weft run show 3f2a9c1d\n  \
         weft run graph 3f2a9c1d --format svg -o run.svg\n  \
+        weft run cancel 3f2a9c1d --reason 'wrong input'\n  \
         weft --database postgres://me@db/weft flows\n  \
         weft deployments\n  \
         weft deployment run nightly-etl --param n=5 --param label=adhoc\n  \
@@ -198,6 +201,29 @@ enum RunCommand {
         /// Write the drawing to this file instead of stdout
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+    /// Cancel a running flow run, whichever process runs it
+    #[command(
+        long_about = "Cancel a running flow run, whichever process runs it.\n\nThe request goes \
+        into the run history; the process running the run (a `serve` process, `weft pipeline \
+        run`, any program recording its runs there) notices it within about a second: its \
+        running tasks end Cancelled (a pipeline node's process group is stopped) and the run \
+        ends Cancelled. A run that no live process owns (its process was killed, or its host \
+        went away: no heartbeat for 10 s) is marked Cancelled at once. A run that has already \
+        ended is left as it is (exit status 1)."
+    )]
+    Cancel {
+        /// The run's id, or its first characters (at least 4, as `weft runs` shows them)
+        #[arg(value_name = "RUN_ID")]
+        run_id: String,
+
+        /// Why: the cancelled run's message
+        #[arg(
+            long,
+            value_name = "TEXT",
+            default_value = "cancelled with `weft run cancel`"
+        )]
+        reason: String,
     },
 }
 
@@ -380,6 +406,10 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
                 }
             }
         }
+        Command::Run(RunCommand::Cancel { run_id, reason }) => {
+            let id = store.resolve_run(&run_id).await?;
+            cancel_run(&store, id, &reason).await
+        }
         Command::Flows { json } => {
             let flows = store.flows().await?;
             if json {
@@ -524,6 +554,37 @@ async fn run_deployment(
             Some(deadline) => tokio::time::sleep(POLL.min(deadline - now)).await,
             None => tokio::time::sleep(POLL).await,
         }
+    }
+}
+
+/// `weft run cancel`: asks for the run's cancellation and says what became of it.
+async fn cancel_run(
+    store: &Store,
+    id: weft_runtime::Uuid,
+    reason: &str,
+) -> Result<String, Failure> {
+    match store.request_cancel(id, reason).await? {
+        CancelOutcome::Requested { owner: Some(owner) } => Ok(format!(
+            "cancellation of run {id} requested: {owner} is cancelling it\n"
+        )),
+        CancelOutcome::Requested { owner: None } => Ok(format!(
+            "cancellation of run {id} requested: it has just started; its process cancels it \
+             within a few seconds\n"
+        )),
+        CancelOutcome::NotOwned { owner } => Ok(format!(
+            "run {id} is not owned by a live process{}: marked Cancelled\n",
+            owner
+                .map(|o| format!(" (it was run by {o})"))
+                .unwrap_or_default()
+        )),
+        CancelOutcome::AlreadyFinal { state } => Err(Failure {
+            message: format!("run {id} already finished ({state}): nothing to cancel"),
+            code: 1,
+        }),
+        other => Err(Failure {
+            message: format!("run {id}: {other:?}"),
+            code: 1,
+        }),
     }
 }
 

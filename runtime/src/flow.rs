@@ -1267,13 +1267,12 @@ async fn stop_on_cancel<R>(
         h = fired(&cx.outside) => h,
         h = fired(&cx.requested) => h,
     };
-    let reason = by
-        .0
-        .reason
-        .lock()
-        .unwrap()
-        .clone()
-        .unwrap_or_else(|| "cancelled from outside".to_owned());
+    let reason =
+        by.0.reason
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| "cancelled from outside".to_owned());
     flag.from_outside.store(true, Ordering::Release);
     flag.cancel(reason);
     match tokio::time::timeout(cx.cancel_grace, &mut driven).await {

@@ -328,7 +328,10 @@ async fn run_state(
         .into_iter()
         .find(|k| k.as_str() == state)
         .ok_or_else(|| StoreError::Query(format!("unknown state {state:?} in the history")))?;
-    Ok(Some((state, parse_ts(&row.try_get::<String, _>("started")?)?)))
+    Ok(Some((
+        state,
+        parse_ts(&row.try_get::<String, _>("started")?)?,
+    )))
 }
 
 /// The process that claimed run `id`, if any.
@@ -391,12 +394,14 @@ async fn mark_cancelled(
     .bind(&id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("INSERT INTO logs (flow_run_id, seq, at, level, message) VALUES ($1, 0, $2, 'WARN', $3)")
-        .bind(&id)
-        .bind(&at)
-        .bind(format!("Flow run CANCELLED: {why}"))
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO logs (flow_run_id, seq, at, level, message) VALUES ($1, 0, $2, 'WARN', $3)",
+    )
+    .bind(&id)
+    .bind(&at)
+    .bind(format!("Flow run CANCELLED: {why}"))
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("DELETE FROM run_owners WHERE flow_run_id = $1")
         .bind(&id)
         .execute(&mut *tx)
@@ -527,6 +532,9 @@ mod tests {
             pid: u32::MAX,
             ..me
         };
-        assert!(elsewhere.is_live(now), "another host's pid cannot be checked");
+        assert!(
+            elsewhere.is_live(now),
+            "another host's pid cannot be checked"
+        );
     }
 }
