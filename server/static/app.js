@@ -109,6 +109,8 @@
     on("end", function () {
       es.close();
       run.setAttribute("data-live", "false");
+      var cancel = document.getElementById("cancel-form");
+      if (cancel) cancel.remove();
     });
     es.addEventListener("error", function () {
       if (run.getAttribute("data-live") === "false") es.close();

@@ -1,5 +1,6 @@
 //! The JSON API under `/api`: its routes and its OpenAPI description.
 
+pub mod cancel;
 pub mod deployments;
 pub mod flows;
 pub(crate) mod params;
@@ -26,10 +27,11 @@ use utoipa::OpenApi;
             page's `next_cursor` as `cursor` for the next one. Every error is a JSON object \
             `{\"error\": \"...\"}`. A server started with a token needs `Authorization: Bearer \
             <token>` on every /api route but this document: the read-only token may read, the \
-            operator token may also change state (POST routes)."
+            operator token may also change state (POST routes: pause, resume and run \
+            deployments, cancel runs)."
     ),
     paths(
-        runs::list, runs::show, runs::elements, runs::logs, runs::graph_svg,
+        runs::list, runs::show, runs::elements, runs::logs, runs::graph_svg, cancel::cancel,
         crate::live::run_events,
         flows::list, deployments::list, deployments::pause, deployments::resume,
         deployments::request_run, pipelines::list, stats::stats,
@@ -68,6 +70,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
             "/api/deployments/{name}/runs",
             post(deployments::request_run),
         )
+        .route("/api/runs/{id}/cancel", post(cancel::cancel))
         .route_layer(from_fn(auth::require_operator));
     Router::new()
         .route("/api/runs", get(runs::list))

@@ -51,6 +51,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/", get(dashboard::page))
         .route("/runs", get(runs::page))
         .route("/runs/{id}", get(run::page))
+        .route("/runs/{id}/cancel", post(run::cancel))
         .route("/runs/{id}/logs", get(run::logs_page))
         .route("/runs/{id}/tasks/{node}", get(run::elements_page))
         .route("/flows", get(flows::page))

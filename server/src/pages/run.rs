@@ -8,6 +8,7 @@ use crate::api::params;
 use crate::AppState;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
 use axum::Extension;
 use maud::{html, Markup, PreEscaped};
 use serde::Deserialize;
@@ -20,12 +21,14 @@ const LOG_PAGE: u32 = 200;
 /// Elements per page of `/runs/{id}/tasks/{node}`.
 const ELEMENT_PAGE: u32 = 200;
 
-/// The log filters (and, on the logs page, the cursor).
+/// The log filters (and, on the logs page, the cursor); on the run page, `cancel` tells what
+/// the Cancel button just did.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct LogParams {
     level: Option<String>,
     task: Option<String>,
     cursor: Option<String>,
+    cancel: Option<String>,
 }
 
 /// A log query from the page's parameters, each mistake a 400.
@@ -70,7 +73,13 @@ pub(crate) async fn page(
     let body = html! {
         div #run data-run=(o.run.id) data-live=(live) data-log-after=(log_after)
             data-level=[q.min_level.as_deref()] data-task=[q.task.as_deref()] {
+            (cancel_notice(p.cancel.as_deref()))
             (header(&o))
+            @if live && viewer.operator() {
+                form #cancel-form .inline method="post" action={ "/runs/" (o.run.id) "/cancel" } {
+                    button #cancel-run type="submit" { "Cancel" }
+                }
+            }
             h2 { "Graph" }
             // weft's own drawing: every label in it is escaped by the SVG writer (see the
             // hostile-name tests), so it is inlined as is.
@@ -87,6 +96,45 @@ pub(crate) async fn page(
     };
     let title = format!("{} {}", o.run.flow, format::short_id(&o.run.id));
     ok(layout(&title, Some(viewer), Nav::Runs, body))
+}
+
+/// What the Cancel button did, after its redirect back to the page.
+fn cancel_notice(outcome: Option<&str>) -> Markup {
+    let text = match outcome {
+        Some("requested") => "Cancellation requested: the process running this run cancels it.",
+        Some("not_owned") => {
+            "No live process owned this run (it was killed, or its heartbeat stopped): it was \
+             marked Cancelled."
+        }
+        Some("ended") => "The run had already ended: nothing to cancel.",
+        _ => return html! {},
+    };
+    html! { p.notice #cancel-notice { (text) } }
+}
+
+/// `POST /runs/{id}/cancel`: the Cancel button (operator); back to the run's page, which turns
+/// Cancelled live.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    path: Result<Path<String>, PathRejection>,
+) -> PageResult {
+    let Path(raw) = path?;
+    if !viewer.operator() {
+        return Err(crate::error::ApiError::forbidden(
+            "this needs the operator token; the read-only token may only read",
+        )
+        .into());
+    }
+    let id = params::run_id(&state.store, &raw).await?;
+    let outcome =
+        match crate::api::cancel::request(&state.store, id, "cancelled from the dashboard").await {
+            Ok((_, result)) => result.outcome,
+            Err(e) if e.status == axum::http::StatusCode::CONFLICT => "ended".to_owned(),
+            Err(e) => return Err(e.into()),
+        };
+    let to = format!("/runs/{id}?cancel={outcome}");
+    Ok(axum::response::Redirect::to(&to).into_response())
 }
 
 fn header(o: &RunOverview) -> Markup {
