@@ -107,6 +107,8 @@ async fn record_history(store: &Store) {
 /// A server on a loopback port over a recorded history, stopped when dropped.
 struct Env {
     rt: tokio::runtime::Runtime,
+    /// The store the server reads (for runs started during a test).
+    store: Store,
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pg_schema: Option<String>,
@@ -122,7 +124,7 @@ impl Env {
         let server = rt.block_on(async {
             record_history(&store).await;
             let addr = "127.0.0.1:0".parse().unwrap();
-            Server::bind(store, config, addr).await.unwrap()
+            Server::bind(store.clone(), config, addr).await.unwrap()
         });
         let addr = server.local_addr();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -131,6 +133,7 @@ impl Env {
         }));
         Env {
             rt,
+            store,
             addr,
             stop: Some(stop),
             pg_schema: pg,
@@ -734,6 +737,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/deployments/{name}/pause"),
     ("post", "/api/deployments/{name}/resume"),
     ("post", "/api/deployments/{name}/runs"),
+    ("post", "/api/runs/{id}/cancel"),
     ("get", "/api/pipelines"),
     ("get", "/api/stats"),
 ];
@@ -758,8 +762,10 @@ fn the_openapi_document_lists_every_route() {
             .replace("{name}", "nightly");
         let body = (*method == "post").then_some("{}");
         let answer = call(&env, &method.to_uppercase(), &real, None, &[], body);
+        // The run has ended: nothing to cancel.
+        let ended = path.ends_with("/cancel") && answer.status == 409;
         assert!(
-            answer.status < 300,
+            answer.status < 300 || ended,
             "{method} {real}: {} {}",
             answer.status,
             answer.body
@@ -774,4 +780,159 @@ fn the_openapi_document_lists_every_route() {
     let root = get(&env, "/");
     assert!(root.content_type.starts_with("text/html"));
     assert!(root.body.contains("Dashboard"));
+}
+
+#[task]
+async fn nap(secs: u64) -> u64 {
+    tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+    secs
+}
+
+#[flow(name = "api long")]
+async fn long_flow(secs: u64) -> u64 {
+    let n = nap(secs)?;
+    n
+}
+
+/// Starts a run of "api long" in this process, recorded in the server's store; its id once it
+/// is Running, and its handle.
+fn start_long_run(env: &Env) -> (String, tokio::task::JoinHandle<FlowRun<u64>>) {
+    let config = RunConfig::new().history(env.store.clone());
+    let handle = env.rt.spawn(long_flow::run_with(config, 3600));
+    for _ in 0..200 {
+        let page = call(
+            env,
+            "GET",
+            "/api/runs?flow=api%20long",
+            Some(OPERATOR),
+            &[],
+            None,
+        );
+        if let Some(run) = page.json()["runs"]
+            .as_array()
+            .and_then(|r| r.first().cloned())
+        {
+            if run["state"] == "Running" {
+                return (run["id"].as_str().unwrap().to_owned(), handle);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the long run did not start");
+}
+
+/// Cancels a running run through the API: roles, Origin, bad ids and bodies, then the run
+/// ends Cancelled (its task too), and a second request is a 409.
+fn check_cancel(env: &Env) {
+    let (id, handle) = start_long_run(env);
+    let path = format!("/api/runs/{id}/cancel");
+    call(env, "POST", &path, None, &[], None).error(401);
+    let message = call(env, "POST", &path, Some(READER), &[], None).error(403);
+    assert!(message.contains("operator"), "{message}");
+    let evil = [("Origin", "http://evil.example")];
+    call(env, "POST", &path, Some(OPERATOR), &evil, None).error(403);
+    call(
+        env,
+        "POST",
+        "/api/runs/zz!/cancel",
+        Some(OPERATOR),
+        &[],
+        None,
+    )
+    .error(400);
+    call(
+        env,
+        "POST",
+        "/api/runs/0000ffff/cancel",
+        Some(OPERATOR),
+        &[],
+        None,
+    )
+    .error(404);
+    let bad = call(env, "POST", &path, Some(OPERATOR), &[], Some("{not json"));
+    assert!(bad.error(400).contains("reason"));
+
+    let asked = std::time::Instant::now();
+    let own = format!("http://{}", env.addr);
+    let body = r#"{"reason": "api says stop"}"#;
+    let answer = call(
+        env,
+        "POST",
+        &path,
+        Some(OPERATOR),
+        &[("Origin", &own)],
+        Some(body),
+    );
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    assert_eq!(answer.json()["outcome"], "requested");
+    let run = env
+        .rt
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(10), handle).await })
+        .expect("the run ended")
+        .unwrap();
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(run.state.kind, StateKind::Cancelled);
+    assert_eq!(run.state.message.as_deref(), Some("api says stop"));
+    assert_eq!(run.task("nap").unwrap().state.kind, StateKind::Cancelled);
+    let shown = call(
+        env,
+        "GET",
+        &format!("/api/runs/{id}"),
+        Some(READER),
+        &[],
+        None,
+    )
+    .ok();
+    assert_eq!(shown["run"]["state"], "Cancelled", "{shown}");
+    assert_eq!(shown["tasks"][0]["state"], "Cancelled", "{shown}");
+    let again = call(env, "POST", &path, Some(OPERATOR), &[], None).error(409);
+    assert!(again.contains("already ended (Cancelled)"), "{again}");
+}
+
+#[test]
+fn cancelling_a_run_over_sqlite() {
+    check_cancel(&Env::sqlite(tokens()));
+}
+
+#[test]
+fn cancelling_a_run_over_postgresql() {
+    let env = Env::postgres(tokens());
+    check_cancel(&env);
+    // A run no live process owns (its process is gone: no owner, started long ago) is marked
+    // Cancelled at once.
+    let schema = env.pg_schema.clone().unwrap();
+    let orphan = uuid::Uuid::now_v7().to_string();
+    env.rt.block_on(async {
+        let admin = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+        sqlx::query(&format!(
+            "INSERT INTO \"{schema}\".flow_runs (id, flow, flow_version, parameters, state, \
+             started) VALUES ($1, 'api long', 'v', '{{}}', 'Running', '2026-01-01T00:00:00.000000Z')"
+        ))
+        .bind(&orphan)
+        .execute(&admin)
+        .await
+        .unwrap();
+    });
+    let path = format!("/api/runs/{orphan}/cancel");
+    let answer = call(&env, "POST", &path, Some(OPERATOR), &[], None).ok();
+    assert_eq!(answer["outcome"], "not_owned", "{answer}");
+    let shown = call(
+        &env,
+        "GET",
+        &format!("/api/runs/{orphan}"),
+        Some(READER),
+        &[],
+        None,
+    )
+    .ok();
+    assert_eq!(shown["run"]["state"], "Cancelled", "{shown}");
+    let message = shown["run"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no live process owned the run"),
+        "{message}"
+    );
 }

@@ -71,8 +71,12 @@ pub(crate) async fn cancel(
     };
     let id = params::run_id(&state.store, &raw).await?;
     let reason = body.reason.filter(|r| !r.trim().is_empty());
-    let (status, result) =
-        request(&state.store, id, reason.as_deref().unwrap_or(DEFAULT_REASON)).await?;
+    let (status, result) = request(
+        &state.store,
+        id,
+        reason.as_deref().unwrap_or(DEFAULT_REASON),
+    )
+    .await?;
     Ok((status, Json(result)))
 }
 
