@@ -77,6 +77,18 @@ async fn live_flow() -> u32 {
     x
 }
 
+#[task]
+async fn nap(secs: u64) -> u64 {
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    secs
+}
+
+#[flow(name = "browser long")]
+async fn long_flow(secs: u64) -> u64 {
+    let n = nap(secs)?;
+    n
+}
+
 const SCRIPT: &str = "<script>alert(1)</script>";
 const IMG: &str = "\"><img src=x onerror=alert(1)>";
 const JS_URL: &str = "javascript:alert(1)";
@@ -476,6 +488,55 @@ async fn a_run_page_updates_live_when_a_task_finishes() {
     .await;
     assert!(b.text("#tasks td.st").await.contains("Completed"));
     b.screenshot("run-live-after").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clicking_cancel_on_a_running_flow_turns_it_cancelled_live() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = Served::start("cancel", ServerConfig::new()).await;
+    let id = uuid::Uuid::new_v4();
+    let run = tokio::spawn(long_flow::run_with(s.config().run_id(id), 3600));
+    let store = s.store.clone();
+    wait_until("the task is recorded Running", || {
+        let store = store.clone();
+        async move {
+            store
+                .run_overview(id)
+                .await
+                .is_ok_and(|o| o.tasks.iter().any(|t| t.state == StateKind::Running))
+        }
+    })
+    .await;
+
+    let b = Browser::start().await;
+    b.c().goto(&s.url(&format!("/runs/{id}"))).await.unwrap();
+    assert!(b.text("#run-state").await.contains("Running"));
+    b.screenshot("run-cancel-before").await;
+    let button = b.c().find(Locator::Css("#cancel-run")).await.unwrap();
+    button.click().await.unwrap();
+    // Back on the run's page (still Running for a moment), which follows the run live.
+    wait_until("the page says the cancellation was requested", || async {
+        b.body_text().await.contains("Cancellation requested")
+    })
+    .await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), run).await;
+    let ended = ended.expect("the run ended").unwrap();
+    assert_eq!(ended.state.kind, StateKind::Cancelled);
+    wait_until(
+        "the run's state and its task turn Cancelled without a reload",
+        || async {
+            b.text("#run-state").await.contains("Cancelled")
+                && b.text("#tasks td.st").await.contains("Cancelled")
+        },
+    )
+    .await;
+    wait_until("the Cancel button goes", || async {
+        b.c().find(Locator::Css("#cancel-run")).await.is_err()
+    })
+    .await;
+    b.assert_no_alert().await;
+    b.screenshot("run-cancel-after").await;
     b.close().await;
 }
 
