@@ -395,6 +395,10 @@ mod postgres {
         assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7]);
         for sql in [
             "DROP VIEW \"{s}\".run_logs",
+            "DROP TABLE \"{s}\".run_owners",
+            "DROP TABLE \"{s}\".processes",
+            "ALTER TABLE \"{s}\".flow_runs DROP COLUMN cancel_requested",
+            "ALTER TABLE \"{s}\".flow_runs DROP COLUMN cancel_reason",
             "DROP TABLE \"{s}\".run_requests",
             "DROP TABLE \"{s}\".deployments",
             "DROP TABLE \"{s}\".node_outputs",

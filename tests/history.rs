@@ -366,7 +366,9 @@ mod postgres {
                 "logs",
                 "node_outputs",
                 "pipelines",
+                "processes",
                 "run_logs",
+                "run_owners",
                 "run_requests",
                 "state_changes",
                 "task_runs"
@@ -381,7 +383,7 @@ mod postgres {
         drop(schema.options(&server_url()).connect().await.unwrap());
         sqlx::query(&format!(
             "INSERT INTO \"{}\"._sqlx_migrations (version, description, success, checksum, execution_time) \
-             VALUES (7, 'from the future', true, '\\x00', 0)",
+             VALUES (99, 'from the future', true, '\\x00', 0)",
             schema.name
         ))
         .execute(&schema.admin)
@@ -389,7 +391,7 @@ mod postgres {
         .unwrap();
         let err = schema.options(&server_url()).connect().await.unwrap_err();
         assert!(
-            matches!(err, StoreError::SchemaTooNew { found: 7, .. }),
+            matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
             "{err:?}"
         );
         schema.drop().await;

@@ -195,6 +195,17 @@ impl Owners {
         })
     }
 
+    /// A tick whose writes failed: its claims and releases are tried again at the next one.
+    fn retry(&self, tick: Tick) {
+        let mut reg = self.lock();
+        for id in &tick.claim {
+            if let Some(e) = reg.runs.get_mut(id) {
+                e.claimed = false;
+            }
+        }
+        reg.ended.extend(tick.ended);
+    }
+
     /// Cancels run `id` if it is still going here.
     fn cancel(&self, id: Uuid, reason: String) {
         let handle = self.lock().runs.get(&id).map(|e| e.handle.clone());
@@ -402,10 +413,8 @@ async fn mark_cancelled(
     .bind(format!("Flow run CANCELLED: {why}"))
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM run_owners WHERE flow_run_id = $1")
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
+    // Its `run_owners` row stays: an owner wrongly taken for dead (a frozen process that
+    // wakes up) still finds the request and cancels the run itself.
     tx.commit().await?;
     Ok(true)
 }
@@ -423,6 +432,7 @@ async fn watch(inner: Weak<Inner>) {
         };
         if let Err(e) = step(&inner, &tick, &mut last_beat).await {
             tracing::debug!(target: "weft::store", "Run history: cancellation watcher: {e}");
+            inner.owners.retry(tick);
         }
     }
 }
