@@ -275,6 +275,18 @@ async fn every_outcome_on_postgresql() {
     .execute(&schema.admin)
     .await
     .unwrap();
+    // ...and a subflow run of it, as gone as its parent.
+    let child = uuid::Uuid::now_v7();
+    sqlx::query(&format!(
+        "INSERT INTO \"{s}\".flow_runs (id, flow, flow_version, parameters, state, started, \
+         parent_run, parent_node) VALUES ($1, 'gone child', 'v', '{{}}', 'Running', \
+         '2026-01-01T00:00:02.000000Z', $2, 0)"
+    ))
+    .bind(child.to_string())
+    .bind(&orphan)
+    .execute(&schema.admin)
+    .await
+    .unwrap();
     let orphan: uuid::Uuid = orphan.parse().unwrap();
     assert_eq!(
         store.request_cancel(orphan, "cleanup").await.unwrap(),
@@ -290,6 +302,16 @@ async fn every_outcome_on_postgresql() {
         .as_deref()
         .unwrap()
         .starts_with("cleanup (no live process owned the run"));
+    assert!(detail
+        .logs
+        .iter()
+        .any(|l| l.message.starts_with("Flow run CANCELLED: cleanup")));
+    let child = store.run(child).await.unwrap().run;
+    assert_eq!(child.state, StateKind::Cancelled);
+    assert!(child
+        .message
+        .unwrap()
+        .starts_with("its parent run was cancelled: cleanup"));
     drop(store);
     schema.drop().await;
 }

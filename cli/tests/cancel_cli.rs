@@ -213,6 +213,13 @@ async fn a_run_whose_process_was_killed_is_not_owned_and_ends_cancelled() {
         message.contains("no live process owned the run"),
         "{message}"
     );
+    let logs = store.run(id).await.unwrap().logs;
+    let line = "Flow run CANCELLED: test says stop";
+    assert!(
+        logs.iter()
+            .any(|l| l.level == "WARN" && l.message.starts_with(line)),
+        "{logs:?}"
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -364,58 +364,84 @@ async fn owner_of(pool: &AnyPool, id: Uuid) -> Result<Option<RunOwner>, StoreErr
     .transpose()
 }
 
-/// Marks run `id` and its unfinished task runs Cancelled, with a state change and a log line
-/// saying why; false when the run had ended meanwhile.
+/// Marks run `id`, its unfinished subflow runs (at any depth: their process is the same) and
+/// their unfinished task runs Cancelled, each with a state change and a log line saying why;
+/// false when the run had ended meanwhile.
 async fn mark_cancelled(
     pool: &AnyPool,
     id: Uuid,
     why: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let (id, at) = (id.to_string(), ts(now));
+    let at = ts(now);
     let mut tx = pool.begin().await?;
+    let mut runs = vec![id.to_string()];
+    let mut next = 0;
+    while let Some(parent) = runs.get(next).cloned() {
+        let children: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT id FROM flow_runs WHERE parent_run = $1 AND state IN {NOT_FINAL}"
+        ))
+        .bind(&parent)
+        .fetch_all(&mut *tx)
+        .await?;
+        runs.extend(children);
+        next += 1;
+    }
+    for (i, run) in runs.iter().enumerate() {
+        let why = match i {
+            0 => why.to_owned(),
+            _ => format!("its parent run was cancelled: {why}"),
+        };
+        if !mark_one(&mut tx, run, &why, &at).await? && i == 0 {
+            return Ok(false);
+        }
+    }
+    // The `run_owners` rows stay: an owner wrongly taken for dead (a frozen process that wakes
+    // up) still finds the request and cancels the run itself.
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Marks one run and its unfinished task runs Cancelled; false when it had ended.
+async fn mark_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    why: &str,
+    at: &str,
+) -> Result<bool, StoreError> {
     let done = sqlx::query(&format!(
         "UPDATE flow_runs SET state = 'Cancelled', message = $1, ended = $2 \
          WHERE id = $3 AND state IN {NOT_FINAL}"
     ))
     .bind(why)
-    .bind(&at)
-    .bind(&id)
-    .execute(&mut *tx)
+    .bind(at)
+    .bind(id)
+    .execute(&mut **tx)
     .await?;
     if done.rows_affected() == 0 {
         return Ok(false);
     }
-    sqlx::query(&format!(
-        "UPDATE task_runs SET state = 'Cancelled', message = $1, ended = $2 \
-         WHERE flow_run_id = $3 AND state IN {NOT_FINAL}"
-    ))
-    .bind(why)
-    .bind(&at)
-    .bind(&id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
+    let statements = [
+        format!(
+            "UPDATE task_runs SET state = 'Cancelled', message = $1, ended = $2 \
+             WHERE flow_run_id = $3 AND state IN {NOT_FINAL}"
+        ),
         "INSERT INTO state_changes (flow_run_id, seq, node, map_index, name, state, message, \
          attempt, at) SELECT id, 0, NULL, NULL, flow, 'Cancelled', $1, 0, $2 FROM flow_runs \
-         WHERE id = $3",
-    )
-    .bind(why)
-    .bind(&at)
-    .bind(&id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO logs (flow_run_id, seq, at, level, message) VALUES ($1, 0, $2, 'WARN', $3)",
-    )
-    .bind(&id)
-    .bind(&at)
-    .bind(format!("Flow run CANCELLED: {why}"))
-    .execute(&mut *tx)
-    .await?;
-    // Its `run_owners` row stays: an owner wrongly taken for dead (a frozen process that
-    // wakes up) still finds the request and cancels the run itself.
-    tx.commit().await?;
+         WHERE id = $3"
+            .to_owned(),
+        "INSERT INTO logs (flow_run_id, seq, at, level, message) \
+         VALUES ($3, 0, $2, 'WARN', 'Flow run CANCELLED: ' || CAST($1 AS TEXT))"
+            .to_owned(),
+    ];
+    for sql in &statements {
+        sqlx::query(sql)
+            .bind(why)
+            .bind(at)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(true)
 }
 
