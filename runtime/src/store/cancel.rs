@@ -55,7 +55,7 @@ pub enum CancelOutcome {
         /// Its final state.
         state: StateKind,
     },
-    /// No live process owned the run (its owner's heartbeat stopped more than [`STALE`] ago,
+    /// No live process owned the run (its owner's heartbeat stopped more than 10 s ago,
     /// its pid is gone, or no process ever claimed it): it was marked Cancelled in the store,
     /// with its unfinished task runs.
     NotOwned {
