@@ -330,7 +330,7 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         conn.close().await.unwrap();
         v
     };
-    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7, 8]);
 
     // What an older weft left: version 1 only.
     {
@@ -358,7 +358,7 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         .connect()
         .await
         .unwrap();
-    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7, 8]);
     store
         .register_deployment(&record("d", "f", None))
         .await
@@ -392,7 +392,7 @@ mod postgres {
     async fn postgres_history_of_version_1_is_upgraded() {
         let schema = Schema::new("deploy").await;
         drop(schema.store().await);
-        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8]);
         for sql in [
             "DROP VIEW \"{s}\".run_logs",
             "DROP TABLE \"{s}\".run_owners",
@@ -418,7 +418,7 @@ mod postgres {
         }
         assert_eq!(schema.versions().await, [1]);
         let store = schema.store().await;
-        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8]);
         store
             .register_deployment(&record("d", "f", None))
             .await

@@ -34,7 +34,7 @@ use super::query::{run_of, state_of, ts_of, u32_of, RUN_COLS};
 use super::{ts, NodeOutputRecord, RunRecord, Store, StoreError, TaskRunRecord};
 use crate::graph::FlowGraph;
 use crate::state::StateKind;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::collections::HashMap;
@@ -296,22 +296,13 @@ pub enum Bucket {
 }
 
 impl Bucket {
-    /// Characters of a stored timestamp that name its bucket.
-    fn prefix_len(self) -> usize {
+    /// A bucket's length.
+    fn step(self) -> chrono::TimeDelta {
         match self {
-            Bucket::Minute => 16,
-            Bucket::Hour => 13,
-            Bucket::Day => 10,
+            Bucket::Minute => chrono::TimeDelta::minutes(1),
+            Bucket::Hour => chrono::TimeDelta::hours(1),
+            Bucket::Day => chrono::TimeDelta::days(1),
         }
-    }
-    /// The bucket's start from its prefix.
-    fn start(self, prefix: &str) -> Option<DateTime<Utc>> {
-        let tail = match self {
-            Bucket::Minute => ":00Z",
-            Bucket::Hour => ":00:00Z",
-            Bucket::Day => "T00:00:00Z",
-        };
-        super::parse_ts(&format!("{prefix}{tail}")).ok()
     }
 }
 
@@ -385,7 +376,7 @@ impl Store {
     /// A run's overview: the run, graph, children, task nodes with mapped ones collapsed, and
     /// pipeline node outputs.
     pub async fn run_overview(&self, id: Uuid) -> Result<RunOverview, StoreError> {
-        self.with_pool(move |pool, _| async move {
+        self.with_pool(move |pool, backend| async move {
             let id_text = id.to_string();
             let row = sqlx::query(&format!("SELECT {RUN_COLS} FROM flow_runs WHERE id = $1"))
                 .bind(&id_text)
@@ -393,18 +384,16 @@ impl Store {
                 .await?
                 .ok_or_else(|| StoreError::RunNotFound(id_text.clone()))?;
             let run = run_of(&row)?;
-            let children = sqlx::query(&format!(
-                "SELECT {RUN_COLS} FROM flow_runs WHERE parent_run = $1 \
-                 ORDER BY parent_node, started"
-            ))
-            .bind(&id_text)
-            .fetch_all(&pool)
-            .await?
-            .iter()
-            .map(run_of)
-            .collect::<Result<Vec<_>, _>>()?;
+            let children = sqlx::query(&children_sql())
+                .bind(&id_text)
+                .fetch_all(&pool)
+                .await?
+                .iter()
+                .map(run_of)
+                .collect::<Result<Vec<_>, _>>()?;
             let graph = flow_graph(&pool, &run).await?;
-            let tasks = task_nodes(&pool, &id_text).await?;
+            let nodes = graph.as_ref().map(|g| g.nodes.len());
+            let tasks = task_nodes(&pool, backend, &id_text, nodes).await?;
             let node_outputs = node_outputs(&pool, &id_text).await?;
             Ok(RunOverview {
                 run,
@@ -429,17 +418,8 @@ impl Store {
     ) -> Result<ElementPage, StoreError> {
         let limit = page_size(limit);
         self.with_pool(move |pool, _| async move {
-            let state_cond = if state.is_some() {
-                " AND state = $4"
-            } else {
-                ""
-            };
-            let sql = format!(
-                "SELECT node, map_index, task, state, message, attempts, started, ended, \
-                 cache_key, result FROM task_runs WHERE flow_run_id = $1 AND node = $2 \
-                 AND map_index > $3{state_cond} ORDER BY map_index LIMIT {}",
-                limit + 1
-            );
+            let state_cond = state.is_some();
+            let sql = elements_sql(state_cond, limit);
             let mut q = sqlx::query(&sql)
                 .bind(id.to_string())
                 .bind(i64::from(node))
@@ -562,28 +542,21 @@ impl Store {
     /// `bucket` by state.
     pub async fn stats(&self, since: DateTime<Utc>, bucket: Bucket) -> Result<Stats, StoreError> {
         self.with_pool(move |pool, _| async move {
-            let since = ts(since);
-            let by_state = |sql: String| {
-                let (pool, since) = (pool.clone(), since.clone());
-                async move {
-                    let rows = sqlx::query(&sql).bind(since).fetch_all(&pool).await?;
-                    rows.iter()
-                        .map(|r| Ok((state_of(r, "state")?, count_of(r)?)))
-                        .collect::<Result<Vec<_>, StoreError>>()
+            let buckets = buckets(&pool, since, bucket).await?;
+            // The window's flow runs are its buckets' (the first bucket counts from `since`).
+            let mut flow_runs: Vec<(StateKind, u64)> = Vec::new();
+            for (state, n) in buckets.iter().flat_map(|(_, counts)| counts) {
+                match flow_runs.iter_mut().find(|(k, _)| k == state) {
+                    Some((_, total)) => *total += n,
+                    None => flow_runs.push((*state, *n)),
                 }
-            };
-            let flow_runs = by_state(
-                "SELECT state, COUNT(*) AS n FROM flow_runs WHERE started >= $1 GROUP BY state"
-                    .to_owned(),
-            )
-            .await?;
-            let task_runs = by_state(
-                "SELECT t.state AS state, COUNT(*) AS n FROM flow_runs f JOIN task_runs t \
-                 ON t.flow_run_id = f.id WHERE f.started >= $1 GROUP BY t.state"
-                    .to_owned(),
-            )
-            .await?;
-            let buckets = buckets(&pool, &since, bucket).await?;
+            }
+            flow_runs.sort_by_key(|(k, _)| StateKind::ALL.iter().position(|a| a == k));
+            let row = sqlx::query(&stats_task_runs_sql())
+                .bind(ts(since))
+                .fetch_one(&pool)
+                .await?;
+            let task_runs = state_counts_of(&row)?;
             Ok(Stats {
                 flow_runs,
                 task_runs,
@@ -592,6 +565,283 @@ impl Store {
         })
         .await
     }
+}
+
+/// A value bound to a query whose plan [`Store::query_plans`] shows.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+impl Store {
+    /// The plan of each query behind the server's pages (`EXPLAIN QUERY PLAN` on SQLite,
+    /// `EXPLAIN` on PostgreSQL), bound to real values: `run` an ordinary run, `mapped` a run
+    /// whose node `node` is mapped. Each entry is a label, the SQL and the plan's lines. For
+    /// benchmarks (the server's `big_history` example), not a stable interface.
+    #[doc(hidden)]
+    pub async fn query_plans(
+        &self,
+        run: Uuid,
+        mapped: Uuid,
+        node: u32,
+    ) -> Result<Vec<(String, String, Vec<String>)>, StoreError> {
+        let first = self.runs_page(&RunQuery::new()).await?;
+        let map_run = self.run_record(mapped).await?;
+        let map_nodes = self
+            .flow_graph(&map_run.flow, &map_run.flow_version)
+            .await?
+            .map(|g| g.nodes.len());
+        let week = ts(Utc::now() - chrono::Duration::days(7));
+        let (run, mapped) = (run.to_string(), mapped.to_string());
+        let text = |s: &str| Bind::Text(s.to_owned());
+        let mut queries: Vec<(&str, String, Vec<Bind>)> = Vec::new();
+        let mut runs = |label, q: RunQuery| {
+            let (sql, binds) = runs_sql(&q, page_size(q.limit));
+            queries.push((label, sql, binds.into_iter().map(Bind::Text).collect()));
+        };
+        runs("runs_page: newest first", RunQuery::new());
+        runs(
+            "runs_page: flow and state",
+            RunQuery {
+                flow: Some("etl".into()),
+                state: Some(StateKind::Failed),
+                ..RunQuery::new()
+            },
+        );
+        if let Some(c) = first.next {
+            runs("runs_page: next page", RunQuery::new().after(c));
+        }
+        queries.push((
+            "resolve_run: a prefix",
+            super::query::RESOLVE_SQL.to_owned(),
+            vec![
+                text(&run[..13]),
+                text(&format!("{}~", &run[..13])),
+                text(&format!("{}%", &run[..13])),
+            ],
+        ));
+        queries.push((
+            "run_record / run_overview: the run",
+            format!("SELECT {RUN_COLS} FROM flow_runs WHERE id = $1"),
+            vec![text(&run)],
+        ));
+        queries.push((
+            "run_overview: subflow runs",
+            children_sql(),
+            vec![text(&run)],
+        ));
+        queries.push((
+            "run_overview: task runs but elements",
+            task_summaries_sql(map_nodes),
+            vec![text(&mapped)],
+        ));
+        queries.push((
+            "run_overview: elements by node and state (PostgreSQL)",
+            ELEMENT_COUNTS_SQL.to_owned(),
+            vec![text(&mapped)],
+        ));
+        queries.push((
+            "run_overview: elements by node (SQLite)",
+            ELEMENT_TOTALS_SQL.to_owned(),
+            vec![text(&mapped)],
+        ));
+        queries.push((
+            "run_overview: elements not completed by node and state (SQLite)",
+            ELEMENT_OTHERS_SQL.to_owned(),
+            vec![text(&mapped)],
+        ));
+        queries.push((
+            "task_elements: first page",
+            elements_sql(false, 200),
+            vec![text(&mapped), Bind::Int(node.into()), Bind::Int(-1)],
+        ));
+        queries.push((
+            "task_elements: first page in a state",
+            elements_sql(true, 200),
+            vec![
+                text(&mapped),
+                Bind::Int(node.into()),
+                Bind::Int(-1),
+                text("Failed"),
+            ],
+        ));
+        for (label, id) in [
+            ("logs_page: a run", &run),
+            ("logs_page: the mapped run", &mapped),
+        ] {
+            let q = LogQuery {
+                limit: 200,
+                ..LogQuery::default()
+            };
+            let (sql, binds) = logs_sql(&q, 200);
+            let mut all = vec![text(id)];
+            all.extend(binds.into_iter().map(Bind::Text));
+            queries.push((label, sql, all));
+        }
+        queries.push((
+            "stats: task runs by state",
+            stats_task_runs_sql(),
+            vec![text(&week)],
+        ));
+        let now = Utc::now();
+        queries.push((
+            "stats: flow runs per bucket by state (a week by day; their sum is the week's)",
+            buckets_sql(&bucket_bounds(
+                now - chrono::Duration::days(7),
+                Bucket::Day,
+                now,
+            )),
+            vec![],
+        ));
+        queries.push((
+            "flows: runs by flow and state",
+            super::query::flow_counts_sql(),
+            vec![],
+        ));
+        let queries: Vec<(String, String, Vec<Bind>)> = queries
+            .into_iter()
+            .map(|(l, sql, b)| (l.to_owned(), sql, b))
+            .collect();
+        self.with_pool(move |pool, backend| async move {
+            let mut out = Vec::new();
+            for (label, sql, binds) in queries {
+                let explain = match backend {
+                    super::Backend::Sqlite => format!("EXPLAIN QUERY PLAN {sql}"),
+                    super::Backend::Postgres => format!("EXPLAIN {sql}"),
+                };
+                let mut q = sqlx::query(&explain);
+                for b in binds {
+                    q = match b {
+                        Bind::Text(t) => q.bind(t),
+                        Bind::Int(i) => q.bind(i),
+                    };
+                }
+                let plan = q
+                    .fetch_all(&pool)
+                    .await?
+                    .iter()
+                    .map(|r| match backend {
+                        super::Backend::Sqlite => r.try_get::<String, _>("detail"),
+                        super::Backend::Postgres => r.try_get::<String, _>(0),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                out.push((label, sql, plan));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// A run's subflow runs.
+fn children_sql() -> String {
+    format!("SELECT {RUN_COLS} FROM flow_runs WHERE parent_run = $1 ORDER BY parent_node, started")
+}
+
+/// A run's task runs that are not elements of a map (a mapped node's summary among them).
+fn task_summaries_sql(nodes: Option<usize>) -> String {
+    // The nodes named one by one: a seek per node to its summary (map_index -1 sorts before its
+    // elements); without them, the run's every row is read to find those below 0.
+    let nodes = match nodes {
+        Some(n) if (1..=MAX_SEEKS).contains(&n) => {
+            let list: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+            format!(" AND node IN ({})", list.join(", "))
+        }
+        _ => String::new(),
+    };
+    format!(
+        "SELECT node, map_index, task, state, message, attempts, started, ended, cache_key, \
+         result FROM task_runs WHERE flow_run_id = $1{nodes} AND map_index < 0 ORDER BY node"
+    )
+}
+
+/// Graph nodes up to which a run's task summaries are found by one seek per node.
+const MAX_SEEKS: usize = 2000;
+
+/// A run's mapped elements counted by node and state (PostgreSQL).
+const ELEMENT_COUNTS_SQL: &str = "SELECT node, state, COUNT(*) AS n FROM task_runs \
+     WHERE flow_run_id = $1 AND map_index >= 0 GROUP BY node, state";
+
+/// A run's mapped elements counted by node (rows in key order: nothing to sort).
+const ELEMENT_TOTALS_SQL: &str = "SELECT node, COUNT(*) AS n FROM task_runs \
+     WHERE flow_run_id = $1 AND map_index >= 0 GROUP BY node";
+
+/// A run's mapped elements that did not complete, counted by node and state (Completed ones
+/// are the rest of [`ELEMENT_TOTALS_SQL`]'s count).
+const ELEMENT_OTHERS_SQL: &str = "SELECT node, state, COUNT(*) AS n FROM task_runs \
+     WHERE flow_run_id = $1 AND map_index >= 0 AND state <> 'Completed' GROUP BY node, state";
+
+/// A page of a mapped node's elements after an index (`$3`), in `$4` if `state`.
+fn elements_sql(state: bool, limit: u32) -> String {
+    format!(
+        "SELECT node, map_index, task, state, message, attempts, started, ended, cache_key, \
+         result FROM task_runs WHERE flow_run_id = $1 AND node = $2 AND map_index > $3{} \
+         ORDER BY map_index LIMIT {}",
+        if state { " AND state = $4" } else { "" },
+        limit + 1
+    )
+}
+
+/// The task runs of flow runs started since `$1`, counted by state in one pass (columns `n0`..,
+/// see [`state_counts`]): every task run of the window is read (there is no index to count
+/// them by), but not sorted.
+fn stats_task_runs_sql() -> String {
+    format!(
+        "SELECT {} FROM flow_runs f JOIN task_runs t ON t.flow_run_id = f.id \
+         WHERE f.started >= $1",
+        state_counts("t.state")
+    )
+}
+
+/// One count per state of the rows whose `column` holds it, `n0` to `n11` in the order of
+/// [`StateKind::ALL`]: a GROUP BY without sorting the rows (SQLite groups by sorting).
+pub(super) fn state_counts(column: &str) -> String {
+    let counts: Vec<String> = StateKind::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            format!(
+                "COUNT(*) FILTER (WHERE {column} = '{}') AS n{i}",
+                k.as_str()
+            )
+        })
+        .collect();
+    counts.join(", ")
+}
+
+/// The states of a row of [`state_counts`] and their counts, those above 0.
+pub(super) fn state_counts_of(r: &AnyRow) -> Result<Vec<(StateKind, u64)>, StoreError> {
+    let mut out = Vec::new();
+    for (i, k) in StateKind::ALL.iter().enumerate() {
+        let n = r.try_get::<i64, _>(format!("n{i}").as_str())?.max(0) as u64;
+        if n > 0 {
+            out.push((*k, n));
+        }
+    }
+    Ok(out)
+}
+
+/// Flow runs per bucket counted by state (columns `b`, then `n0`.. as [`state_counts`]), the
+/// buckets given by [`bucket_bounds`]: one range of the index on `(started, state)` per bucket,
+/// read alone and once, without sorting (a GROUP BY would sort the window's runs). Their times
+/// are written into the SQL (timestamps this module formats: digits and `-:.TZ`), not bound.
+fn buckets_sql(bounds: &[BucketBounds]) -> String {
+    let counts = state_counts("state");
+    let parts: Vec<String> = bounds
+        .iter()
+        .map(|(b, from, to)| {
+            let to = match to {
+                Some(t) => format!(" AND started < '{}'", ts(*t)),
+                None => String::new(),
+            };
+            format!(
+                "SELECT '{}' AS b, {counts} FROM flow_runs WHERE started >= '{}'{to}",
+                ts(*b),
+                ts(*from)
+            )
+        })
+        .collect();
+    parts.join(" UNION ALL ")
 }
 
 /// The SQL of a page of runs and the texts it binds, in order.
@@ -713,15 +963,17 @@ async fn flow_graph(
 }
 
 /// Each node's task run (a mapped node's summary), then its elements counted by state.
-async fn task_nodes(pool: &sqlx::AnyPool, id: &str) -> Result<Vec<TaskNodeSummary>, StoreError> {
+async fn task_nodes(
+    pool: &sqlx::AnyPool,
+    backend: super::Backend,
+    id: &str,
+    graph_nodes: Option<usize>,
+) -> Result<Vec<TaskNodeSummary>, StoreError> {
     let mut nodes: Vec<TaskNodeSummary> = Vec::new();
-    let summaries = sqlx::query(
-        "SELECT node, map_index, task, state, message, attempts, started, ended, cache_key, \
-         result FROM task_runs WHERE flow_run_id = $1 AND map_index < 0 ORDER BY node",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await?;
+    let summaries = sqlx::query(&task_summaries_sql(graph_nodes))
+        .bind(id)
+        .fetch_all(pool)
+        .await?;
     for r in &summaries {
         let t = task_run_of(r)?;
         nodes.push(TaskNodeSummary {
@@ -735,16 +987,30 @@ async fn task_nodes(pool: &sqlx::AnyPool, id: &str) -> Result<Vec<TaskNodeSummar
             elements: Vec::new(),
         });
     }
-    let counts = sqlx::query(
-        "SELECT node, state, COUNT(*) AS n, MIN(task) AS task, MIN(started) AS started, \
-         MAX(ended) AS ended FROM task_runs WHERE flow_run_id = $1 AND map_index >= 0 \
-         GROUP BY node, state",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await?;
-    for r in &counts {
-        add_element_count(&mut nodes, r)?;
+    for (node, elements) in element_counts(pool, backend, id).await? {
+        let i = match nodes.iter().position(|n| n.node == node) {
+            Some(i) => i,
+            None => {
+                // Elements without their node's summary row (the node is still running, or
+                // its run ended abruptly): the node in the state of its elements.
+                nodes.push(TaskNodeSummary {
+                    node,
+                    task: String::new(),
+                    state: elements.first().map_or(StateKind::Completed, |e| e.0),
+                    message: None,
+                    attempts: 0,
+                    started: None,
+                    ended: None,
+                    elements: Vec::new(),
+                });
+                nodes.len() - 1
+            }
+        };
+        let n = &mut nodes[i];
+        n.elements = elements;
+        if n.started.is_none() || n.ended.is_none() || n.task.is_empty() {
+            element_span(pool, id, n).await?;
+        }
     }
     nodes.sort_by_key(|n| n.node);
     for n in &mut nodes {
@@ -754,30 +1020,76 @@ async fn task_nodes(pool: &sqlx::AnyPool, id: &str) -> Result<Vec<TaskNodeSummar
     Ok(nodes)
 }
 
-/// Adds one `(node, state, count)` row to its node. Elements whose node has no summary row
-/// (normally there is one) get a node of their own, in the state of their first row.
-fn add_element_count(nodes: &mut Vec<TaskNodeSummary>, r: &AnyRow) -> Result<(), StoreError> {
-    let node = u32_of(r, "node")?.unwrap_or(0);
-    let state = state_of(r, "state")?;
-    let (started, ended) = (ts_of(r, "started")?, ts_of(r, "ended")?);
-    let i = match nodes.iter().position(|n| n.node == node) {
-        Some(i) => i,
-        None => {
-            nodes.push(TaskNodeSummary {
-                node,
-                task: r.try_get("task")?,
-                state,
-                message: None,
-                attempts: 0,
-                started,
-                ended,
-                elements: Vec::new(),
-            });
-            nodes.len() - 1
+/// Each mapped node's elements counted by state. On SQLite, elements per node, then those not
+/// Completed by node and state: each a pass over the run's rows in key order that sorts
+/// nothing but the (few) elements that did not complete (SQLite groups by sorting).
+/// PostgreSQL groups by hashing: one pass, every state counted.
+async fn element_counts(
+    pool: &sqlx::AnyPool,
+    backend: super::Backend,
+    id: &str,
+) -> Result<Vec<(u32, Vec<(StateKind, u64)>)>, StoreError> {
+    let mut out: Vec<(u32, Vec<(StateKind, u64)>)> = Vec::new();
+    if backend == super::Backend::Postgres {
+        for r in sqlx::query(ELEMENT_COUNTS_SQL)
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+        {
+            let node = u32_of(&r, "node")?.unwrap_or(0);
+            let entry = (state_of(&r, "state")?, count_of(&r)?);
+            match out.iter_mut().find(|(n, _)| *n == node) {
+                Some((_, counts)) => counts.push(entry),
+                None => out.push((node, vec![entry])),
+            }
         }
-    };
-    let n = &mut nodes[i];
-    n.elements.push((state, count_of(r)?));
+        return Ok(out);
+    }
+    let totals = sqlx::query(ELEMENT_TOTALS_SQL)
+        .bind(id)
+        .fetch_all(pool)
+        .await?;
+    let others = sqlx::query(ELEMENT_OTHERS_SQL)
+        .bind(id)
+        .fetch_all(pool)
+        .await?;
+    for r in &totals {
+        let node = u32_of(r, "node")?.unwrap_or(0);
+        let mut elements = Vec::new();
+        for o in &others {
+            if u32_of(o, "node")?.unwrap_or(0) == node {
+                elements.push((state_of(o, "state")?, count_of(o)?));
+            }
+        }
+        let rest: u64 = elements.iter().map(|(_, n)| n).sum();
+        let completed = count_of(r)?.saturating_sub(rest);
+        if completed > 0 {
+            elements.push((StateKind::Completed, completed));
+        }
+        out.push((node, elements));
+    }
+    Ok(out)
+}
+
+/// A node's task name, first start and last end read from its elements, where its summary row
+/// does not tell them.
+async fn element_span(
+    pool: &sqlx::AnyPool,
+    id: &str,
+    n: &mut TaskNodeSummary,
+) -> Result<(), StoreError> {
+    let r = sqlx::query(
+        "SELECT MIN(task) AS task, MIN(started) AS started, MAX(ended) AS ended FROM task_runs \
+         WHERE flow_run_id = $1 AND node = $2 AND map_index >= 0",
+    )
+    .bind(id)
+    .bind(i64::from(n.node))
+    .fetch_one(pool)
+    .await?;
+    if n.task.is_empty() {
+        n.task = r.try_get::<Option<String>, _>("task")?.unwrap_or_default();
+    }
+    let (started, ended) = (ts_of(&r, "started")?, ts_of(&r, "ended")?);
     n.started = match (n.started, started) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -819,29 +1131,45 @@ fn node_output_of(r: &AnyRow) -> Result<NodeOutputRecord, StoreError> {
     })
 }
 
-/// Flow runs started since `since` per bucket and state, oldest bucket first.
-async fn buckets(pool: &sqlx::AnyPool, since: &str, bucket: Bucket) -> Result<Buckets, StoreError> {
-    let len = bucket.prefix_len();
-    let rows = sqlx::query(&format!(
-        "SELECT substr(started, 1, {len}) AS b, state, COUNT(*) AS n FROM flow_runs \
-         WHERE started >= $1 GROUP BY substr(started, 1, {len}), state ORDER BY b"
-    ))
-    .bind(since)
-    .fetch_all(pool)
-    .await?;
+/// Flow runs started since `since` per bucket and state, oldest bucket first (buckets without
+/// runs left out).
+async fn buckets(
+    pool: &sqlx::AnyPool,
+    since: DateTime<Utc>,
+    bucket: Bucket,
+) -> Result<Buckets, StoreError> {
+    let rows = sqlx::query(&buckets_sql(&bucket_bounds(since, bucket, Utc::now())))
+        .fetch_all(pool)
+        .await?;
     let mut out: Buckets = Vec::new();
     for r in &rows {
-        let b: String = r.try_get("b")?;
-        let start = bucket
-            .start(&b)
-            .ok_or_else(|| StoreError::Query(format!("bad bucket {b:?}")))?;
-        let entry = (state_of(r, "state")?, count_of(r)?);
-        match out.last_mut() {
-            Some((at, counts)) if *at == start => counts.push(entry),
-            _ => out.push((start, vec![entry])),
+        let counts = state_counts_of(r)?;
+        if counts.is_empty() {
+            continue;
         }
+        let b: String = r.try_get("b")?;
+        out.push((super::parse_ts(&b)?, counts));
     }
+    out.sort_by_key(|(at, _)| *at);
     Ok(out)
+}
+
+/// A bucket's start, and the starts it counts: from, and before (none: without end).
+type BucketBounds = (DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>);
+
+/// Each bucket from the one holding `since` to the one holding `now`: its start, and the range
+/// of starts it counts (from `since` in the first; without end in the last).
+fn bucket_bounds(since: DateTime<Utc>, bucket: Bucket, now: DateTime<Utc>) -> Vec<BucketBounds> {
+    let step = bucket.step();
+    let mut at = since.duration_trunc(step).unwrap_or(since);
+    let mut out = Vec::new();
+    while at <= now.max(since) && out.len() < 1000 {
+        let end = at + step;
+        let last = end > now.max(since);
+        out.push((at, at.max(since), (!last).then_some(end)));
+        at = end;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -881,8 +1209,46 @@ mod tests {
 
     #[test]
     fn buckets_start_on_their_boundary() {
-        let t = Bucket::Hour.start("2026-11-23T23").unwrap();
-        assert_eq!(ts(t), "2026-11-23T23:00:00.000000Z");
-        assert!(Bucket::Day.start("garbage").is_none());
+        let at = |s: &str| super::super::parse_ts(s).unwrap();
+        let b = bucket_bounds(
+            at("2026-11-23T21:30:00Z"),
+            Bucket::Hour,
+            at("2026-11-23T23:10:00Z"),
+        );
+        let shown: Vec<_> = b
+            .iter()
+            .map(|(b, from, to)| (ts(*b), ts(*from), to.map(ts)))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "2026-11-23T21:00:00.000000Z".to_owned(),
+                    "2026-11-23T21:30:00.000000Z".to_owned(),
+                    Some("2026-11-23T22:00:00.000000Z".to_owned())
+                ),
+                (
+                    "2026-11-23T22:00:00.000000Z".to_owned(),
+                    "2026-11-23T22:00:00.000000Z".to_owned(),
+                    Some("2026-11-23T23:00:00.000000Z".to_owned())
+                ),
+                (
+                    "2026-11-23T23:00:00.000000Z".to_owned(),
+                    "2026-11-23T23:00:00.000000Z".to_owned(),
+                    None
+                ),
+            ]
+        );
+        let sql = buckets_sql(&b);
+        assert!(
+            sql.contains(
+                "started >= '2026-11-23T21:30:00.000000Z' AND started < '2026-11-23T22:00:00.000000Z'"
+            ),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("WHERE started >= '2026-11-23T23:00:00.000000Z'"),
+            "{sql}"
+        );
     }
 }

@@ -138,6 +138,14 @@ const MIGRATIONS: &[(i64, &str, Script)] = &[
         "cancellation",
         Script::Both(include_str!("migrations/0007_cancellation.sql")),
     ),
+    (
+        8,
+        "browse indexes",
+        Script::Each {
+            sqlite: include_str!("migrations/0008_browse_indexes.sqlite.sql"),
+            postgres: include_str!("migrations/0008_browse_indexes.postgres.sql"),
+        },
+    ),
 ];
 
 fn latest_version() -> i64 {

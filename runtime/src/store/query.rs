@@ -358,6 +358,22 @@ fn lifecycle_changes(
     }
 }
 
+/// The runs whose id starts with a prefix: `$1` the prefix, `$2` the prefix and `~` (after
+/// every character of an id), a range of the key (SQLite does not use an index for `LIKE` on
+/// a column of the default collation); `$3` the prefix and `%`, to be sure.
+pub(super) const RESOLVE_SQL: &str =
+    "SELECT id FROM flow_runs WHERE id >= $1 AND id < $2 AND id LIKE $3 ORDER BY id LIMIT 5";
+
+/// Runs by flow, counted by state (columns `n0`.. in the order of [`StateKind::ALL`]), with
+/// the latest start of each flow: read from the index on `(flow, started, state)` alone
+/// (migration 8), in its order, so nothing is sorted.
+pub(super) fn flow_counts_sql() -> String {
+    format!(
+        "SELECT flow, {}, MAX(started) AS last_run FROM flow_runs GROUP BY flow",
+        super::browse::state_counts("state")
+    )
+}
+
 pub(super) const RUN_COLS: &str =
     "id, flow, flow_version, parameters, state, message, started, ended, parent_run, parent_node";
 
@@ -401,7 +417,9 @@ impl Store {
             return Err(StoreError::RunNotFound(prefix));
         }
         self.with_pool(move |pool, _| async move {
-            let rows = sqlx::query("SELECT id FROM flow_runs WHERE id LIKE $1 ORDER BY id LIMIT 5")
+            let rows = sqlx::query(RESOLVE_SQL)
+                .bind(&prefix)
+                .bind(format!("{prefix}~"))
                 .bind(format!("{prefix}%"))
                 .fetch_all(&pool)
                 .await?;
@@ -607,9 +625,11 @@ impl Store {
     pub async fn flows(&self) -> Result<Vec<FlowSummary>, StoreError> {
         self.with_pool(move |pool, _| async move {
             let mut flows: Vec<FlowSummary> = Vec::new();
-            for r in sqlx::query("SELECT name, COUNT(*) AS versions FROM flows GROUP BY name ORDER BY name")
-                .fetch_all(&pool)
-                .await?
+            for r in sqlx::query(
+                "SELECT name, COUNT(*) AS versions FROM flows GROUP BY name ORDER BY name",
+            )
+            .fetch_all(&pool)
+            .await?
             {
                 flows.push(FlowSummary {
                     name: r.try_get("name")?,
@@ -619,14 +639,9 @@ impl Store {
                     last_run: None,
                 });
             }
-            let rows = sqlx::query(
-                "SELECT flow, state, COUNT(*) AS n, MAX(started) AS last_run FROM flow_runs GROUP BY flow, state",
-            )
-            .fetch_all(&pool)
-            .await?;
+            let rows = sqlx::query(&flow_counts_sql()).fetch_all(&pool).await?;
             for r in rows {
                 let name: String = r.try_get("flow")?;
-                let n = r.try_get::<i64, _>("n")?.max(0) as u64;
                 let last = ts_of(&r, "last_run")?;
                 let i = match flows.iter().position(|f| f.name == name) {
                     Some(i) => i,
@@ -642,12 +657,15 @@ impl Store {
                     }
                 };
                 let f = &mut flows[i];
-                f.runs += n;
-                f.by_state.push((state_of(&r, "state")?, n));
+                for (state, n) in super::browse::state_counts_of(&r)? {
+                    f.runs += n;
+                    f.by_state.push((state, n));
+                }
                 f.last_run = f.last_run.max(last);
             }
             for f in &mut flows {
-                f.by_state.sort_by_key(|(k, _)| StateKind::ALL.iter().position(|a| a == k));
+                f.by_state
+                    .sort_by_key(|(k, _)| StateKind::ALL.iter().position(|a| a == k));
             }
             flows.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(flows)
