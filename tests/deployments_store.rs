@@ -330,12 +330,14 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         conn.close().await.unwrap();
         v
     };
-    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
 
     // What an older weft left: version 1 only.
     {
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
         for sql in common::OLD_TASK_RUNS.into_iter().chain([
+            "DROP TABLE run_counts",
+            "DROP TABLE flow_counts",
             "DROP TABLE run_requests",
             "DROP TABLE deployments",
             "DROP TABLE node_outputs",
@@ -358,7 +360,7 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         .connect()
         .await
         .unwrap();
-    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
     store
         .register_deployment(&record("d", "f", None))
         .await
@@ -392,9 +394,11 @@ mod postgres {
     async fn postgres_history_of_version_1_is_upgraded() {
         let schema = Schema::new("deploy").await;
         drop(schema.store().await);
-        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
         for sql in [
             "DROP VIEW \"{s}\".run_logs",
+            "DROP TABLE \"{s}\".run_counts",
+            "DROP TABLE \"{s}\".flow_counts",
             "DROP TABLE \"{s}\".run_owners",
             "DROP TABLE \"{s}\".processes",
             "ALTER TABLE \"{s}\".flow_runs DROP COLUMN cancel_requested",
@@ -418,7 +422,7 @@ mod postgres {
         }
         assert_eq!(schema.versions().await, [1]);
         let store = schema.store().await;
-        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
         store
             .register_deployment(&record("d", "f", None))
             .await

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use weft::prelude::*;
+use weft::store::browse::Bucket;
 use weft::store::{Store, StoreOptions};
 
 mod common;
@@ -132,6 +133,8 @@ async fn a_database_written_before_compact_rows_reads_as_before() {
     // that weft recorded it: every state change a row of its own.
     let pool = sqlite_pool(&dir).await;
     for sql in common::OLD_TASK_RUNS.into_iter().chain([
+        "DROP TABLE run_counts",
+        "DROP TABLE flow_counts",
         "CREATE INDEX task_runs_by_state ON task_runs (state)",
         "CREATE INDEX flow_runs_by_state ON flow_runs (state)",
         // One statement: a pooled connection that did not see the drop would refuse the create.
@@ -216,6 +219,15 @@ async fn a_database_written_before_compact_rows_reads_as_before() {
     assert_eq!(seen(&old), expected);
     assert_eq!(old.task_runs.len(), 2);
     assert_eq!(old.task_runs[1].attempts, 2);
+    // The upgrade counted the runs that had ended.
+    let since = "2026-11-01T10:00:30Z".parse().unwrap();
+    let stats = store.stats(since, Bucket::Hour).await.unwrap();
+    use StateKind::{Completed, Failed};
+    assert_eq!(stats.flow_runs, [(Failed, 1)]);
+    assert_eq!(stats.task_runs, [(Completed, 1), (Failed, 1)]);
+    let flows = store.flows().await.unwrap();
+    let old_flow = flows.iter().find(|f| f.name == "old flow").unwrap();
+    assert_eq!((old_flow.runs, old_flow.count(Failed)), (1, 1));
 
     // A run recorded now, into the same file: the same kind of story, fewer rows.
     let run = rows_flow::run_with(RunConfig::new().history(store.clone()), 7).await;
@@ -268,6 +280,67 @@ async fn a_database_written_before_compact_rows_reads_as_before() {
     assert_eq!(stored, 4);
     pool.close().await;
     drop(store);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Runs flows that end Completed and Failed, with a retried task and a mapped one, into
+/// `store`; the counts the writer keeps as runs end (the dashboard's and `/flows`') equal the
+/// runs' recorded states counted one by one.
+async fn counts_agree_with_the_rows(store: Store) {
+    let config = || RunConfig::new().history(store.clone());
+    let mut ids = Vec::new();
+    for n in [300, 5] {
+        ids.push(map_inc::run_with(config(), n).await.id);
+    }
+    for n in [1, 2] {
+        ids.push(rows_flow::run_with(config(), n).await.id);
+    }
+    ids.push(talking::run_with(config(), "x".into()).await.id);
+    let (mut flows, mut tasks) = (Vec::new(), Vec::new());
+    let add = |to: &mut Vec<(StateKind, u64)>, s: StateKind| match to.iter_mut().find(|c| c.0 == s)
+    {
+        Some(c) => c.1 += 1,
+        None => to.push((s, 1)),
+    };
+    for id in &ids {
+        let d = store.run(*id).await.unwrap();
+        add(&mut flows, d.run.state);
+        for t in &d.task_runs {
+            add(&mut tasks, t.state);
+        }
+    }
+    let order = |v: &mut Vec<(StateKind, u64)>| v.sort_by_key(|c| c.0.as_str());
+    order(&mut flows);
+    order(&mut tasks);
+    let mut stats = store
+        .stats(
+            chrono::Utc::now() - chrono::Duration::hours(1),
+            Bucket::Minute,
+        )
+        .await
+        .unwrap();
+    order(&mut stats.flow_runs);
+    order(&mut stats.task_runs);
+    assert_eq!(stats.flow_runs, flows);
+    assert_eq!(stats.task_runs, tasks);
+    assert_eq!(
+        tasks.iter().map(|c| c.1).sum::<u64>(),
+        300 + 1 + 5 + 1 + 2 * 2 + 1
+    );
+    let bucketed: u64 = stats.buckets.iter().flat_map(|b| &b.1).map(|c| c.1).sum();
+    assert_eq!(bucketed, ids.len() as u64);
+    let summary = store.flows().await.unwrap();
+    let rows = summary.iter().find(|f| f.name == "rows flow").unwrap();
+    assert_eq!((rows.runs, rows.count(StateKind::Failed)), (2, 2));
+    assert!(rows.last_run.is_some());
+    let mapped = summary.iter().find(|f| f.name == "map_inc").unwrap();
+    assert_eq!((mapped.runs, mapped.count(StateKind::Completed)), (2, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_counts_agree_with_the_rows() {
+    let dir = temp_dir("counts");
+    counts_agree_with_the_rows(Store::connect(&sqlite_url(&dir)).await.unwrap()).await;
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -332,6 +405,13 @@ mod postgres {
             sqlx::query(&sql).execute(&schema.admin).await.unwrap();
         }
         a_refused_row_is_dropped_alone(store).await;
+        schema.drop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_counts_agree_with_the_rows() {
+        let schema = Schema::new("counts").await;
+        counts_agree_with_the_rows(schema.store().await).await;
         schema.drop().await;
     }
 

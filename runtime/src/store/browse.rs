@@ -309,14 +309,16 @@ impl Bucket {
 /// Flow runs per bucket: each bucket's start and its runs by state.
 pub type Buckets = Vec<(DateTime<Utc>, Vec<(StateKind, u64)>)>;
 
-/// Runs counted over a window: flow runs and task runs by state, and flow runs per bucket.
+/// Runs counted over a window: flow runs and task runs by final state, and flow runs per
+/// bucket.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Stats {
-    /// Flow runs started in the window, by state.
+    /// Flow runs that ended in the window, by final state.
     pub flow_runs: Vec<(StateKind, u64)>,
-    /// Task runs of those flow runs, by state (a mapped node's summary counts as one too).
+    /// Task runs that ended in the window, by final state (a mapped node's summary counts as
+    /// one too).
     pub task_runs: Vec<(StateKind, u64)>,
-    /// Flow runs started in each bucket that has any, by state, oldest bucket first.
+    /// Flow runs that ended in each bucket that has any, by final state, oldest bucket first.
     pub buckets: Buckets,
 }
 
@@ -538,33 +540,64 @@ impl Store {
         .await
     }
 
-    /// Runs started since `since`: flow runs and their task runs by state, and flow runs per
-    /// `bucket` by state.
+    /// Runs that ended since `since` (to the minute): flow runs and task runs by final
+    /// state, and flow runs per `bucket` by final state. Read from the counts the writer keeps
+    /// as runs end (a week is at most 10,080 minutes' rows), never from the runs themselves.
     pub async fn stats(&self, since: DateTime<Utc>, bucket: Bucket) -> Result<Stats, StoreError> {
         self.with_pool(move |pool, _| async move {
-            let buckets = buckets(&pool, since, bucket).await?;
-            // The window's flow runs are its buckets' (the first bucket counts from `since`).
-            let mut flow_runs: Vec<(StateKind, u64)> = Vec::new();
-            for (state, n) in buckets.iter().flat_map(|(_, counts)| counts) {
-                match flow_runs.iter_mut().find(|(k, _)| k == state) {
-                    Some((_, total)) => *total += n,
-                    None => flow_runs.push((*state, *n)),
-                }
-            }
-            flow_runs.sort_by_key(|(k, _)| StateKind::ALL.iter().position(|a| a == k));
-            let row = sqlx::query(&stats_task_runs_sql())
-                .bind(ts(since))
-                .fetch_one(&pool)
+            let rows = sqlx::query(STATS_SQL)
+                .bind(super::counts::minute_key(since))
+                .fetch_all(&pool)
                 .await?;
-            let task_runs = state_counts_of(&row)?;
-            Ok(Stats {
-                flow_runs,
-                task_runs,
-                buckets,
-            })
+            let mut counts = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let minute: String = r.try_get("minute")?;
+                let at = super::parse_ts(&format!("{minute}:00Z"))?;
+                let kind: String = r.try_get("kind")?;
+                counts.push((at, kind == "task", state_of(r, "state")?, count_of(r)?));
+            }
+            Ok(stats_of(counts, bucket))
         })
         .await
     }
+}
+
+/// The counts of the minutes since `$1` (a minute key).
+const STATS_SQL: &str = "SELECT minute, kind, state, n FROM run_counts WHERE minute >= $1";
+
+/// Totals and buckets of per-minute counts: (minute, a task run's?, state, count).
+fn stats_of(counts: Vec<(DateTime<Utc>, bool, StateKind, u64)>, bucket: Bucket) -> Stats {
+    fn add(to: &mut Vec<(StateKind, u64)>, state: StateKind, n: u64) {
+        match to.iter_mut().find(|(k, _)| *k == state) {
+            Some((_, total)) => *total += n,
+            None => to.push((state, n)),
+        }
+    }
+    let order = |v: &mut Vec<(StateKind, u64)>| {
+        v.sort_by_key(|(k, _)| StateKind::ALL.iter().position(|a| a == k));
+    };
+    let mut stats = Stats::default();
+    let mut buckets: std::collections::BTreeMap<DateTime<Utc>, Vec<(StateKind, u64)>> =
+        Default::default();
+    for (at, task, state, n) in counts {
+        if task {
+            add(&mut stats.task_runs, state, n);
+            continue;
+        }
+        add(&mut stats.flow_runs, state, n);
+        let start = at.duration_trunc(bucket.step()).unwrap_or(at);
+        add(buckets.entry(start).or_default(), state, n);
+    }
+    order(&mut stats.flow_runs);
+    order(&mut stats.task_runs);
+    stats.buckets = buckets
+        .into_iter()
+        .map(|(at, mut c)| {
+            order(&mut c);
+            (at, c)
+        })
+        .collect();
+    stats
 }
 
 /// A value bound to a query whose plan [`Store::query_plans`] shows.
@@ -591,7 +624,6 @@ impl Store {
             .flow_graph(&map_run.flow, &map_run.flow_version)
             .await?
             .map(|g| g.nodes.len());
-        let week = ts(Utc::now() - chrono::Duration::days(7));
         let (run, mapped) = (run.to_string(), mapped.to_string());
         let text = |s: &str| Bind::Text(s.to_owned());
         let mut queries: Vec<(&str, String, Vec<Bind>)> = Vec::new();
@@ -679,23 +711,20 @@ impl Store {
             queries.push((label, sql, all));
         }
         queries.push((
-            "stats: task runs by state",
-            stats_task_runs_sql(),
-            vec![text(&week)],
+            "stats: runs ended by minute and state (a week)",
+            STATS_SQL.to_owned(),
+            vec![text(&super::counts::minute_key(
+                Utc::now() - chrono::Duration::days(7),
+            ))],
         ));
-        let now = Utc::now();
         queries.push((
-            "stats: flow runs per bucket by state (a week by day; their sum is the week's)",
-            buckets_sql(&bucket_bounds(
-                now - chrono::Duration::days(7),
-                Bucket::Day,
-                now,
-            )),
+            "flows: runs ended by flow and state",
+            super::query::FLOW_COUNTS_SQL.to_owned(),
             vec![],
         ));
         queries.push((
-            "flows: runs by flow and state",
-            super::query::flow_counts_sql(),
+            "flows: versions and the latest start of each flow",
+            super::query::FLOWS_SQL.to_owned(),
             vec![],
         ));
         let queries: Vec<(String, String, Vec<Bind>)> = queries
@@ -780,68 +809,6 @@ fn elements_sql(state: bool, limit: u32) -> String {
         if state { " AND state = $4" } else { "" },
         limit + 1
     )
-}
-
-/// The task runs of flow runs started since `$1`, counted by state in one pass (columns `n0`..,
-/// see [`state_counts`]): every task run of the window is read (there is no index to count
-/// them by), but not sorted.
-fn stats_task_runs_sql() -> String {
-    format!(
-        "SELECT {} FROM flow_runs f JOIN task_runs t ON t.flow_run_id = f.id \
-         WHERE f.started >= $1",
-        state_counts("t.state")
-    )
-}
-
-/// One count per state of the rows whose `column` holds it, `n0` to `n11` in the order of
-/// [`StateKind::ALL`]: a GROUP BY without sorting the rows (SQLite groups by sorting).
-pub(super) fn state_counts(column: &str) -> String {
-    let counts: Vec<String> = StateKind::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            format!(
-                "COUNT(*) FILTER (WHERE {column} = '{}') AS n{i}",
-                k.as_str()
-            )
-        })
-        .collect();
-    counts.join(", ")
-}
-
-/// The states of a row of [`state_counts`] and their counts, those above 0.
-pub(super) fn state_counts_of(r: &AnyRow) -> Result<Vec<(StateKind, u64)>, StoreError> {
-    let mut out = Vec::new();
-    for (i, k) in StateKind::ALL.iter().enumerate() {
-        let n = r.try_get::<i64, _>(format!("n{i}").as_str())?.max(0) as u64;
-        if n > 0 {
-            out.push((*k, n));
-        }
-    }
-    Ok(out)
-}
-
-/// Flow runs per bucket counted by state (columns `b`, then `n0`.. as [`state_counts`]), the
-/// buckets given by [`bucket_bounds`]: one range of the index on `(started, state)` per bucket,
-/// read alone and once, without sorting (a GROUP BY would sort the window's runs). Their times
-/// are written into the SQL (timestamps this module formats: digits and `-:.TZ`), not bound.
-fn buckets_sql(bounds: &[BucketBounds]) -> String {
-    let counts = state_counts("state");
-    let parts: Vec<String> = bounds
-        .iter()
-        .map(|(b, from, to)| {
-            let to = match to {
-                Some(t) => format!(" AND started < '{}'", ts(*t)),
-                None => String::new(),
-            };
-            format!(
-                "SELECT '{}' AS b, {counts} FROM flow_runs WHERE started >= '{}'{to}",
-                ts(*b),
-                ts(*from)
-            )
-        })
-        .collect();
-    parts.join(" UNION ALL ")
 }
 
 /// The SQL of a page of runs and the texts it binds, in order.
@@ -1131,47 +1098,6 @@ fn node_output_of(r: &AnyRow) -> Result<NodeOutputRecord, StoreError> {
     })
 }
 
-/// Flow runs started since `since` per bucket and state, oldest bucket first (buckets without
-/// runs left out).
-async fn buckets(
-    pool: &sqlx::AnyPool,
-    since: DateTime<Utc>,
-    bucket: Bucket,
-) -> Result<Buckets, StoreError> {
-    let rows = sqlx::query(&buckets_sql(&bucket_bounds(since, bucket, Utc::now())))
-        .fetch_all(pool)
-        .await?;
-    let mut out: Buckets = Vec::new();
-    for r in &rows {
-        let counts = state_counts_of(r)?;
-        if counts.is_empty() {
-            continue;
-        }
-        let b: String = r.try_get("b")?;
-        out.push((super::parse_ts(&b)?, counts));
-    }
-    out.sort_by_key(|(at, _)| *at);
-    Ok(out)
-}
-
-/// A bucket's start, and the starts it counts: from, and before (none: without end).
-type BucketBounds = (DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>);
-
-/// Each bucket from the one holding `since` to the one holding `now`: its start, and the range
-/// of starts it counts (from `since` in the first; without end in the last).
-fn bucket_bounds(since: DateTime<Utc>, bucket: Bucket, now: DateTime<Utc>) -> Vec<BucketBounds> {
-    let step = bucket.step();
-    let mut at = since.duration_trunc(step).unwrap_or(since);
-    let mut out = Vec::new();
-    while at <= now.max(since) && out.len() < 1000 {
-        let end = at + step;
-        let last = end > now.max(since);
-        out.push((at, at.max(since), (!last).then_some(end)));
-        at = end;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1208,47 +1134,28 @@ mod tests {
     }
 
     #[test]
-    fn buckets_start_on_their_boundary() {
+    fn stats_sum_minutes_into_totals_and_buckets() {
         let at = |s: &str| super::super::parse_ts(s).unwrap();
-        let b = bucket_bounds(
-            at("2026-11-23T21:30:00Z"),
-            Bucket::Hour,
-            at("2026-11-23T23:10:00Z"),
-        );
-        let shown: Vec<_> = b
-            .iter()
-            .map(|(b, from, to)| (ts(*b), ts(*from), to.map(ts)))
-            .collect();
+        let counts = vec![
+            (at("2026-11-23T21:59:00Z"), false, StateKind::Failed, 2),
+            (at("2026-11-23T21:30:00Z"), false, StateKind::Completed, 5),
+            (at("2026-11-23T22:00:00Z"), false, StateKind::Completed, 1),
+            (at("2026-11-23T21:30:00Z"), true, StateKind::Completed, 40),
+            (at("2026-11-23T22:10:00Z"), true, StateKind::NotRun, 3),
+        ];
+        let stats = stats_of(counts, Bucket::Hour);
+        use StateKind::*;
+        assert_eq!(stats.flow_runs, [(Completed, 6), (Failed, 2)]);
+        assert_eq!(stats.task_runs, [(Completed, 40), (NotRun, 3)]);
         assert_eq!(
-            shown,
+            stats.buckets,
             [
                 (
-                    "2026-11-23T21:00:00.000000Z".to_owned(),
-                    "2026-11-23T21:30:00.000000Z".to_owned(),
-                    Some("2026-11-23T22:00:00.000000Z".to_owned())
+                    at("2026-11-23T21:00:00Z"),
+                    vec![(Completed, 5), (Failed, 2)]
                 ),
-                (
-                    "2026-11-23T22:00:00.000000Z".to_owned(),
-                    "2026-11-23T22:00:00.000000Z".to_owned(),
-                    Some("2026-11-23T23:00:00.000000Z".to_owned())
-                ),
-                (
-                    "2026-11-23T23:00:00.000000Z".to_owned(),
-                    "2026-11-23T23:00:00.000000Z".to_owned(),
-                    None
-                ),
+                (at("2026-11-23T22:00:00Z"), vec![(Completed, 1)]),
             ]
-        );
-        let sql = buckets_sql(&b);
-        assert!(
-            sql.contains(
-                "started >= '2026-11-23T21:30:00.000000Z' AND started < '2026-11-23T22:00:00.000000Z'"
-            ),
-            "{sql}"
-        );
-        assert!(
-            sql.ends_with("WHERE started >= '2026-11-23T23:00:00.000000Z'"),
-            "{sql}"
         );
     }
 }

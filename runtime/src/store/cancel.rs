@@ -19,7 +19,8 @@
 //! request for a run no live process owns marks it Cancelled at once, with its unfinished task
 //! runs, rather than leaving it Running for ever.
 
-use super::{parse_ts, record, ts, Inner, Store, StoreError};
+use super::counts::Ends;
+use super::{parse_ts, record, ts, Backend, Inner, Store, StoreError};
 use crate::flow::CancelHandle;
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
@@ -280,7 +281,7 @@ impl Store {
         reason: &str,
     ) -> Result<CancelOutcome, StoreError> {
         let reason = record::cap(reason);
-        self.with_pool(move |pool, _| async move {
+        self.with_pool(move |pool, backend| async move {
             let Some((state, started)) = run_state(&pool, id).await? else {
                 return Err(StoreError::RunNotFound(id.to_string()));
             };
@@ -308,7 +309,7 @@ impl Store {
                 Some(o) => format!("{reason} (no live process owned the run; last owner: {o})"),
                 None => format!("{reason} (no live process owned the run)"),
             };
-            if !mark_cancelled(&pool, id, &why, now).await? {
+            if !mark_cancelled(&pool, backend, id, &why, now).await? {
                 // It ended meanwhile.
                 let state = run_state(&pool, id).await?.map_or(state, |(s, _)| s);
                 return Ok(CancelOutcome::AlreadyFinal { state });
@@ -369,12 +370,14 @@ async fn owner_of(pool: &AnyPool, id: Uuid) -> Result<Option<RunOwner>, StoreErr
 /// false when the run had ended meanwhile.
 async fn mark_cancelled(
     pool: &AnyPool,
+    backend: Backend,
     id: Uuid,
     why: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let at = ts(now);
     let mut tx = pool.begin().await?;
+    let mut ends = Ends::default();
     let mut runs = vec![id.to_string()];
     let mut next = 0;
     while let Some(parent) = runs.get(next).cloned() {
@@ -392,23 +395,35 @@ async fn mark_cancelled(
             0 => why.to_owned(),
             _ => format!("its parent run was cancelled: {why}"),
         };
-        if !mark_one(&mut tx, run, &why, &at).await? && i == 0 {
-            return Ok(false);
-        }
+        let Some(tasks) = mark_one(&mut tx, run, &why, &at).await? else {
+            if i == 0 {
+                return Ok(false);
+            }
+            continue;
+        };
+        let micros = now.timestamp_micros();
+        ends.flow_run(
+            Uuid::parse_str(run).unwrap_or_default(),
+            StateKind::Cancelled,
+            micros,
+        );
+        ends.task_runs(StateKind::Cancelled, micros, tasks);
     }
+    ends.write_sqlx(&mut tx, backend).await?;
     // The `run_owners` rows stay: an owner wrongly taken for dead (a frozen process that wakes
     // up) still finds the request and cancels the run itself.
     tx.commit().await?;
     Ok(true)
 }
 
-/// Marks one run and its unfinished task runs Cancelled; false when it had ended.
+/// Marks one run and its unfinished task runs Cancelled: how many task runs, or None when the
+/// run had ended.
 async fn mark_one(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: &str,
     why: &str,
     at: &str,
-) -> Result<bool, StoreError> {
+) -> Result<Option<i64>, StoreError> {
     let done = sqlx::query(&format!(
         "UPDATE flow_runs SET state = 'Cancelled', message = $1, ended = $2 \
          WHERE id = $3 AND state IN {NOT_FINAL}"
@@ -419,7 +434,7 @@ async fn mark_one(
     .execute(&mut **tx)
     .await?;
     if done.rows_affected() == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     let statements = [
         format!(
@@ -434,15 +449,19 @@ async fn mark_one(
          VALUES ($3, 0, $2, 'WARN', 'Flow run CANCELLED: ' || CAST($1 AS TEXT))"
             .to_owned(),
     ];
-    for sql in &statements {
-        sqlx::query(sql)
+    let mut tasks = 0;
+    for (i, sql) in statements.iter().enumerate() {
+        let done = sqlx::query(sql)
             .bind(why)
             .bind(at)
             .bind(id)
             .execute(&mut **tx)
             .await?;
+        if i == 0 {
+            tasks = i64::try_from(done.rows_affected()).unwrap_or(i64::MAX);
+        }
     }
-    Ok(true)
+    Ok(Some(tasks))
 }
 
 /// The watcher of one store: runs on the store's thread while this process has runs going.

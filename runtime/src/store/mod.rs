@@ -46,6 +46,7 @@
 pub mod browse;
 mod cancel;
 mod checkpoint;
+mod counts;
 mod deploy;
 mod query;
 pub(crate) mod record;
@@ -144,6 +145,20 @@ const MIGRATIONS: &[(i64, &str, Script)] = &[
         Script::Each {
             sqlite: include_str!("migrations/0008_browse_indexes.sqlite.sql"),
             postgres: include_str!("migrations/0008_browse_indexes.postgres.sql"),
+        },
+    ),
+    (
+        9,
+        "run counts",
+        Script::Each {
+            sqlite: concat!(
+                include_str!("migrations/0009_run_counts.sqlite.sql"),
+                include_str!("migrations/0009_run_counts_backfill.sql")
+            ),
+            postgres: concat!(
+                include_str!("migrations/0009_run_counts.postgres.sql"),
+                include_str!("migrations/0009_run_counts_backfill.sql")
+            ),
         },
     ),
 ];

@@ -254,23 +254,24 @@ impl RunDetail {
     }
 }
 
-/// A flow seen in the history, with its runs counted by state.
+/// A flow seen in the history, with its runs that ended counted by final state.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FlowSummary {
     /// The flow's name.
     pub name: String,
     /// Versions recorded.
     pub versions: u64,
-    /// Runs recorded.
+    /// Runs that ended (a resumed run that ended again counts again; runs still going are not
+    /// counted).
     pub runs: u64,
-    /// Runs by latest state.
+    /// Runs that ended, by final state.
     pub by_state: Vec<(StateKind, u64)>,
     /// The newest run's start.
     pub last_run: Option<DateTime<Utc>>,
 }
 
 impl FlowSummary {
-    /// Runs whose latest state is `kind`.
+    /// Runs that ended in `kind`.
     pub fn count(&self, kind: StateKind) -> u64 {
         self.by_state
             .iter()
@@ -364,15 +365,14 @@ fn lifecycle_changes(
 pub(super) const RESOLVE_SQL: &str =
     "SELECT id FROM flow_runs WHERE id >= $1 AND id < $2 AND id LIKE $3 ORDER BY id LIMIT 5";
 
-/// Runs by flow, counted by state (columns `n0`.. in the order of [`StateKind::ALL`]), with
-/// the latest start of each flow: read from the index on `(flow, started, state)` alone
-/// (migration 8), in its order, so nothing is sorted.
-pub(super) fn flow_counts_sql() -> String {
-    format!(
-        "SELECT flow, {}, MAX(started) AS last_run FROM flow_runs GROUP BY flow",
-        super::browse::state_counts("state")
-    )
-}
+/// Flow runs that ended, by flow and final state (kept by the writer, migration 9).
+pub(super) const FLOW_COUNTS_SQL: &str = "SELECT flow, state, n FROM flow_counts";
+
+/// Each flow's versions and its newest run's start (one seek of the index on
+/// `(flow, started, state)` per flow).
+pub(super) const FLOWS_SQL: &str = "SELECT name, COUNT(*) AS versions, \
+     (SELECT MAX(r.started) FROM flow_runs r WHERE r.flow = flows.name) AS last_run \
+     FROM flows GROUP BY name ORDER BY name";
 
 pub(super) const RUN_COLS: &str =
     "id, flow, flow_version, parameters, state, message, started, ended, parent_run, parent_node";
@@ -621,28 +621,21 @@ impl Store {
         .await
     }
 
-    /// Every flow seen, by name, with its runs counted by latest state.
+    /// Every flow seen, by name, with its runs that ended counted by final state.
     pub async fn flows(&self) -> Result<Vec<FlowSummary>, StoreError> {
         self.with_pool(move |pool, _| async move {
             let mut flows: Vec<FlowSummary> = Vec::new();
-            for r in sqlx::query(
-                "SELECT name, COUNT(*) AS versions FROM flows GROUP BY name ORDER BY name",
-            )
-            .fetch_all(&pool)
-            .await?
-            {
+            for r in sqlx::query(FLOWS_SQL).fetch_all(&pool).await? {
                 flows.push(FlowSummary {
                     name: r.try_get("name")?,
                     versions: r.try_get::<i64, _>("versions")?.max(0) as u64,
                     runs: 0,
                     by_state: Vec::new(),
-                    last_run: None,
+                    last_run: ts_of(&r, "last_run")?,
                 });
             }
-            let rows = sqlx::query(&flow_counts_sql()).fetch_all(&pool).await?;
-            for r in rows {
+            for r in sqlx::query(FLOW_COUNTS_SQL).fetch_all(&pool).await? {
                 let name: String = r.try_get("flow")?;
-                let last = ts_of(&r, "last_run")?;
                 let i = match flows.iter().position(|f| f.name == name) {
                     Some(i) => i,
                     None => {
@@ -656,12 +649,9 @@ impl Store {
                         flows.len() - 1
                     }
                 };
-                let f = &mut flows[i];
-                for (state, n) in super::browse::state_counts_of(&r)? {
-                    f.runs += n;
-                    f.by_state.push((state, n));
-                }
-                f.last_run = f.last_run.max(last);
+                let n = r.try_get::<i64, _>("n")?.max(0) as u64;
+                flows[i].runs += n;
+                flows[i].by_state.push((state_of(&r, "state")?, n));
             }
             for f in &mut flows {
                 f.by_state

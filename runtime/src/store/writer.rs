@@ -10,6 +10,7 @@
 //!   counted as lost; the rest of its batch is written.
 
 use super::checkpoint::Checkpointer;
+use super::counts::Ends;
 use super::{ts, Backend, Inner, NodeOutputRecord};
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
@@ -555,6 +556,7 @@ struct Batch {
     outputs: Vec<NodeOutputRow>,
     pipelines: Vec<PipelineRow>,
     per_run: HashMap<Uuid, u64>,
+    ends: Ends,
 }
 
 struct RunRow {
@@ -603,12 +605,19 @@ impl Batch {
                 message,
                 at,
             } => {
+                self.ends.flow_run(run, state, at);
                 let row = self.run_row(run);
                 row.ops += 1;
                 row.state = Some((state, message, at));
             }
             Op::Change(c) => self.changes.push(c),
             Op::Task(t) => {
+                // The engine's final report: one per task run (a mapped node's summary has no
+                // state change of its own).
+                if !t.event {
+                    let at = t.ended.or(t.started).unwrap_or_else(|| micros(Utc::now()));
+                    self.ends.task_runs(t.state, at, 1);
+                }
                 let key = (t.run, t.node, t.map_index.unwrap_or(u32::MAX));
                 match self.task_index.get(&key) {
                     Some(&i) => {
@@ -875,6 +884,7 @@ fn write_sqlite(conn: &mut rusqlite::Connection, b: &Batch) -> rusqlite::Result<
             row_outcome(r, &mut refused, Some(*run), 1)?;
         }
     }
+    b.ends.write_sqlite(&tx)?;
     tx.commit()?;
     Ok(refused)
 }
@@ -1286,6 +1296,7 @@ async fn write_sqlx_mode(
             next = following;
         }
     }
+    b.ends.write_sqlx(&mut tx, be).await?;
     tx.commit().await?;
     Ok(refused)
 }

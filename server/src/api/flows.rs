@@ -19,14 +19,14 @@ pub struct FlowVersionInfo {
     pub first_seen: DateTime<Utc>,
 }
 
-/// A flow with its versions and its runs counted by latest state.
+/// A flow with its versions and its runs that ended counted by final state.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct FlowInfo {
     /// The flow's name.
     pub name: String,
-    /// Runs recorded.
+    /// Runs that ended (runs still going are not counted).
     pub runs: u64,
-    /// Runs by latest state.
+    /// Runs that ended, by final state.
     pub by_state: BTreeMap<String, u64>,
     /// The newest run's start.
     pub last_run: Option<DateTime<Utc>>,

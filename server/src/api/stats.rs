@@ -21,12 +21,12 @@ pub struct StatsParams {
     pub window: Option<String>,
 }
 
-/// Flow runs started in one bucket, by state.
+/// Flow runs that ended in one bucket, by final state.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BucketCounts {
     /// The bucket's start.
     pub start: DateTime<Utc>,
-    /// Flow runs started in it, by latest state (empty when none).
+    /// Flow runs that ended in it, by final state (empty when none).
     pub counts: BTreeMap<String, u64>,
 }
 
@@ -35,11 +35,12 @@ pub struct BucketCounts {
 pub struct StatsReport {
     /// `hour`, `day` or `week`.
     pub window: String,
-    /// The window's start (runs started since then count).
+    /// The window's start (runs that ended since then count, to the minute).
     pub since: DateTime<Utc>,
-    /// Flow runs started in the window, by latest state.
+    /// Flow runs that ended in the window, by final state.
     pub flow_runs: BTreeMap<String, u64>,
-    /// Their task runs, by latest state (a mapped task's summary counts as one too).
+    /// Task runs that ended in the window, by final state (a mapped task's summary counts as
+    /// one too).
     pub task_runs: BTreeMap<String, u64>,
     /// Every bucket of the window, oldest first, empty ones included.
     pub buckets: Vec<BucketCounts>,
@@ -57,7 +58,7 @@ fn window(name: &str) -> ApiResult<(Duration, Bucket, Duration)> {
     }
 }
 
-/// Counts flow runs and task runs started in the last hour, day or week.
+/// Counts flow runs and task runs that ended in the last hour, day or week.
 #[utoipa::path(
     get, path = "/api/stats", tag = "stats", params(StatsParams),
     responses(

@@ -25,7 +25,7 @@ fn ordered(counts: &std::collections::BTreeMap<String, u64>) -> Vec<(StateKind, 
         .collect()
 }
 
-/// A stacked bar per bucket of the window: flow runs started in it, colored by state.
+/// A stacked bar per bucket of the window: flow runs that ended in it, colored by state.
 pub(crate) fn runs_chart(report: &StatsReport) -> Markup {
     const W: f64 = 760.0;
     const H: f64 = 150.0;

@@ -45,7 +45,7 @@ pub(crate) async fn page(
     let body = html! {
         h1 { "Dashboard" }
         p.windows {
-            "Runs started in the last "
+            "Runs ended in the last "
             @for w in ["hour", "day", "week"] {
                 a href={ "/?window=" (w) } class=[(w == window).then_some("active")] { (w) } " "
             }
