@@ -37,10 +37,14 @@ pub mod error;
 mod limits;
 pub mod live;
 mod pages;
+mod pool;
 mod session;
 
 pub use auth::Role;
-pub use config::{ServeError, ServerConfig, Token, MIN_TOKEN_LEN};
+pub use config::{
+    ServeError, ServerConfig, Token, DEFAULT_PIPELINE_WORKERS, MAX_PIPELINE_WORKERS, MIN_TOKEN_LEN,
+};
+pub use pool::QUEUE_PER_WORKER;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn;
@@ -61,6 +65,8 @@ pub(crate) struct AppState {
     pub(crate) sessions: Arc<session::Sessions>,
     /// One permit per open event stream ([`live::MAX_STREAMS`]).
     pub(crate) streams: Arc<tokio::sync::Semaphore>,
+    /// The pipeline runs this server executes ([`ServerConfig::pipeline_workers`]).
+    pub(crate) pool: Arc<pool::Pool>,
 }
 
 /// The server's application over `store`: the dashboard's pages (`/`, `/runs`, `/flows`,
@@ -84,8 +90,15 @@ pub(crate) struct AppState {
 /// # Ok(()) }
 /// ```
 pub fn router(store: Store, config: ServerConfig) -> Router {
+    let pool = Arc::new(pool::Pool::new(config.pipeline_workers));
+    app(store, config, pool)
+}
+
+/// The application, its pipeline runs in `pool`.
+fn app(store: Store, config: ServerConfig, pool: Arc<pool::Pool>) -> Router {
     let max_body = config.max_body_bytes;
     let state = AppState {
+        pool,
         store,
         config: Arc::new(config),
         docs: Arc::new(docs::Docs::new(&api::ApiDoc::openapi())),
@@ -108,6 +121,7 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     app: Router,
     addr: SocketAddr,
+    pool: Arc<pool::Pool>,
 }
 
 impl Server {
@@ -127,11 +141,13 @@ impl Server {
             .await
             .map_err(|error| ServeError::Bind { addr, error })?;
         let addr = listener.local_addr().map_err(ServeError::Io)?;
-        let app = router(store, config.listening_on(addr));
+        let pool = Arc::new(pool::Pool::new(config.pipeline_workers));
+        let app = app(store, config.listening_on(addr), pool.clone());
         Ok(Server {
             listener,
             app,
             addr,
+            pool,
         })
     }
 
@@ -145,15 +161,24 @@ impl Server {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests under way.
+    /// Serves until `shutdown` completes, then finishes the requests under way, and cancels
+    /// the pipeline runs it executes (each node's process group gets `SIGTERM`, then `SIGKILL`
+    /// after its grace), waiting until they are recorded Cancelled.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
+        let pool = self.pool.clone();
+        let stop = async move {
+            shutdown.await;
+            pool.cancel_all();
+        };
+        let served = axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(stop)
             .await
-            .map_err(ServeError::Io)
+            .map_err(ServeError::Io);
+        self.pool.shut_down().await;
+        served
     }
 }
 
