@@ -19,6 +19,12 @@
 //!
 //! Or as an [`axum::Router`] inside an application of your own ([`router`]).
 //!
+//! **Pipelines.** Operators may run a pipeline the history recorded from the dashboard or with
+//! `POST /api/pipelines/{name}/runs`: the server executes it itself, at most
+//! [`ServerConfig::pipeline_workers`] at once (more wait, a few per worker, then 503), its
+//! commands in the server's working directory; each run is recorded Pending before it waits,
+//! is cancelled like any run, and [`Server::run`]'s shutdown cancels those still going.
+//!
 //! **Security.** [`Server::bind`] listens on loopback addresses only, unless the configuration
 //! has a token ([`ServerConfig::token`]): then every `/api` request needs
 //! `Authorization: Bearer <token>`. The operator token may read and change state; the read
@@ -72,6 +78,9 @@ pub(crate) struct AppState {
 /// The server's application over `store`: the dashboard's pages (`/`, `/runs`, `/flows`,
 /// `/deployments`, `/pipelines`, `/signin`), the API under `/api` with its live event streams,
 /// its document at `/api/openapi.json` and its page at `/docs`.
+///
+/// Pipeline runs started through it execute in a pool of its own; unlike [`Server::run`],
+/// nothing cancels them when you stop serving (they end with the runtime).
 ///
 /// Embedded this way nothing checks where it listens: give it a token
 /// ([`ServerConfig::token`]) before serving it beyond loopback, and the origins of your pages
