@@ -1246,6 +1246,17 @@ fn a_full_pool_refuses_and_queued_runs_cancel() {
     )
     .ok();
     assert_eq!(waiting["run"]["state"], "Pending", "{waiting}");
+    // Its page shows it Pending, with the Cancel button.
+    let page = call(
+        &env,
+        "GET",
+        &format!("/runs/{}", ids[4]),
+        Some(OPERATOR),
+        &[],
+        None,
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("s-pending") && page.body.contains("id=\"cancel-run\""));
     for id in ids.iter().rev() {
         let path = format!("/api/runs/{id}/cancel");
         assert_eq!(
