@@ -4,7 +4,7 @@ use crate::{Failure, GraphFormat};
 use clap::Subcommand;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use weft_runtime::pipeline::params::{parse_assignment, resolve};
+use weft_runtime::pipeline::params::parse_assignment;
 use weft_runtime::pipeline::{ParamSpec, Pipeline, PipelineOutputs, MAX_WORKERS};
 use weft_runtime::store::StoreOptions;
 use weft_runtime::{EventSink, FlowRun, RunConfig, RunEvent, StateKind};
@@ -110,12 +110,9 @@ pub(crate) async fn execute(
             let mut ask = |spec: &ParamSpec| prompt(spec);
             let interactive = std::io::stdin().is_terminal();
             let prompt: Option<&mut Prompt<'_>> = if interactive { Some(&mut ask) } else { None };
-            let values = resolve(&p.params, &given, prompt).map_err(|e| Failure {
-                message: e.0.join("; "),
-                code: 2,
-            })?;
-            // A value that would become an option is refused before anything runs.
-            p.check_values(&values).map_err(|e| Failure {
+            // The schema, then a value that would become an option: refused before anything
+            // runs (the server checks the same way).
+            let values = p.values_for(&given, prompt).map_err(|e| Failure {
                 message: e.0.join("; "),
                 code: 2,
             })?;

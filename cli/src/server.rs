@@ -21,7 +21,11 @@ pub(crate) enum ServerCommand {
         otherwise; any other address needs a token (--token, WEFT_API_TOKEN, or --token-file / \
         WEFT_API_TOKEN_FILE), which every /api request must then send as `Authorization: \
         Bearer <token>`. A --read-token may read but change nothing. Prefer the environment or \
-        a file to --token: other users of the machine can see a command's arguments.",
+        a file to --token: other users of the machine can see a command's arguments.\n\n\
+        Operators may run recorded pipelines from the dashboard (Run on /pipelines) or the API \
+        (POST /api/pipelines/NAME/runs): the server executes them itself, --pipeline-workers at \
+        once, with their commands in the server's working directory. Ctrl-C or SIGTERM cancels \
+        the runs it is executing before it stops.",
         after_help = "Examples:\n  \
         weft server start\n  \
         WEFT_API_TOKEN=$(openssl rand -hex 32) weft server start --host 0.0.0.0 --port 8080"
@@ -70,6 +74,21 @@ pub(crate) struct StartArgs {
     /// https://weft.example.com
     #[arg(long = "origin", value_name = "URL")]
     origins: Vec<String>,
+
+    /// Pipeline runs started from the dashboard or the API that this server executes at once,
+    /// in its working directory (4 more per worker may wait); 0: it runs none
+    #[arg(long, default_value_t = weft_server::DEFAULT_PIPELINE_WORKERS, value_name = "N",
+          value_parser = parse_pipeline_workers)]
+    pipeline_workers: usize,
+}
+
+/// `--pipeline-workers N`: 0 to [`weft_server::MAX_PIPELINE_WORKERS`].
+fn parse_pipeline_workers(text: &str) -> Result<usize, String> {
+    let max = weft_server::MAX_PIPELINE_WORKERS;
+    match text.trim().parse::<usize>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(format!("expected a whole number from 0 to {max}")),
+    }
 }
 
 /// Runs the command until Ctrl-C or SIGTERM; returns what it prints last.
@@ -105,7 +124,7 @@ pub(crate) async fn execute(
 /// The tokens and origins the arguments give, each mistake a usage error.
 fn config(args: &StartArgs) -> Result<ServerConfig, Failure> {
     let usage = |what: &str, e: String| Failure::usage(format!("invalid {what}: {e}"));
-    let mut config = ServerConfig::new();
+    let mut config = ServerConfig::new().pipeline_workers(args.pipeline_workers);
     // An empty variable (`WEFT_API_TOKEN=`) is no token, not a short one.
     let given = |t: &Option<String>| t.clone().filter(|t| !t.trim().is_empty());
     let token = match (given(&args.token), &args.token_file) {

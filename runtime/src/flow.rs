@@ -352,6 +352,10 @@ impl CancelHandle {
     pub fn is_cancelled(&self) -> bool {
         self.0.is_set()
     }
+    /// Completes once cancelled (at once if it already is).
+    pub async fn cancelled(&self) {
+        self.0.cancelled().await
+    }
 }
 
 impl Default for CancelHandle {

@@ -8,6 +8,13 @@ use std::path::Path;
 /// The fewest characters a token may have.
 pub const MIN_TOKEN_LEN: usize = 16;
 
+/// Pipeline runs a server executes at once unless told otherwise
+/// ([`ServerConfig::pipeline_workers`]).
+pub const DEFAULT_PIPELINE_WORKERS: usize = 2;
+
+/// The most pipeline runs a server executes at once.
+pub const MAX_PIPELINE_WORKERS: usize = 1024;
+
 /// An API token (a secret). Its `Debug` and `Display` never show it, and it is compared in
 /// constant time.
 ///
@@ -83,6 +90,7 @@ pub struct ServerConfig {
     pub(crate) origins: Vec<String>,
     pub(crate) hosts: Vec<String>,
     pub(crate) max_body_bytes: usize,
+    pub(crate) pipeline_workers: usize,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +101,7 @@ impl Default for ServerConfig {
             origins: Vec::new(),
             hosts: Vec::new(),
             max_body_bytes: 64 * 1024,
+            pipeline_workers: DEFAULT_PIPELINE_WORKERS,
         }
     }
 }
@@ -122,6 +131,14 @@ impl ServerConfig {
     /// The largest request body accepted (default 64 KiB).
     pub fn max_body_bytes(mut self, n: usize) -> Self {
         self.max_body_bytes = n;
+        self
+    }
+    /// How many pipeline runs started from the dashboard or the API this server executes at
+    /// once (default [`DEFAULT_PIPELINE_WORKERS`], at most [`MAX_PIPELINE_WORKERS`]); 4 more
+    /// per worker may wait, beyond that a start is refused (503). 0: it runs no pipelines.
+    /// Their commands run in the server's working directory.
+    pub fn pipeline_workers(mut self, n: usize) -> Self {
+        self.pipeline_workers = n.min(MAX_PIPELINE_WORKERS);
         self
     }
     /// True when requests need a token.

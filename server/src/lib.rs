@@ -19,6 +19,12 @@
 //!
 //! Or as an [`axum::Router`] inside an application of your own ([`router`]).
 //!
+//! **Pipelines.** Operators may run a pipeline the history recorded from the dashboard or with
+//! `POST /api/pipelines/{name}/runs`: the server executes it itself, at most
+//! [`ServerConfig::pipeline_workers`] at once (more wait, a few per worker, then 503), its
+//! commands in the server's working directory; each run is recorded Pending before it waits,
+//! is cancelled like any run, and [`Server::run`]'s shutdown cancels those still going.
+//!
 //! **Security.** [`Server::bind`] listens on loopback addresses only, unless the configuration
 //! has a token ([`ServerConfig::token`]): then every `/api` request needs
 //! `Authorization: Bearer <token>`. The operator token may read and change state; the read
@@ -37,10 +43,14 @@ pub mod error;
 mod limits;
 pub mod live;
 mod pages;
+mod pool;
 mod session;
 
 pub use auth::Role;
-pub use config::{ServeError, ServerConfig, Token, MIN_TOKEN_LEN};
+pub use config::{
+    ServeError, ServerConfig, Token, DEFAULT_PIPELINE_WORKERS, MAX_PIPELINE_WORKERS, MIN_TOKEN_LEN,
+};
+pub use pool::QUEUE_PER_WORKER;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn;
@@ -61,11 +71,16 @@ pub(crate) struct AppState {
     pub(crate) sessions: Arc<session::Sessions>,
     /// One permit per open event stream ([`live::MAX_STREAMS`]).
     pub(crate) streams: Arc<tokio::sync::Semaphore>,
+    /// The pipeline runs this server executes ([`ServerConfig::pipeline_workers`]).
+    pub(crate) pool: Arc<pool::Pool>,
 }
 
 /// The server's application over `store`: the dashboard's pages (`/`, `/runs`, `/flows`,
 /// `/deployments`, `/pipelines`, `/signin`), the API under `/api` with its live event streams,
 /// its document at `/api/openapi.json` and its page at `/docs`.
+///
+/// Pipeline runs started through it execute in a pool of its own; unlike [`Server::run`],
+/// nothing cancels them when you stop serving (they end with the runtime).
 ///
 /// Embedded this way nothing checks where it listens: give it a token
 /// ([`ServerConfig::token`]) before serving it beyond loopback, and the origins of your pages
@@ -84,8 +99,15 @@ pub(crate) struct AppState {
 /// # Ok(()) }
 /// ```
 pub fn router(store: Store, config: ServerConfig) -> Router {
+    let pool = Arc::new(pool::Pool::new(config.pipeline_workers));
+    app(store, config, pool)
+}
+
+/// The application, its pipeline runs in `pool`.
+fn app(store: Store, config: ServerConfig, pool: Arc<pool::Pool>) -> Router {
     let max_body = config.max_body_bytes;
     let state = AppState {
+        pool,
         store,
         config: Arc::new(config),
         docs: Arc::new(docs::Docs::new(&api::ApiDoc::openapi())),
@@ -108,6 +130,7 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     app: Router,
     addr: SocketAddr,
+    pool: Arc<pool::Pool>,
 }
 
 impl Server {
@@ -127,11 +150,13 @@ impl Server {
             .await
             .map_err(|error| ServeError::Bind { addr, error })?;
         let addr = listener.local_addr().map_err(ServeError::Io)?;
-        let app = router(store, config.listening_on(addr));
+        let pool = Arc::new(pool::Pool::new(config.pipeline_workers));
+        let app = app(store, config.listening_on(addr), pool.clone());
         Ok(Server {
             listener,
             app,
             addr,
+            pool,
         })
     }
 
@@ -145,15 +170,24 @@ impl Server {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests under way.
+    /// Serves until `shutdown` completes, then finishes the requests under way, and cancels
+    /// the pipeline runs it executes (each node's process group gets `SIGTERM`, then `SIGKILL`
+    /// after its grace), waiting until they are recorded Cancelled.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
+        let pool = self.pool.clone();
+        let stop = async move {
+            shutdown.await;
+            pool.cancel_all();
+        };
+        let served = axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(stop)
             .await
-            .map_err(ServeError::Io)
+            .map_err(ServeError::Io);
+        self.pool.shut_down().await;
+        served
     }
 }
 

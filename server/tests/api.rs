@@ -739,6 +739,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/deployments/{name}/runs"),
     ("post", "/api/runs/{id}/cancel"),
     ("get", "/api/pipelines"),
+    ("post", "/api/pipelines/{name}/runs"),
     ("get", "/api/stats"),
 ];
 
@@ -756,10 +757,13 @@ fn the_openapi_document_lists_every_route() {
             paths[*path].get(*method).is_some(),
             "{method} {path} is not documented"
         );
-        let real = path
-            .replace("{id}", &id)
-            .replace("{node}", "0")
-            .replace("{name}", "nightly");
+        let real = path.replace("{id}", &id).replace("{node}", "0").replace(
+            "{name}",
+            match path.starts_with("/api/pipelines") {
+                true => "api_pipe",
+                false => "nightly",
+            },
+        );
         let body = (*method == "post").then_some("{}");
         let answer = call(&env, &method.to_uppercase(), &real, None, &[], body);
         // The run has ended: nothing to cancel.
@@ -935,4 +939,384 @@ fn cancelling_a_run_over_postgresql() {
         message.contains("no live process owned the run"),
         "{message}"
     );
+}
+
+// ---- Pipelines run by the server ----
+
+/// A greeting with a bounded count; its node prints its values.
+const RUN_PIPE: &str = r#"
+name = "api_run"
+[params.who]
+type = "string"
+default = "world"
+description = "who to greet"
+[params.count]
+type = "int"
+min = 1
+max = 5
+default = 1
+[[nodes]]
+id = "greet"
+command = ["echo", "hello {who} x{count}"]
+"#;
+
+/// Appends `s <ns>` when it starts and `e <ns>` when it ends, a second apart.
+const TIMES_PIPE: &str = r#"
+name = "api_times"
+[params.file]
+type = "path"
+required = true
+[[nodes]]
+id = "span"
+script = 'echo "s $(date +%s%N)" >> "$file"; sleep 1; echo "e $(date +%s%N)" >> "$file"'
+"#;
+
+/// Sleeps `secs` (a value unique to the test, to find its process).
+const SLEEP_PIPE: &str = r#"
+name = "api_sleep"
+[params.secs]
+type = "int"
+required = true
+[[nodes]]
+id = "nap"
+command = ["sleep", "{secs}"]
+"#;
+
+/// Records one run of each of the pipelines above, so the server knows their versions.
+fn record_pipelines(env: &Env) {
+    let scratch = std::env::temp_dir().join(format!("weft-times-{}", uuid::Uuid::new_v4()));
+    let given = [
+        (RUN_PIPE, vec![]),
+        (TIMES_PIPE, vec![("file", scratch.display().to_string())]),
+        (SLEEP_PIPE, vec![("secs", "0".to_owned())]),
+    ];
+    for (text, values) in given {
+        let pipe = Pipeline::from_toml(text, "test.toml").unwrap();
+        let given: Vec<(String, Value)> = values
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Value::String(v)))
+            .collect();
+        let values = pipe.values_for(&given, None).unwrap();
+        let config = RunConfig::new().history(env.store.clone());
+        let run = env.rt.block_on(pipe.run_with(config, &values));
+        assert!(run.is_successful(), "{:?}", run.state);
+    }
+    let _ = std::fs::remove_file(scratch);
+}
+
+fn pipe_env(sqlite: bool, workers: usize) -> Env {
+    let config = tokens().pipeline_workers(workers);
+    let env = match sqlite {
+        true => Env::sqlite(config),
+        false => Env::postgres(config),
+    };
+    record_pipelines(&env);
+    env
+}
+
+/// POSTs a run of `name` with `body` as the operator.
+fn post_run(env: &Env, name: &str, body: &str) -> Answer {
+    let path = format!("/api/pipelines/{name}/runs");
+    call(env, "POST", &path, Some(OPERATOR), &[], Some(body))
+}
+
+/// The id of a run the server queued (202).
+fn queued(answer: &Answer) -> String {
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    answer.json()["run"].as_str().unwrap().to_owned()
+}
+
+/// The run's detail once it is in a final state (at most 30 s).
+fn wait_final(env: &Env, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let shown = call(
+            env,
+            "GET",
+            &format!("/api/runs/{id}"),
+            Some(READER),
+            &[],
+            None,
+        )
+        .ok();
+        let state = shown["run"]["state"].as_str().unwrap().to_owned();
+        if ["Completed", "Failed", "Cancelled", "Crashed"].contains(&state.as_str()) {
+            return shown;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {state}: {shown}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Runs of `flow` listed by the API.
+fn run_ids(env: &Env, flow: &str) -> Vec<String> {
+    let page = call(
+        env,
+        "GET",
+        &format!("/api/runs?flow={flow}&limit=200"),
+        Some(READER),
+        &[],
+        None,
+    );
+    ids(&page.ok())
+}
+
+/// A run started through the API is listed at once, runs, and shows its node's output; a bad
+/// value is a 422 naming it and queues nothing; the reader may not start one.
+fn check_pipeline_run(env: &Env) {
+    let answer = post_run(env, "api_run", r#"{"parameters": {"who": "tester <b>"}}"#);
+    let id = queued(&answer);
+    assert_eq!(answer.json()["state"], "Pending");
+    assert!(run_ids(env, "api_run").contains(&id), "listed at once");
+    let shown = wait_final(env, &id);
+    assert_eq!(shown["run"]["state"], "Completed", "{shown}");
+    let out = &shown["node_outputs"][0];
+    assert_eq!(out["stdout"], "hello tester <b> x1\n", "{shown}");
+    assert_eq!(shown["parameters"]["who"], "tester <b>", "{shown}");
+    let logs = call(
+        env,
+        "GET",
+        &format!("/api/runs/{id}/logs"),
+        Some(READER),
+        &[],
+        None,
+    )
+    .ok();
+    assert!(
+        logs.to_string()
+            .contains("Queued from the weft server's API"),
+        "{logs}"
+    );
+
+    let before = run_ids(env, "api_run").len();
+    let bad = post_run(
+        env,
+        "api_run",
+        r#"{"parameters": {"count": 9, "who": "x"}}"#,
+    );
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    let reason = bad.json()["parameters"]["count"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The CLI's wording.
+    assert_eq!(reason, "parameter `count`: 9 is more than the maximum 5");
+    assert!(bad.json()["parameters"].get("who").is_none());
+    let unknown = post_run(env, "api_run", r#"{"parameters": {"cuont": 2}}"#);
+    assert_eq!(unknown.status, 422, "{}", unknown.body);
+    assert!(unknown.json()["parameters"]["cuont"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean `count`"));
+    let path = "/api/pipelines/api_run/runs";
+    let message = call(env, "POST", path, Some(READER), &[], Some("{}")).error(403);
+    assert!(message.contains("operator"), "{message}");
+    assert_eq!(run_ids(env, "api_run").len(), before, "nothing was queued");
+    post_run(env, "nobody", "{}").error(404);
+    post_run(env, "api_run", r#"{"version": "0000"}"#).error(404);
+    let evil = [("Origin", "http://evil.example")];
+    call(env, "POST", path, Some(OPERATOR), &evil, Some("{}")).error(403);
+}
+
+/// Processes whose command line is exactly `argv`.
+fn processes(argv: &[&str]) -> usize {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| *c == want)
+        .count()
+}
+
+/// Waits (at most 20 s) until `ok` holds.
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ok() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A running pipeline run is cancelled by the API: it ends Cancelled and its process is gone.
+fn check_pipeline_cancel(env: &Env, secs: u32) {
+    let secs_text = secs.to_string();
+    let argv = ["sleep", secs_text.as_str()];
+    let id = queued(&post_run(
+        env,
+        "api_sleep",
+        &format!(r#"{{"parameters": {{"secs": {secs}}}}}"#),
+    ));
+    wait_until("the node's process runs", || processes(&argv) == 1);
+    let path = format!("/api/runs/{id}/cancel");
+    let answer = call(
+        env,
+        "POST",
+        &path,
+        Some(OPERATOR),
+        &[],
+        Some(r#"{"reason": "enough"}"#),
+    );
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let shown = wait_final(env, &id);
+    assert_eq!(shown["run"]["state"], "Cancelled", "{shown}");
+    assert_eq!(shown["tasks"][0]["state"], "Cancelled", "{shown}");
+    wait_until("the node's process is gone", || processes(&argv) == 0);
+}
+
+#[test]
+fn running_pipelines_over_sqlite() {
+    let env = pipe_env(true, 2);
+    check_pipeline_run(&env);
+    check_pipeline_cancel(&env, 3_601_001);
+}
+
+#[test]
+fn running_pipelines_over_postgresql() {
+    let env = pipe_env(false, 2);
+    check_pipeline_run(&env);
+    check_pipeline_cancel(&env, 3_601_002);
+}
+
+/// Starts two runs of "api_times" into one file, waits for both; the file's events in time
+/// order (`s` start, `e` end).
+fn two_spans(env: &Env) -> Vec<char> {
+    let file = std::env::temp_dir().join(format!("weft-spans-{}", uuid::Uuid::new_v4()));
+    let body = serde_json::json!({ "parameters": { "file": file } }).to_string();
+    let first = queued(&post_run(env, "api_times", &body));
+    let second = queued(&post_run(env, "api_times", &body));
+    assert!(
+        run_ids(env, "api_times").contains(&second),
+        "listed at once"
+    );
+    for id in [first, second] {
+        assert_eq!(wait_final(env, &id)["run"]["state"], "Completed");
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    let _ = std::fs::remove_file(&file);
+    let mut events: Vec<(u128, char)> = text
+        .lines()
+        .map(|l| {
+            let (kind, at) = l.split_once(' ').unwrap();
+            (at.parse().unwrap(), kind.chars().next().unwrap())
+        })
+        .collect();
+    events.sort();
+    events.into_iter().map(|e| e.1).collect()
+}
+
+#[test]
+fn the_pool_bounds_how_many_pipelines_run_at_once() {
+    let one = pipe_env(true, 1);
+    assert_eq!(
+        two_spans(&one),
+        ['s', 'e', 's', 'e'],
+        "one worker: one after the other"
+    );
+    let two = pipe_env(true, 2);
+    assert_eq!(
+        two_spans(&two),
+        ['s', 's', 'e', 'e'],
+        "two workers: at once"
+    );
+}
+
+#[test]
+fn a_full_pool_refuses_and_queued_runs_cancel() {
+    let env = pipe_env(true, 1);
+    // One runs, four wait: the sixth is refused.
+    let body = r#"{"parameters": {"secs": 3601003}}"#;
+    let ids: Vec<String> = (0..5)
+        .map(|_| queued(&post_run(&env, "api_sleep", body)))
+        .collect();
+    let full = post_run(&env, "api_sleep", body).error(503);
+    assert!(full.contains("pool is full"), "{full}");
+    let waiting = call(
+        &env,
+        "GET",
+        &format!("/api/runs/{}", ids[4]),
+        Some(READER),
+        &[],
+        None,
+    )
+    .ok();
+    assert_eq!(waiting["run"]["state"], "Pending", "{waiting}");
+    // Its page shows it Pending, with the Cancel button.
+    let page = call(
+        &env,
+        "GET",
+        &format!("/runs/{}", ids[4]),
+        Some(OPERATOR),
+        &[],
+        None,
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("s-pending") && page.body.contains("id=\"cancel-run\""));
+    for id in ids.iter().rev() {
+        let path = format!("/api/runs/{id}/cancel");
+        assert_eq!(
+            call(&env, "POST", &path, Some(OPERATOR), &[], None).status,
+            202
+        );
+    }
+    for id in &ids {
+        assert_eq!(wait_final(&env, id)["run"]["state"], "Cancelled");
+    }
+    wait_until("no node process is left", || {
+        processes(&["sleep", "3601003"]) == 0
+    });
+}
+
+#[test]
+fn a_server_without_pipeline_workers_runs_none() {
+    let env = pipe_env(true, 0);
+    let message = post_run(&env, "api_run", "{}").error(503);
+    assert!(message.contains("--pipeline-workers 0"), "{message}");
+}
+
+#[test]
+fn stopping_the_server_cancels_its_pipeline_runs() {
+    let rt = runtime();
+    let home = std::env::temp_dir().join(format!("weft-server-{}", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}/.weft/weft.db", home.display());
+    let store = rt.block_on(Store::connect(&url)).unwrap();
+    let server = rt.block_on(async {
+        let addr = "127.0.0.1:0".parse().unwrap();
+        Server::bind(store.clone(), tokens(), addr).await.unwrap()
+    });
+    let env = Env {
+        addr: server.local_addr(),
+        rt,
+        store,
+        stop: None,
+        pg_schema: None,
+    };
+    record_pipelines(&env);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = env.rt.spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    let id = queued(&post_run(
+        &env,
+        "api_sleep",
+        r#"{"parameters": {"secs": 3601004}}"#,
+    ));
+    let argv = ["sleep", "3601004"];
+    wait_until("the node's process runs", || processes(&argv) == 1);
+    stop.send(()).unwrap();
+    let done = env.rt.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(20), serving).await
+    });
+    done.expect("the server stopped").unwrap().unwrap();
+    assert_eq!(processes(&argv), 0, "no node is left running");
+    let run = env
+        .rt
+        .block_on(env.store.run_record(id.parse().unwrap()))
+        .unwrap();
+    assert_eq!(run.state, StateKind::Cancelled, "{run:?}");
 }

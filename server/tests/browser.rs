@@ -820,3 +820,126 @@ async fn hostile_text_is_shown_as_text_and_never_runs() {
     let _ = js;
     b.close().await;
 }
+
+const FORM_PIPELINE: &str = r#"
+name = "browser_pipe"
+description = "Greets someone."
+[params.who]
+type = "regex"
+pattern = "[a-z]+"
+required = true
+description = "lower-case letters only"
+[params.times]
+type = "int"
+min = 1
+max = 3
+default = 2
+[params.loud]
+type = "bool"
+default = false
+[params.tone]
+type = "choice"
+choices = ["calm", "warm"]
+default = "warm"
+[[nodes]]
+id = "greet"
+command = ["echo", "hi {who} x{times} loud={loud} {tone}"]
+"#;
+
+/// Clears the field `id` and types `text` into it, then submits the run form.
+async fn submit_with(b: &Browser, id: &str, text: &str) {
+    let field = b.c().find(Locator::Id(id)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+    b.c()
+        .find(Locator::Css("form.run button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// The runs of `browser_pipe` in the history.
+async fn pipe_runs(s: &Served) -> Vec<weft::store::RunRecord> {
+    let filter = weft::store::RunFilter::new().flow("browser_pipe");
+    s.store.runs(&filter).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_run_form_checks_values_then_runs_it() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = Served::start("pipeline-run", ServerConfig::new()).await;
+    let pipe = Pipeline::from_toml(FORM_PIPELINE, "browser_pipe.toml").unwrap();
+    let given = [("who".to_owned(), json!("first"))];
+    let values = pipe.values_for(&given, None).unwrap();
+    assert!(pipe.run_with(s.config(), &values).await.is_successful());
+
+    let b = Browser::start().await;
+    b.c().goto(&s.url("/pipelines")).await.unwrap();
+    b.screenshot("pipelines-with-run").await;
+    let run = b.c().find(Locator::Css("h2 a.button.run")).await.unwrap();
+    run.click().await.unwrap();
+    b.c()
+        .wait()
+        .for_element(Locator::Css("form.run"))
+        .await
+        .unwrap();
+    // Inputs by kind, defaults filled in.
+    let times = b.c().find(Locator::Id("p.times")).await.unwrap();
+    assert_eq!(times.attr("type").await.unwrap().as_deref(), Some("number"));
+    assert_eq!(times.attr("max").await.unwrap().as_deref(), Some("3"));
+    assert_eq!(times.prop("value").await.unwrap().as_deref(), Some("2"));
+    let loud = b.c().find(Locator::Id("p.loud")).await.unwrap();
+    assert_eq!(
+        loud.attr("type").await.unwrap().as_deref(),
+        Some("checkbox")
+    );
+    let tone = b.c().find(Locator::Id("p.tone")).await.unwrap();
+    assert_eq!(tone.prop("value").await.unwrap().as_deref(), Some("warm"));
+    let text = b.body_text().await;
+    assert!(text.contains("lower-case letters only"), "{text}");
+    assert!(text.contains("working directory"), "{text}");
+    b.screenshot("pipeline-run-form").await;
+
+    submit_with(&b, "p.who", "Not Lower").await;
+    b.c()
+        .wait()
+        .for_element(Locator::Css(".field.invalid .reason"))
+        .await
+        .unwrap();
+    let reason = b.text("[data-param=\"who\"] .reason").await;
+    assert!(
+        reason.contains("does not match the pattern [a-z]+"),
+        "{reason}"
+    );
+    assert!(b.text("#form-error").await.contains("Nothing was queued"));
+    b.screenshot("pipeline-run-refused").await;
+    assert_eq!(pipe_runs(&s).await.len(), 1, "no run was created");
+
+    submit_with(&b, "p.who", "tester").await;
+    b.c()
+        .wait()
+        .for_element(Locator::Css("#run"))
+        .await
+        .unwrap();
+    let url = b.c().current_url().await.unwrap();
+    assert!(url.path().starts_with("/runs/"), "{url}");
+    wait_until("the run ends", || async {
+        pipe_runs(&s)
+            .await
+            .iter()
+            .filter(|r| r.state.is_final())
+            .count()
+            == 2
+    })
+    .await;
+    b.c().refresh().await.unwrap();
+    wait_until("the node's output shows", || async {
+        b.body_text().await.contains("hi tester x2 loud=false warm")
+    })
+    .await;
+    assert!(b.text("#run-state").await.contains("Completed"));
+    b.screenshot("pipeline-run-output").await;
+    b.close().await;
+}

@@ -280,3 +280,89 @@ fn the_event_stream_of_a_finished_run_sends_its_states_then_ends() {
         assert!(body.contains(want), "{want} in {body}");
     }
 }
+
+const RUN_PIPE: &str = r#"
+name = "pages_pipe"
+[params.what]
+type = "string"
+default = "<script>alert(1)</script>"
+description = "<img src=x onerror=alert(1)>"
+[params.n]
+type = "int"
+min = 1
+max = 9
+required = true
+[[nodes]]
+id = "say"
+command = ["echo", "{what}", "{n}"]
+"#;
+
+#[test]
+fn only_operators_run_pipelines_and_the_form_escapes_the_schema() {
+    let config = ServerConfig::new()
+        .token(Token::new(OPERATOR).unwrap())
+        .read_token(Token::new(READER).unwrap());
+    let env = Env::start("pipeline-run", config);
+    let pipe = weft::pipeline::Pipeline::from_toml(RUN_PIPE, "pages_pipe.toml").unwrap();
+    let values = pipe
+        .values_for(&[("n".to_owned(), serde_json::json!(1))], None)
+        .unwrap();
+    let config = RunConfig::new().history(env.store.clone());
+    assert!(env
+        .rt
+        .block_on(pipe.run_with(config, &values))
+        .is_successful());
+    let own = format!("http://{}", env.addr);
+    let get = |token: &str, path: &str| {
+        let req = env.agent().get(&env.url(path));
+        let (status, r) = env.call(req.set("Authorization", &format!("Bearer {token}")), None);
+        (status, r.into_string().unwrap())
+    };
+    let post = |token: &str, form: &[(&str, &str)]| {
+        let req = env.agent().post(&env.url("/pipelines/pages_pipe/run"));
+        let req = req
+            .set("Authorization", &format!("Bearer {token}"))
+            .set("Origin", &own);
+        let (status, r) = env.call(req, Some(form));
+        let location = r.header("location").map(str::to_owned);
+        (status, location, r.into_string().unwrap())
+    };
+    let runs = || {
+        let filter = weft::store::RunFilter::new().flow("pages_pipe");
+        env.rt.block_on(env.store.runs(&filter)).unwrap().len()
+    };
+
+    let (status, list) = get(READER, "/pipelines");
+    assert_eq!(status, 200);
+    assert!(!list.contains("/pipelines/pages_pipe/run"), "no Run button");
+    assert_eq!(get(READER, "/pipelines/pages_pipe/run").0, 403);
+    assert_eq!(post(READER, &[("p.n", "2")]).0, 403);
+    assert_eq!(runs(), 1, "the reader queued nothing");
+
+    let (_, list) = get(OPERATOR, "/pipelines");
+    assert!(
+        list.contains("href=\"/pipelines/pages_pipe/run\""),
+        "a Run button"
+    );
+    let (status, form) = get(OPERATOR, "/pipelines/pages_pipe/run");
+    assert_eq!(status, 200);
+    assert!(form.contains(r#"type="number" step="1" id="p.n" name="p.n" min="1" max="9""#));
+    assert!(!form.contains("<script>alert") && !form.contains("<img src=x"));
+    assert!(form.contains("value=\"&lt;script&gt;alert(1)&lt;/script&gt;\""));
+    assert!(form.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    assert!(form.contains("class=\"required\""));
+    assert_eq!(get(OPERATOR, "/pipelines/nobody/run").0, 404);
+
+    let (status, _, page) = post(OPERATOR, &[("p.n", "10"), ("p.what", "x")]);
+    assert_eq!(status, 422);
+    assert!(page.contains("Nothing was queued"));
+    assert!(page.contains("parameter `n`: 10 is more than the maximum 9"));
+    let (status, _, page) = post(OPERATOR, &[("p.what", "x")]);
+    assert_eq!(status, 422);
+    assert!(page.contains("missing required parameter `n`"));
+    assert_eq!(runs(), 1, "nothing was queued");
+    let (status, location, _) = post(OPERATOR, &[("p.n", "3")]);
+    assert_eq!(status, 303);
+    assert!(location.unwrap().starts_with("/runs/"));
+    assert_eq!(runs(), 2, "listed at once");
+}

@@ -5,9 +5,11 @@
 pub mod argv;
 pub mod file;
 pub mod params;
+mod queue;
 mod run;
 pub mod shell;
 
 pub use file::{CheckError, NodeCommand, NodeSpec, Pipeline, Problem, MAX_WORKERS};
 pub use params::{ParamErrors, ParamKind, ParamSpec, ParamValue, ParamValues};
+pub use queue::QueuedRun;
 pub use run::{NodeOutput, PipelineOutputs, Stop};

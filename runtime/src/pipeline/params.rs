@@ -388,6 +388,30 @@ impl fmt::Display for ParamErrors {
 
 impl std::error::Error for ParamErrors {}
 
+impl ParamErrors {
+    /// Each message with the parameter it is about: the name it quotes first (every message
+    /// about a parameter names it first, as in "parameter `count` expects an int, got \"x\"" or
+    /// "missing required parameter `ip`"); None for a message naming none.
+    ///
+    /// ```
+    /// use weft::pipeline::params::ParamErrors;
+    /// let e = ParamErrors(vec!["parameter `n`: 0 is less than the minimum 1".into()]);
+    /// assert_eq!(e.by_parameter()[0].0.as_deref(), Some("n"));
+    /// ```
+    pub fn by_parameter(&self) -> Vec<(Option<String>, String)> {
+        self.0
+            .iter()
+            .map(|m| {
+                let name = m
+                    .split_once('`')
+                    .and_then(|(_, rest)| rest.split_once('`'))
+                    .map(|(name, _)| name.to_owned());
+                (name, m.clone())
+            })
+            .collect()
+    }
+}
+
 /// Checks given values (from `--param k=v` text, see [`parse_assignment`], or a JSON object's
 /// values) against the schema and fills defaults. When a name is given twice, the later value
 /// wins (so a file of values can be overridden on the command line).

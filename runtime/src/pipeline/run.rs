@@ -190,7 +190,7 @@ fn leak(s: &str) -> &'static str {
 
 /// The flow definition of a pipeline version, built once per process (its graph and names live
 /// as long as the program, as a `#[flow]`'s do).
-fn definition(p: &Pipeline) -> &'static FlowDef {
+pub(super) fn definition(p: &Pipeline) -> &'static FlowDef {
     static DEFS: OnceLock<Mutex<HashMap<String, &'static FlowDef>>> = OnceLock::new();
     let defs = DEFS.get_or_init(Default::default);
     let key = format!("{}:{}", p.name, p.hash);
@@ -279,6 +279,31 @@ impl Pipeline {
         } else {
             Err(ParamErrors(refused.into_iter().map(|r| r.1).collect()))
         }
+    }
+
+    /// The values of a run, from values given by name (JSON values, or their text as
+    /// `--param NAME=VALUE` gives it): checked against the schema with defaults filled
+    /// ([`resolve`](super::params::resolve), which asks `prompt` for a missing required value),
+    /// then where they land in commands ([`Pipeline::check_values`]). What `weft pipeline run`
+    /// and the server check before a run is queued; every problem at once, one message each.
+    ///
+    /// ```
+    /// use weft::pipeline::Pipeline;
+    /// let p = Pipeline::from_toml("name = \"p\"\n[params.n]\ntype = \"int\"\nmin = 1\n\
+    ///     [[nodes]]\nid = \"a\"\ncommand = [\"echo\", \"{n}\"]\n", "p.toml").unwrap();
+    /// assert!(p.values_for(&[("n".into(), "2".into())], None).is_ok());
+    /// let e = p.values_for(&[("n".into(), "0".into())], None).unwrap_err();
+    /// assert_eq!(e.0, ["parameter `n`: 0 is less than the minimum 1"]);
+    /// ```
+    #[allow(clippy::type_complexity)] // the prompt `resolve` takes
+    pub fn values_for(
+        &self,
+        given: &[(String, serde_json::Value)],
+        prompt: Option<&mut dyn FnMut(&super::ParamSpec) -> Option<String>>,
+    ) -> Result<ParamValues, ParamErrors> {
+        let values = super::params::resolve(&self.params, given, prompt)?;
+        self.check_values(&values)?;
+        Ok(values)
     }
 
     /// (node index, message) for each argument a value would turn into an option.

@@ -28,13 +28,13 @@ use utoipa::OpenApi;
             `{\"error\": \"...\"}`. A server started with a token needs `Authorization: Bearer \
             <token>` on every /api route but this document: the read-only token may read, the \
             operator token may also change state (POST routes: pause, resume and run \
-            deployments, cancel runs)."
+            deployments, run pipelines, cancel runs)."
     ),
     paths(
         runs::list, runs::show, runs::elements, runs::logs, runs::graph_svg, cancel::cancel,
         crate::live::run_events,
         flows::list, deployments::list, deployments::pause, deployments::resume,
-        deployments::request_run, pipelines::list, stats::stats,
+        deployments::request_run, pipelines::list, pipelines::run, stats::stats,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -71,6 +71,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
             post(deployments::request_run),
         )
         .route("/api/runs/{id}/cancel", post(cancel::cancel))
+        .route("/api/pipelines/{name}/runs", post(pipelines::run))
         .route_layer(from_fn(auth::require_operator));
     Router::new()
         .route("/api/runs", get(runs::list))

@@ -95,7 +95,7 @@ fn row(
     }
 }
 
-fn operator_only(viewer: Viewer) -> Result<(), PageError> {
+pub(super) fn operator_only(viewer: Viewer) -> Result<(), PageError> {
     if viewer.operator() {
         Ok(())
     } else {

@@ -8,6 +8,7 @@ mod dashboard;
 mod deployments;
 mod flows;
 pub(crate) mod format;
+mod pipeline_run;
 mod pipelines;
 mod run;
 mod runs;
@@ -63,6 +64,10 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
             get(deployments::run_form).post(deployments::run_submit),
         )
         .route("/pipelines", get(pipelines::page))
+        .route(
+            "/pipelines/{name}/run",
+            get(pipeline_run::form).post(pipeline_run::submit),
+        )
         .layer(from_fn_with_state(state, guard));
     Router::new()
         .route("/signin", get(signin::form).post(signin::submit))

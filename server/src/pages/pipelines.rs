@@ -1,5 +1,6 @@
 //! Pipelines (`/pipelines`): every recorded version of every pipeline file, with its graph and
-//! its parameter schema, read from the file's text as its runs recorded it (read-only).
+//! its parameter schema, read from the file's text as its runs recorded it; a Run button per
+//! pipeline (its newest version) for operators, when the server runs pipelines.
 
 use super::{format, layout, ok, Nav, PageResult, Viewer};
 use crate::AppState;
@@ -14,6 +15,7 @@ pub(crate) async fn page(
     Extension(viewer): Extension<Viewer>,
 ) -> PageResult {
     let versions = state.store.pipelines().await?;
+    let can_run = viewer.operator() && state.pool.workers() > 0;
     let mut parts = Vec::new();
     for (i, v) in versions.iter().enumerate() {
         let newest = versions.get(i + 1).is_none_or(|n| n.name != v.name);
@@ -22,7 +24,12 @@ pub(crate) async fn page(
         let parsed = source.map(|text| Pipeline::from_toml(&text, &origin));
         let first = i == 0 || versions[i - 1].name != v.name;
         parts.push(html! {
-            @if first { h2 { (v.name) } }
+            @if first { h2 data-pipeline=(v.name) {
+                (v.name)
+                @if can_run {
+                    " " a.button.run href={ "/pipelines/" (format::enc(&v.name)) "/run" } { "Run" }
+                }
+            } }
             details.version open[newest] {
                 summary {
                     "Version " code { (v.version) } " · " (format::time(v.registered))
@@ -39,7 +46,11 @@ pub(crate) async fn page(
     }
     let body = html! {
         h1 { "Pipelines" }
-        p.muted { "Pipelines run with " code { "weft pipeline run FILE" } "; each version that ran is listed." }
+        p.muted {
+            "Pipelines run with " code { "weft pipeline run FILE" }
+            @if can_run { ", or on this server with " em { "Run" } " (its newest version, in the server's working directory)" }
+            "; each version that ran is listed."
+        }
         @if versions.is_empty() { p.muted { "No pipeline has run yet." } }
         @for p in parts { (p) }
     };
