@@ -329,6 +329,14 @@ async fn counts_agree_with_the_rows(store: Store) {
     );
     let bucketed: u64 = stats.buckets.iter().flat_map(|b| &b.1).map(|c| c.1).sum();
     assert_eq!(bucketed, ids.len() as u64);
+    // The week's counts come from the hourly rows: the same totals.
+    let mut week = store
+        .stats(chrono::Utc::now() - chrono::Duration::days(7), Bucket::Day)
+        .await
+        .unwrap();
+    order(&mut week.flow_runs);
+    order(&mut week.task_runs);
+    assert_eq!((week.flow_runs, week.task_runs), (flows, tasks.clone()));
     let summary = store.flows().await.unwrap();
     let rows = summary.iter().find(|f| f.name == "rows flow").unwrap();
     assert_eq!((rows.runs, rows.count(StateKind::Failed)), (2, 2));

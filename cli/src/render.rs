@@ -236,7 +236,7 @@ where
         table.row(vec![
             id,
             run.flow.clone(),
-            run.state.to_string(),
+            run.shown_state().to_owned(),
             date_time(run.started, tz),
             run_duration(run),
         ]);
@@ -363,10 +363,17 @@ where
 {
     let run = &detail.run;
     let mut out = String::new();
-    let state = match run.message.as_deref().map(str::trim) {
+    let mut state = match run.message.as_deref().map(str::trim) {
         Some(m) if !m.is_empty() => format!("{}: {m}", run.state),
         _ => run.state.to_string(),
     };
+    if let (true, Some(c)) = (run.is_cancelling(), &run.cancel_requested) {
+        let why = c
+            .reason
+            .as_deref()
+            .map_or(String::new(), |r| format!(": {r}"));
+        let _ = write!(state, " (cancel requested {}{why})", date_time(c.at, tz));
+    }
     let ended = run
         .ended
         .map_or_else(|| "-".to_owned(), |t| date_time(t, tz));
@@ -787,7 +794,18 @@ mod tests {
             started: at(9, 0, 0, 0),
             ended,
             parent: None,
+            cancel_requested: None,
         };
+        let mut cancelling = run(
+            "9a1f0c33-3333-4333-8333-333333333333",
+            "etl",
+            StateKind::Running,
+            None,
+        );
+        cancelling.cancel_requested = Some(weft_runtime::store::CancelRequest {
+            at: at(9, 0, 1, 0),
+            reason: Some("wrong input".into()),
+        });
         let runs = vec![
             run(
                 "0b3c6f1e-1111-4111-8111-111111111111",
@@ -801,12 +819,30 @@ mod tests {
                 StateKind::Running,
                 None,
             ),
+            cancelling.clone(),
         ];
         assert_eq!(
             runs_table(&runs, &Utc),
-            "ID        FLOW            STATE    STARTED              DURATION\n\
-             0b3c6f1e  etl             Failed   2025-03-04 09:00:00      4.2s\n\
-             7d2e9a40  my first flow!  Running  2025-03-04 09:00:00   running\n"
+            "ID        FLOW            STATE       STARTED              DURATION\n\
+             0b3c6f1e  etl             Failed      2025-03-04 09:00:00      4.2s\n\
+             7d2e9a40  my first flow!  Running     2025-03-04 09:00:00   running\n\
+             9a1f0c33  etl             Cancelling  2025-03-04 09:00:00   running\n"
+        );
+        let detail = RunDetail {
+            run: cancelling,
+            graph: None,
+            task_runs: vec![],
+            state_changes: vec![],
+            logs: vec![],
+            children: vec![],
+            node_outputs: vec![],
+        };
+        assert!(
+            run_detail(&detail, false, &Utc).contains(
+                "state       Running (cancel requested 2025-03-04 09:00:01: wrong input)"
+            ),
+            "{}",
+            run_detail(&detail, false, &Utc)
         );
         let flow = FlowSummary {
             name: "etl".into(),

@@ -1166,6 +1166,9 @@ fn check_pipeline_cancel(env: &Env, secs: u32) {
     let shown = wait_final(env, &id);
     assert_eq!(shown["run"]["state"], "Cancelled", "{shown}");
     assert_eq!(shown["tasks"][0]["state"], "Cancelled", "{shown}");
+    // The request stays on the run: when, and why.
+    assert_eq!(shown["run"]["cancel_reason"], "enough", "{shown}");
+    assert!(shown["run"]["cancel_requested"].is_string(), "{shown}");
     wait_until("the node's process is gone", || processes(&argv) == 0);
 }
 

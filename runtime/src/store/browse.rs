@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+use super::counts::Span;
 use super::query::{run_of, state_of, ts_of, u32_of, RUN_COLS};
 use super::{ts, NodeOutputRecord, RunRecord, Store, StoreError, TaskRunRecord};
 use crate::graph::FlowGraph;
@@ -540,19 +541,25 @@ impl Store {
         .await
     }
 
-    /// Runs that ended since `since` (to the minute): flow runs and task runs by final
-    /// state, and flow runs per `bucket` by final state. Read from the counts the writer keeps
-    /// as runs end (a week is at most 10,080 minutes' rows), never from the runs themselves.
+    /// Runs that ended since `since`: flow runs and task runs by final state, and flow runs
+    /// per `bucket` by final state. Read from the counts the writer keeps as runs end, never
+    /// from the runs themselves: per minute for minute buckets (`since` counts to the minute),
+    /// per hour for hour and day buckets (to the hour), so a week is at most 168 hours' rows.
     pub async fn stats(&self, since: DateTime<Utc>, bucket: Bucket) -> Result<Stats, StoreError> {
+        let span = match bucket {
+            Bucket::Minute => Span::Minute,
+            Bucket::Hour | Bucket::Day => Span::Hour,
+        };
         self.with_pool(move |pool, _| async move {
             let rows = sqlx::query(STATS_SQL)
-                .bind(super::counts::minute_key(since))
+                .bind(span.as_str())
+                .bind(span.key(since))
                 .fetch_all(&pool)
                 .await?;
             let mut counts = Vec::with_capacity(rows.len());
             for r in &rows {
-                let minute: String = r.try_get("minute")?;
-                let at = super::parse_ts(&format!("{minute}:00Z"))?;
+                let start: String = r.try_get("at")?;
+                let at = super::parse_ts(&format!("{start}:00Z"))?;
                 let kind: String = r.try_get("kind")?;
                 counts.push((at, kind == "task", state_of(r, "state")?, count_of(r)?));
             }
@@ -562,8 +569,8 @@ impl Store {
     }
 }
 
-/// The counts of the minutes since `$1` (a minute key).
-const STATS_SQL: &str = "SELECT minute, kind, state, n FROM run_counts WHERE minute >= $1";
+/// The counts of span `$1` since the one starting at `$2` (see [`Span::key`]).
+const STATS_SQL: &str = "SELECT at, kind, state, n FROM run_counts WHERE span = $1 AND at >= $2";
 
 /// Totals and buckets of per-minute counts: (minute, a task run's?, state, count).
 fn stats_of(counts: Vec<(DateTime<Utc>, bool, StateKind, u64)>, bucket: Bucket) -> Stats {
@@ -711,11 +718,12 @@ impl Store {
             queries.push((label, sql, all));
         }
         queries.push((
-            "stats: runs ended by minute and state (a week)",
+            "stats: runs ended by hour and state (a week)",
             STATS_SQL.to_owned(),
-            vec![text(&super::counts::minute_key(
-                Utc::now() - chrono::Duration::days(7),
-            ))],
+            vec![
+                text(Span::Hour.as_str()),
+                text(&Span::Hour.key(Utc::now() - chrono::Duration::days(7))),
+            ],
         ));
         queries.push((
             "flows: runs ended by flow and state",

@@ -8,7 +8,7 @@
 
 use super::{ts, Backend};
 use crate::state::StateKind;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -18,6 +18,39 @@ use uuid::Uuid;
 pub(super) struct Ends {
     per_minute: HashMap<(i64, Kind, StateKind), i64>,
     flow_runs: Vec<(Uuid, StateKind)>,
+}
+
+/// How long a row of `run_counts` counts for.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(super) enum Span {
+    Minute,
+    Hour,
+}
+
+impl Span {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Span::Minute => "minute",
+            Span::Hour => "hour",
+        }
+    }
+
+    fn minutes(self) -> i64 {
+        match self {
+            Span::Minute => 1,
+            Span::Hour => 60,
+        }
+    }
+
+    /// The key of the span holding `at`: its start's first 16 characters.
+    pub(super) fn key(self, at: DateTime<Utc>) -> String {
+        let start = at
+            .duration_trunc(chrono::TimeDelta::minutes(self.minutes()))
+            .unwrap_or(at);
+        let mut s = ts(start);
+        s.truncate(16);
+        s
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,19 +74,11 @@ const FLOW_COUNTS_TAIL: &str = " INSERT INTO flow_counts (flow, state, n) \
      SELECT f.flow, e.state, COUNT(*) FROM ends e JOIN flow_runs f ON f.id = e.id \
      WHERE true GROUP BY f.flow, e.state \
      ON CONFLICT (flow, state) DO UPDATE SET n = flow_counts.n + excluded.n";
-const MINUTES_HEAD: &str = "INSERT INTO run_counts (minute, kind, state, n) VALUES ";
+const MINUTES_HEAD: &str = "INSERT INTO run_counts (span, at, kind, state, n) VALUES ";
 const MINUTES_TAIL: &str =
-    " ON CONFLICT (minute, kind, state) DO UPDATE SET n = run_counts.n + excluded.n";
+    " ON CONFLICT (span, at, kind, state) DO UPDATE SET n = run_counts.n + excluded.n";
 /// Bound parameters per statement stay far below SQLite's limit (32,766).
 const CHUNK: usize = 2000;
-
-/// The minute holding `micros` as `run_counts` keys it: a stored timestamp's first 16
-/// characters (`YYYY-MM-DDTHH:MM`).
-pub(super) fn minute_key(at: DateTime<Utc>) -> String {
-    let mut s = ts(at);
-    s.truncate(16);
-    s
-}
 
 impl Ends {
     /// A flow run reached `state` at `at` (microseconds since the epoch); nothing if it is not
@@ -78,13 +103,19 @@ impl Ends {
         }
     }
 
-    /// The per-minute rows, bound in order: minute, kind, state, count.
-    fn minute_rows(&self) -> Vec<(String, &'static str, &'static str, i64)> {
-        self.per_minute
-            .iter()
-            .map(|((m, kind, state), n)| {
-                let at = DateTime::<Utc>::from_timestamp(m * 60, 0).unwrap_or_default();
-                (minute_key(at), kind.as_str(), state.as_str(), *n)
+    /// The rows to add, per minute and per hour, bound in order: span, start, kind, state,
+    /// count.
+    fn minute_rows(&self) -> Vec<CountRow> {
+        let mut rows: HashMap<(Span, String, Kind, StateKind), i64> = HashMap::new();
+        for ((m, kind, state), n) in &self.per_minute {
+            let at = DateTime::<Utc>::from_timestamp(m * 60, 0).unwrap_or_default();
+            for span in [Span::Minute, Span::Hour] {
+                *rows.entry((span, span.key(at), *kind, *state)).or_default() += n;
+            }
+        }
+        rows.into_iter()
+            .map(|((span, at, kind, state), n)| {
+                (span.as_str(), at, kind.as_str(), state.as_str(), n)
             })
             .collect()
     }
@@ -93,12 +124,12 @@ impl Ends {
     pub(super) fn write_sqlite(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
         use rusqlite::types::ToSql;
         let rows = self.minute_rows();
-        for chunk in rows.chunks(CHUNK / 4) {
+        for chunk in rows.chunks(CHUNK / 5) {
             let sql = minutes_sql(Backend::Sqlite, chunk.len());
             let mut st = tx.prepare_cached(&sql)?;
             let params: Vec<&dyn ToSql> = chunk
                 .iter()
-                .flat_map(|(m, k, s, n)| [m as &dyn ToSql, k, s, n])
+                .flat_map(|(sp, m, k, s, n)| [sp as &dyn ToSql, m, k, s, n])
                 .collect();
             st.execute(params.as_slice())?;
         }
@@ -122,10 +153,10 @@ impl Ends {
         backend: Backend,
     ) -> Result<(), sqlx::Error> {
         let rows = self.minute_rows();
-        for chunk in rows.chunks(CHUNK / 4) {
+        for chunk in rows.chunks(CHUNK / 5) {
             let sql = minutes_sql(backend, chunk.len());
-            let q = chunk.iter().fold(sqlx::query(&sql), |q, (m, k, s, n)| {
-                q.bind(m.as_str()).bind(*k).bind(*s).bind(*n)
+            let q = chunk.iter().fold(sqlx::query(&sql), |q, (sp, m, k, s, n)| {
+                q.bind(*sp).bind(m.as_str()).bind(*k).bind(*s).bind(*n)
             });
             q.execute(&mut **tx).await?;
         }
@@ -147,6 +178,9 @@ impl Ends {
             .collect()
     }
 }
+
+/// A row of `run_counts` to add: span, start, kind, state, count.
+type CountRow = (&'static str, String, &'static str, &'static str, i64);
 
 fn minute_of(micros: i64) -> i64 {
     micros.div_euclid(60_000_000)
@@ -177,7 +211,7 @@ fn placeholders(backend: Backend, rows: usize, cols: usize, cast: bool) -> Strin
 fn minutes_sql(backend: Backend, rows: usize) -> String {
     format!(
         "{MINUTES_HEAD}{}{MINUTES_TAIL}",
-        placeholders(backend, rows, 4, false)
+        placeholders(backend, rows, 5, false)
     )
 }
 
@@ -206,13 +240,16 @@ mod tests {
         ends.task_runs(StateKind::Retrying, at, 1);
         let mut rows = ends.minute_rows();
         rows.sort();
-        let minute = |m: &str| format!("2026-11-30T{m}");
+        let at = |m: &str| format!("2026-11-30T{m}");
         assert_eq!(
             rows,
             [
-                (minute("13:59"), "flow", "Failed", 1),
-                (minute("13:59"), "task", "Completed", 3),
-                (minute("14:00"), "task", "Completed", 2),
+                ("hour", at("13:00"), "flow", "Failed", 1),
+                ("hour", at("13:00"), "task", "Completed", 3),
+                ("hour", at("14:00"), "task", "Completed", 2),
+                ("minute", at("13:59"), "flow", "Failed", 1),
+                ("minute", at("13:59"), "task", "Completed", 3),
+                ("minute", at("14:00"), "task", "Completed", 2),
             ]
         );
         assert_eq!(ends.flow_runs.len(), 1);
@@ -222,7 +259,7 @@ mod tests {
     fn statements_number_their_placeholders_per_backend() {
         assert_eq!(
             minutes_sql(Backend::Postgres, 2),
-            format!("{MINUTES_HEAD}($1, $2, $3, $4), ($5, $6, $7, $8){MINUTES_TAIL}")
+            format!("{MINUTES_HEAD}($1, $2, $3, $4, $5), ($6, $7, $8, $9, $10){MINUTES_TAIL}")
         );
         assert!(flow_counts_sql(Backend::Sqlite, 1)
             .starts_with("WITH ends (id, state) AS (VALUES (CAST(?1 AS TEXT), CAST(?2 AS TEXT)))"));

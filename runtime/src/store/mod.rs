@@ -56,8 +56,8 @@ mod writer;
 pub use cancel::{CancelOutcome, RunOwner};
 pub use deploy::{DeploymentRecord, RequestState, RunRequest};
 pub use query::{
-    FlowSummary, LogRecord, NodeOutputRecord, RunDetail, RunFilter, RunRecord, StateChangeRecord,
-    TaskRunRecord,
+    CancelRequest, FlowSummary, LogRecord, NodeOutputRecord, RunDetail, RunFilter, RunRecord,
+    StateChangeRecord, TaskRunRecord,
 };
 pub use retention::{keep_pruning, PruneReport, Retention};
 
@@ -149,15 +149,17 @@ const MIGRATIONS: &[(i64, &str, Script)] = &[
     ),
     (
         9,
-        "run counts",
+        "run counts and log rows",
         Script::Each {
             sqlite: concat!(
                 include_str!("migrations/0009_run_counts.sqlite.sql"),
-                include_str!("migrations/0009_run_counts_backfill.sql")
+                include_str!("migrations/0009_run_counts_backfill.sql"),
+                include_str!("migrations/0009_run_logs.sql")
             ),
             postgres: concat!(
                 include_str!("migrations/0009_run_counts.postgres.sql"),
-                include_str!("migrations/0009_run_counts_backfill.sql")
+                include_str!("migrations/0009_run_counts_backfill.sql"),
+                include_str!("migrations/0009_run_logs.sql")
             ),
         },
     ),

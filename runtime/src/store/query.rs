@@ -83,9 +83,36 @@ pub struct RunRecord {
     pub ended: Option<DateTime<Utc>>,
     /// For a subflow's run: the parent run and the parent's node that ran it.
     pub parent: Option<(Uuid, u32)>,
+    /// The cancellation asked for it ([`Store::request_cancel`]), if any.
+    pub cancel_requested: Option<CancelRequest>,
+}
+
+/// A cancellation asked for a run ([`Store::request_cancel`]): the process running the run
+/// cancels it within about a second.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CancelRequest {
+    /// When it was asked.
+    pub at: DateTime<Utc>,
+    /// The reason given.
+    pub reason: Option<String>,
 }
 
 impl RunRecord {
+    /// True while a cancellation was asked and the run has not ended: Prefect's Cancelling.
+    pub fn is_cancelling(&self) -> bool {
+        self.cancel_requested.is_some() && !self.state.is_final()
+    }
+
+    /// The state as shown to people: `Cancelling` while [`RunRecord::is_cancelling`], else the
+    /// state's name.
+    pub fn shown_state(&self) -> &'static str {
+        if self.is_cancelling() {
+            "Cancelling"
+        } else {
+            self.state.as_str()
+        }
+    }
+
     /// Start to end, or to now while running.
     pub fn duration(&self) -> Duration {
         (self.ended.unwrap_or_else(Utc::now) - self.started)
@@ -317,6 +344,10 @@ pub(super) fn run_of(row: &AnyRow) -> Result<RunRecord, StoreError> {
             (Some(p), Some(node)) => p.parse().ok().map(|p| (p, node)),
             _ => None,
         },
+        cancel_requested: ts_of(row, "cancel_requested")?.map(|at| CancelRequest {
+            at,
+            reason: row.try_get("cancel_reason").ok().flatten(),
+        }),
     })
 }
 
@@ -374,8 +405,8 @@ pub(super) const FLOWS_SQL: &str = "SELECT name, COUNT(*) AS versions, \
      (SELECT MAX(r.started) FROM flow_runs r WHERE r.flow = flows.name) AS last_run \
      FROM flows GROUP BY name ORDER BY name";
 
-pub(super) const RUN_COLS: &str =
-    "id, flow, flow_version, parameters, state, message, started, ended, parent_run, parent_node";
+pub(super) const RUN_COLS: &str = "id, flow, flow_version, parameters, state, message, started, \
+     ended, parent_run, parent_node, cancel_requested, cancel_reason";
 
 impl Store {
     /// Recorded runs, newest first.

@@ -49,6 +49,11 @@ pub struct RunSummary {
     pub parent_run: Option<Uuid>,
     /// For a subflow's run: the parent's node that ran it.
     pub parent_node: Option<u32>,
+    /// When a cancellation was asked (null when none was): the run is Cancelling until it
+    /// ends.
+    pub cancel_requested: Option<DateTime<Utc>>,
+    /// The reason given with the cancellation.
+    pub cancel_reason: Option<String>,
 }
 
 impl From<&RunRecord> for RunSummary {
@@ -64,6 +69,8 @@ impl From<&RunRecord> for RunSummary {
             duration_ms: r.duration().as_millis() as u64,
             parent_run: r.parent.map(|p| p.0),
             parent_node: r.parent.map(|p| p.1),
+            cancel_requested: r.cancel_requested.as_ref().map(|c| c.at),
+            cancel_reason: r.cancel_requested.as_ref().and_then(|c| c.reason.clone()),
         }
     }
 }

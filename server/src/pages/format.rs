@@ -72,6 +72,16 @@ pub(crate) fn state_badge(kind: StateKind) -> Markup {
     html! { span class=(state_class(kind)) { (kind.as_str()) } }
 }
 
+/// A flow run's state as a badge: Cancelling (colored as Cancelled) while a cancellation was
+/// asked and the run has not ended.
+pub(crate) fn run_state_badge(run: &weft_runtime::store::RunRecord) -> Markup {
+    let class = match run.is_cancelling() {
+        true => state_class(StateKind::Cancelled),
+        false => state_class(run.state),
+    };
+    html! { span class=(class) { (run.shown_state()) } }
+}
+
 /// Counts by state, as `Completed 998 · Failed 2`.
 pub(crate) fn counts_line(counts: &[(StateKind, u64)]) -> String {
     counts

@@ -143,7 +143,7 @@ fn header(o: &RunOverview) -> Markup {
     html! {
         h1 { (r.flow) " " span.muted { (format::short_id(&r.id)) } }
         dl.facts {
-            dt { "State" } dd #run-state { (format::state_badge(r.state)) }
+            dt { "State" } dd #run-state { (format::run_state_badge(r)) }
             dt { "Run id" } dd { code { (r.id) } }
             dt { "Version" } dd { code { (r.flow_version) } }
             dt { "Started" } dd { (format::time(r.started)) }

@@ -144,7 +144,7 @@ fn table(f: &RunsForm, page: &RunPage) -> Markup {
                         tr {
                             td { a href={ "/runs/" (r.id) } { (format::short_id(&r.id)) } }
                             td { a href={ "/runs" (format::query(&[("flow", Some(&r.flow))])) } { (r.flow) } }
-                            td { (format::state_badge(r.state)) }
+                            td { (format::run_state_badge(r)) }
                             td { (format::time(r.started)) }
                             td.num { (format::duration_ms(r.duration().as_millis() as u64)) }
                             td.message { (r.message.as_deref().unwrap_or("")) }

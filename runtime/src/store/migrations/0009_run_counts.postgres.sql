@@ -4,15 +4,17 @@
 -- resumed run that ends again counts again). Retention leaves them alone: they say how many
 -- runs ended, not which runs are kept.
 --
--- Flow runs (kind 'flow') and task runs (kind 'task', a mapped node's summary included) per
--- minute of their end ('YYYY-MM-DDTHH:MM', the first 16 characters of a stored timestamp) and
--- final state: a week's dashboard reads at most 10,080 minutes' rows.
+-- Flow runs (kind 'flow') and task runs (kind 'task', a mapped node's summary included) that
+-- ended, per final state, per minute (span 'minute') and per hour (span 'hour') of their end;
+-- `at` is the minute or hour as a stored timestamp's first 16 characters ('YYYY-MM-DDTHH:MM').
+-- The dashboard's last hour reads at most 60 minutes' rows, its day and week 24 and 168 hours'.
 CREATE TABLE run_counts (
-    minute TEXT NOT NULL,
-    kind   TEXT NOT NULL,
-    state  TEXT NOT NULL,
-    n      BIGINT NOT NULL,
-    PRIMARY KEY (minute, kind, state)
+    span  TEXT NOT NULL,
+    at    TEXT NOT NULL,
+    kind  TEXT NOT NULL,
+    state TEXT NOT NULL,
+    n     BIGINT NOT NULL,
+    PRIMARY KEY (span, at, kind, state)
 );
 -- Flow runs per flow and final state, for every run ever ended.
 CREATE TABLE flow_counts (
@@ -21,3 +23,6 @@ CREATE TABLE flow_counts (
     n     BIGINT NOT NULL,
     PRIMARY KEY (flow, state)
 );
+-- The task runs whose row stands for log lines (see 0009_run_logs.sql): the ordinary ones, not
+-- a mapped task's elements.
+CREATE INDEX task_runs_with_lines ON task_runs (flow_run_id) WHERE lifecycle_in_row >= 2;
