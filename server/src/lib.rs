@@ -45,6 +45,7 @@ pub mod live;
 mod pages;
 mod pool;
 mod session;
+mod throttle;
 
 pub use auth::Role;
 pub use config::{
@@ -53,7 +54,7 @@ pub use config::{
 pub use pool::QUEUE_PER_WORKER;
 
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 use axum::Router;
 use std::future::Future;
@@ -120,6 +121,10 @@ fn app(store: Store, config: ServerConfig, pool: Arc<pool::Pool>) -> Router {
         .route("/api/openapi.json", get(docs::openapi))
         .merge(api::routes(state.clone()))
         .fallback(api::not_found)
+        .layer(from_fn_with_state(
+            Arc::new(throttle::Throttle::default()),
+            throttle::guard,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(from_fn(limits::guard))
         .with_state(state)
@@ -182,7 +187,9 @@ impl Server {
             shutdown.await;
             pool.cancel_all();
         };
-        let served = axum::serve(self.listener, self.app)
+        // The peer's address, for the throttle of wrong tokens.
+        let app = self.app.into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(stop)
             .await
             .map_err(ServeError::Io);

@@ -627,6 +627,28 @@ fn tokens_and_roles() {
 }
 
 #[test]
+fn wrong_tokens_are_throttled_by_address() {
+    let env = Env::sqlite(tokens());
+    // Asking without a token is not guessing one: never throttled.
+    for _ in 0..25 {
+        get(&env, "/api/runs").error(401);
+    }
+    let wrong = Some("wrong-token-0123456789");
+    for _ in 0..20 {
+        call(&env, "GET", "/api/runs", wrong, &[], None).error(401);
+    }
+    // From now on this address's tokens are not compared: even the right one waits.
+    let message = call(&env, "GET", "/api/runs", Some(OPERATOR), &[], None).error(429);
+    assert!(
+        message.contains("20 wrong tokens") && message.contains("try again in"),
+        "{message}"
+    );
+    let signin = call(&env, "POST", "/signin", None, &[], Some("token=x"));
+    assert_eq!(signin.status, 429, "{}", signin.body);
+    get(&env, "/api/runs").error(401);
+}
+
+#[test]
 fn state_changes_check_origin_and_bodies() {
     let env = Env::sqlite(tokens());
     let runs = "/api/deployments/nightly/runs";
