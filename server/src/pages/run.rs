@@ -94,7 +94,8 @@ pub(crate) async fn page(
             (logs_table(o.run.id, &logs, &p))
         }
     };
-    let title = format!("{} {}", o.run.flow, format::short_id(&o.run.id));
+    // The whole id: runs made in the same minute share their first characters.
+    let title = format!("{} {}", o.run.flow, o.run.id);
     ok(layout(&title, Some(viewer), Nav::Runs, body))
 }
 
