@@ -6,7 +6,7 @@ use std::fmt::{self, Write as _};
 use std::time::Duration;
 use weft_runtime::schedule::Schedule;
 use weft_runtime::store::{
-    DeploymentRecord, FlowSummary, LogRecord, RunDetail, RunRecord, TaskRunRecord,
+    short_ids, DeploymentRecord, FlowSummary, LogRecord, RunDetail, RunRecord, TaskRunRecord,
 };
 use weft_runtime::StateKind;
 
@@ -16,8 +16,6 @@ pub const MAPPED_LIMIT: usize = 50;
 pub const MAPPED_SHOWN: usize = 20;
 /// The longest error message shown in the task runs table.
 pub const ERROR_WIDTH: usize = 70;
-/// The shortest run id prefix shown (like git's short ids).
-pub const SHORT_ID: usize = 8;
 
 /// A duration for people: `312ms`, `4.2s`, `3m 12s`, `2h 05m`, `3d 04h`.
 pub fn duration(d: Duration) -> String {
@@ -97,25 +95,6 @@ pub fn redact(url: &str) -> String {
         }
     }
     url.to_owned()
-}
-
-/// Short forms of `ids`: the first [`SHORT_ID`] characters, more where two ids listed together
-/// would otherwise look the same (as git shortens commit ids). Run ids begin with their start
-/// time (UUIDv7), so runs started within a minute of each other show longer prefixes.
-pub fn short_ids(ids: &[String]) -> Vec<String> {
-    ids.iter()
-        .map(|id| {
-            let mut len = SHORT_ID.min(id.len());
-            while len < id.len()
-                && ids
-                    .iter()
-                    .any(|other| other != id && other.get(..len) == id.get(..len))
-            {
-                len += 1;
-            }
-            id.get(..len).unwrap_or(id).to_owned()
-        })
-        .collect()
 }
 
 /// Counts by state, in the order a run goes through them: `9990 Completed, 10 Failed`.
@@ -224,7 +203,7 @@ pub fn runs_table<Tz: TimeZone>(runs: &[RunRecord], tz: &Tz) -> String
 where
     Tz::Offset: fmt::Display,
 {
-    let ids: Vec<String> = runs.iter().map(|r| r.id.to_string()).collect();
+    let ids: Vec<weft_runtime::Uuid> = runs.iter().map(|r| r.id).collect();
     let mut table = Table::new(&[
         ("ID", Align::Left),
         ("FLOW", Align::Left),
@@ -673,22 +652,6 @@ mod tests {
         assert_eq!(redact("postgres://me:pw@h/db"), "postgres://me:***@h/db");
         assert_eq!(redact("postgres://me@h/db"), "postgres://me@h/db");
         assert_eq!(redact("sqlite://a/b.db"), "sqlite://a/b.db");
-    }
-
-    #[test]
-    fn short_ids_grow_only_when_needed() {
-        let ids: Vec<String> = ["abcdef0123", "abcdef0199", "12345678aa"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(short_ids(&ids), ["abcdef012", "abcdef019", "12345678"]);
-        let ids: Vec<String> = ["abcdef0123", "abcdef0124"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(short_ids(&ids), ["abcdef0123", "abcdef0124"]);
-        let ids = vec!["abc".to_owned()];
-        assert_eq!(short_ids(&ids), ["abc"]);
     }
 
     #[test]

@@ -56,8 +56,8 @@ mod writer;
 pub use cancel::{CancelOutcome, RunOwner};
 pub use deploy::{DeploymentRecord, RequestState, RunRequest};
 pub use query::{
-    CancelRequest, FlowSummary, LogRecord, NodeOutputRecord, RunDetail, RunFilter, RunRecord,
-    StateChangeRecord, TaskRunRecord,
+    short_ids, CancelRequest, FlowSummary, LogRecord, NodeOutputRecord, RunDetail, RunFilter,
+    RunRecord, StateChangeRecord, TaskRunRecord, SHORT_ID,
 };
 pub use retention::{keep_pruning, PruneReport, Retention};
 

@@ -307,6 +307,41 @@ impl FlowSummary {
     }
 }
 
+/// Characters of a run id shown at least by [`short_ids`].
+pub const SHORT_ID: usize = 8;
+
+/// Short forms of run ids listed together: their first [`SHORT_ID`] characters, more where two
+/// ids would otherwise look the same (as git shortens commit ids). Run ids begin with their
+/// start time (UUIDv7), so runs started within a minute of each other show longer prefixes;
+/// each is a prefix [`Store::resolve_run`] accepts.
+///
+/// ```
+/// use weft_runtime::store::short_ids;
+///
+/// let ids = [
+///     "01a22cce-d637-730a-bb03-6728e2e65638".parse().unwrap(),
+///     "01a22cce-d640-7a1c-8c2e-1f5e0d9b7a41".parse().unwrap(),
+///     "01b00000-0000-7000-8000-000000000000".parse().unwrap(),
+/// ];
+/// assert_eq!(short_ids(&ids), ["01a22cce-d63", "01a22cce-d64", "01b00000"]);
+/// ```
+pub fn short_ids(ids: &[Uuid]) -> Vec<String> {
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    ids.iter()
+        .map(|id| {
+            let mut len = SHORT_ID.min(id.len());
+            while len < id.len()
+                && ids
+                    .iter()
+                    .any(|other| other != id && other.get(..len) == id.get(..len))
+            {
+                len += 1;
+            }
+            id.get(..len).unwrap_or(id).to_owned()
+        })
+        .collect()
+}
+
 pub(super) fn state_of(row: &AnyRow, col: &str) -> Result<StateKind, StoreError> {
     let s: String = row.try_get(col)?;
     s.parse().map_err(StoreError::Query)

@@ -13,7 +13,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use weft_runtime::store::browse::RunQuery;
-use weft_runtime::store::{DeploymentRecord, Store};
+use weft_runtime::store::{short_ids, DeploymentRecord, Store};
 use weft_runtime::StateKind;
 
 /// The dashboard's window.
@@ -42,6 +42,7 @@ pub(crate) async fn page(
         })
         .await?;
     let attention = deployments_needing_attention(&state.store).await?;
+    let failure_ids: Vec<uuid::Uuid> = failures.runs.iter().map(|r| r.id).collect();
     let body = html! {
         h1 { "Dashboard" }
         p.windows {
@@ -64,9 +65,9 @@ pub(crate) async fn page(
             table {
                 thead { tr { th { "Run" } th { "Flow" } th { "Started" } th { "Message" } } }
                 tbody {
-                    @for r in &failures.runs {
+                    @for (r, short) in failures.runs.iter().zip(short_ids(&failure_ids)) {
                         tr {
-                            td { a href={ "/runs/" (r.id) } { (format::short_id(&r.id)) } }
+                            td { a href={ "/runs/" (r.id) } { (short) } }
                             td { (r.flow) }
                             td { (format::time(r.started)) }
                             td.message { (r.message.as_deref().unwrap_or("")) }
@@ -95,7 +96,7 @@ fn counts_card(title: &str, key: &str, counts: &BTreeMap<String, u64>) -> Markup
     html! {
         section.card {
             h2 { (title) }
-            p.total { span data-count={ (key) ":total" } { (total) } " started" }
+            p.total { span data-count={ (key) ":total" } { (total) } " ended" }
             table.counts {
                 @for kind in StateKind::ALL.iter().filter(|k| k.is_final()) {
                     tr {

@@ -12,6 +12,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
 use weft_runtime::store::browse::{RunCursor, RunPage, RunQuery};
+use weft_runtime::store::short_ids;
 use weft_runtime::StateKind;
 
 /// The form's fields (all optional).
@@ -130,6 +131,7 @@ fn filter_form(f: &RunsForm, flows: &[&str], deployments: &[&str]) -> Markup {
 }
 
 fn table(f: &RunsForm, page: &RunPage) -> Markup {
+    let ids: Vec<uuid::Uuid> = page.runs.iter().map(|r| r.id).collect();
     html! {
         @if page.runs.is_empty() {
             p.muted { "No flow run matches." }
@@ -140,9 +142,9 @@ fn table(f: &RunsForm, page: &RunPage) -> Markup {
                     th { "Message" }
                 } }
                 tbody {
-                    @for r in &page.runs {
+                    @for (r, short) in page.runs.iter().zip(short_ids(&ids)) {
                         tr {
-                            td { a href={ "/runs/" (r.id) } { (format::short_id(&r.id)) } }
+                            td { a href={ "/runs/" (r.id) } { (short) } }
                             td { a href={ "/runs" (format::query(&[("flow", Some(&r.flow))])) } { (r.flow) } }
                             td { (format::run_state_badge(r)) }
                             td { (format::time(r.started)) }
