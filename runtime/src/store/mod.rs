@@ -49,6 +49,7 @@ mod checkpoint;
 mod counts;
 mod deploy;
 mod query;
+mod reaper;
 pub(crate) mod record;
 mod retention;
 mod writer;
@@ -59,6 +60,7 @@ pub use query::{
     FlowSummary, LogRecord, NodeOutputRecord, RunDetail, RunFilter, RunRecord, StateChangeRecord,
     TaskRunRecord,
 };
+pub use reaper::{keep_reaping, Reaped};
 pub use retention::{keep_pruning, PruneReport, Retention};
 
 use chrono::{DateTime, Utc};
@@ -160,6 +162,11 @@ const MIGRATIONS: &[(i64, &str, Script)] = &[
                 include_str!("migrations/0009_run_counts_backfill.sql")
             ),
         },
+    ),
+    (
+        10,
+        "leases",
+        Script::Both(include_str!("migrations/0010_leases.sql")),
     ),
 ];
 
