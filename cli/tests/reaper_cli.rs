@@ -5,7 +5,8 @@
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use weft::prelude::*;
-use weft::store::{Bucket, RunFilter, Store, StoreOptions};
+use weft::store::browse::Bucket;
+use weft::store::{RunFilter, Store, StoreOptions};
 
 #[task]
 async fn nap(secs: u64) -> u64 {

@@ -5,13 +5,16 @@
 //! notices it: each store keeps a registry of the runs it records that are still going, and
 //! while it holds any, a watcher on the store's own thread, every [`POLL`]:
 //!
-//! - claims the runs that have lived [`CLAIM_AFTER`] (a `run_owners` row naming this process):
-//!   a run that ends sooner never waits for, nor writes, anything for cancellation;
+//! - claims the runs that have lived [`CLAIM_AFTER`] (a `run_owners` row naming this process,
+//!   and the run's lease token, see the reaper module): a run that ends sooner never waits
+//!   for, nor writes, anything for cancellation;
 //! - refreshes this process's heartbeat (one `processes` row per process, not per run) every
 //!   [`HEARTBEAT`];
 //! - asks, in one query for all the runs it owns, for their cancel requests, and cancels those
 //!   runs through their [`CancelHandle`]: their tasks end Cancelled (a pipeline node's process
-//!   group is stopped), the run ends Cancelled.
+//!   group is stopped), the run ends Cancelled; the same query finds the runs another process
+//!   took from it (reaped while this one was taken for dead), which it cancels too;
+//! - reaps other processes' zombie runs every [`REAP_EVERY`] (the reaper module).
 //!
 //! A run is owned by a live process when its owner's heartbeat is younger than [`STALE`] and,
 //! when the owner ran on this host, its pid is still alive; a run with no owner yet counts as
@@ -286,14 +289,17 @@ impl Store {
     pub(crate) fn own(&self, run: Uuid, handle: CancelHandle) -> Owned {
         let token = self.inner.owners.token(run);
         let mut reg = self.inner.owners.lock();
-        // Registered again before its claim was released: the claim stays.
+        // Registered again (a queued pipeline run starting) while claimed, or before its claim
+        // was released: the claim (its row) stays.
+        let before = reg.ended.len();
         reg.ended.retain(|r| *r != run);
+        let claimed = reg.ended.len() < before || reg.runs.get(&run).is_some_and(|e| e.claimed);
         reg.runs.insert(
             run,
             Entry {
                 handle,
                 since: Instant::now(),
-                claimed: false,
+                claimed,
                 token,
             },
         );

@@ -60,7 +60,7 @@ pub use query::{
     FlowSummary, LogRecord, NodeOutputRecord, RunDetail, RunFilter, RunRecord, StateChangeRecord,
     TaskRunRecord,
 };
-pub use reaper::{keep_reaping, Reaped};
+pub use reaper::{keep_reaping, Reaped, REAP_EVERY};
 pub use retention::{keep_pruning, PruneReport, Retention};
 
 use chrono::{DateTime, Utc};
@@ -1111,7 +1111,9 @@ pub struct HistoryReport {
     pub store: String,
     /// Rows written.
     pub recorded: u64,
-    /// Rows given up on (the database stayed away longer than the writer's retries).
+    /// Rows given up on (the database stayed away longer than the writer's retries), or
+    /// refused: rows about a run that another process reaped while this one was taken for dead
+    /// (`error` says so).
     pub lost: u64,
     /// False when the run ended before the database confirmed its rows (they are still being
     /// retried in the background), or when the store could not be opened at all (`error` says

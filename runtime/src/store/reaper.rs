@@ -56,8 +56,13 @@ pub(super) fn new_token() -> i64 {
 }
 
 impl Store {
-    /// Marks Crashed every run whose process is gone (see the [module docs](self)): returns
-    /// them. Cheap when there is nothing to reap: two indexed queries.
+    /// Marks Crashed every run whose process is gone: returns them. A run is reaped when it is
+    /// not final and its owner's heartbeat is older than 10 s (or its owner ran on this host
+    /// and its pid is gone), or when no process ever claimed it and it started more than 10 s
+    /// ago. Its unfinished task runs and subflow runs end Crashed with it, with a state change,
+    /// a WARN log line and the run counts; its lease is replaced, so that its process, were it
+    /// only frozen or cut off, can no longer write about it. Cheap when there is nothing to
+    /// reap: two indexed queries.
     ///
     /// ```
     /// use weft::prelude::*;

@@ -440,19 +440,7 @@ fn write_loop(inner: &Arc<Inner>) {
             }
             continue;
         }
-        let mut batch = Batch::default();
-        let mut flushes = Vec::new();
-        let mut refused_now: HashMap<Uuid, u64> = HashMap::new();
-        for op in ops {
-            match op {
-                Op::Flush { run, done } => flushes.push((run, done)),
-                Op::Flow(f) if flows_seen.contains(&(f.name.clone(), f.version.clone())) => {}
-                op if op.run().is_some_and(|r| fenced.contains_key(&r)) => {
-                    *refused_now.entry(op.run().unwrap_or_default()).or_default() += 1;
-                }
-                op => batch.add(op),
-            }
-        }
+        let (mut batch, flushes, refused_now) = split(ops, &flows_seen, &fenced);
         settle_fenced(inner, &fenced, refused_now);
         if !batch.is_empty() {
             let outcome = write_fenced(inner, &mut sink, &mut batch, &mut fenced);
@@ -488,6 +476,32 @@ fn write_loop(inner: &Arc<Inner>) {
             let _ = done.send(t);
         }
     }
+}
+
+/// A flush waiting for its run's rows.
+type Flushes = Vec<(Uuid, oneshot::Sender<Tally>)>;
+
+/// The batch of `ops`, the flushes among them, and how many rows of runs taken from this
+/// process they held (not in the batch).
+fn split(
+    ops: Vec<Op>,
+    flows_seen: &std::collections::HashSet<(String, String)>,
+    fenced: &HashMap<Uuid, String>,
+) -> (Batch, Flushes, HashMap<Uuid, u64>) {
+    let mut batch = Batch::default();
+    let mut flushes = Vec::new();
+    let mut refused = HashMap::new();
+    for op in ops {
+        match op {
+            Op::Flush { run, done } => flushes.push((run, done)),
+            Op::Flow(f) if flows_seen.contains(&(f.name.clone(), f.version.clone())) => {}
+            op if !fenced.is_empty() && op.run().is_some_and(|r| fenced.contains_key(&r)) => {
+                *refused.entry(op.run().unwrap_or_default()).or_default() += 1;
+            }
+            op => batch.add(op),
+        }
+    }
+    (batch, flushes, refused)
 }
 
 /// Rows the database refused one by one (a bad value, not a lost connection).
