@@ -330,12 +330,14 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         conn.close().await.unwrap();
         v
     };
-    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
 
     // What an older weft left: version 1 only.
     {
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
         for sql in common::OLD_TASK_RUNS.into_iter().chain([
+            "DROP INDEX flow_runs_unfinished",
+            "ALTER TABLE flow_runs DROP COLUMN lease",
             "DROP TABLE run_counts",
             "DROP TABLE flow_counts",
             "DROP TABLE run_requests",
@@ -360,7 +362,7 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         .connect()
         .await
         .unwrap();
-    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     store
         .register_deployment(&record("d", "f", None))
         .await
@@ -394,9 +396,11 @@ mod postgres {
     async fn postgres_history_of_version_1_is_upgraded() {
         let schema = Schema::new("deploy").await;
         drop(schema.store().await);
-        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         for sql in [
             "DROP VIEW \"{s}\".run_logs",
+            "DROP INDEX \"{s}\".flow_runs_unfinished",
+            "ALTER TABLE \"{s}\".flow_runs DROP COLUMN lease",
             "DROP TABLE \"{s}\".run_counts",
             "DROP TABLE \"{s}\".flow_counts",
             "DROP TABLE \"{s}\".run_owners",
@@ -422,7 +426,7 @@ mod postgres {
         }
         assert_eq!(schema.versions().await, [1]);
         let store = schema.store().await;
-        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         store
             .register_deployment(&record("d", "f", None))
             .await

@@ -288,7 +288,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 9,
+                supported: 10,
                 ..
             }
         ),
@@ -305,7 +305,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 99]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 99]);
     // A flow run still runs, unrecorded, and says why.
     let run = history_etl::run_with(RunConfig::new().no_history(), 1).await;
     assert_eq!(run.result, Ok(1));
@@ -337,11 +337,7 @@ async fn bad_urls_say_what_works() {
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    use tokio::net::{TcpListener, TcpStream};
-
-    use common::{server_url, Schema};
+    use common::{server_url, Proxy, Schema};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_records_runs_task_runs_state_changes_and_logs() {
@@ -397,57 +393,6 @@ mod postgres {
             "{err:?}"
         );
         schema.drop().await;
-    }
-
-    /// A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones: the
-    /// database going away, as the client sees it.
-    struct Proxy {
-        port: u16,
-        up: Arc<AtomicBool>,
-        cut: tokio::sync::watch::Sender<u64>,
-    }
-
-    impl Proxy {
-        async fn start() -> Proxy {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
-            let up = Arc::new(AtomicBool::new(true));
-            let (cut, cuts) = tokio::sync::watch::channel(0u64);
-            let up2 = up.clone();
-            tokio::spawn(async move {
-                loop {
-                    let Ok((mut client, _)) = listener.accept().await else {
-                        return;
-                    };
-                    if !up2.load(Ordering::SeqCst) {
-                        drop(client); // refused, as by a server that is down
-                        continue;
-                    }
-                    let mut cuts = cuts.clone();
-                    cuts.borrow_and_update(); // only later cuts stop this connection
-                    tokio::spawn(async move {
-                        let Ok(mut server) = TcpStream::connect("127.0.0.1:5432").await else {
-                            return;
-                        };
-                        tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                            _ = cuts.changed() => {}
-                        }
-                    });
-                }
-            });
-            Proxy { port, up, cut }
-        }
-        fn url(&self) -> String {
-            server_url().replace(":5432", &format!(":{}", self.port))
-        }
-        fn down(&self) {
-            self.up.store(false, Ordering::SeqCst);
-            self.cut.send_modify(|n| *n += 1);
-        }
-        fn restore(&self) {
-            self.up.store(true, Ordering::SeqCst);
-        }
     }
 
     #[task]

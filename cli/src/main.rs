@@ -336,6 +336,12 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
         _ => None,
     };
     let store = open(&cli).await?;
+    if matches!(
+        cli.command,
+        Command::Runs(_) | Command::Run(RunCommand::Show { .. })
+    ) {
+        reap(&store).await;
+    }
     let tz = chrono::Local;
     match cli.command {
         Command::Runs(args) => {
@@ -586,6 +592,12 @@ async fn cancel_run(
             code: 1,
         }),
     }
+}
+
+/// Marks Crashed the runs whose process is gone, so that the list shows them as they are
+/// (`Store::reap`). A history this command cannot write, or a slow database, is shown as it is.
+async fn reap(store: &Store) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), store.reap()).await;
 }
 
 /// Opens the history named by `--database` / `WEFT_DATABASE_URL`, else the default SQLite file,

@@ -108,13 +108,17 @@ pub(crate) async fn execute(
             code: 1,
         })?;
     let shown = server.local_addr();
+    // Runs whose process died end Crashed within a few seconds of the stale time.
+    let reaper = tokio::spawn(store::keep_reaping(store.clone()));
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "Run history: {}", store.url());
     let _ = writeln!(out, "API documentation at http://{shown}/docs");
     let _ = writeln!(out, "Check out the dashboard at http://{shown}");
     let _ = out.flush();
     drop(out);
-    server.run().await.map_err(|e| Failure {
+    let ran = server.run().await;
+    reaper.abort();
+    ran.map_err(|e| Failure {
         message: e.to_string(),
         code: 1,
     })?;

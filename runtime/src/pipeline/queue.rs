@@ -101,13 +101,17 @@ impl QueuedRun {
         config: RunConfig,
         values: &ParamValues,
     ) -> FlowRun<PipelineOutputs> {
-        // The run registers itself with the watcher again when it starts.
-        drop(self.waiting.take());
+        // The run registers itself with the watcher again when it starts (same lease token);
+        // the waiting registration is released after it, so the run is never left unclaimed in
+        // the store meanwhile (the reaper would take it for a run whose process died).
+        let waiting = self.waiting.take();
         let config = config
             .run_id(self.id)
             .history(self.store.clone())
             .cancel_with(&self.handle)
             .cancel_grace(super::shell::DEFAULT_KILL_GRACE + std::time::Duration::from_secs(5));
-        pipeline.run_with(config, values).await
+        let run = pipeline.run_with(config, values).await;
+        drop(waiting);
+        run
     }
 }

@@ -5,13 +5,16 @@
 //! notices it: each store keeps a registry of the runs it records that are still going, and
 //! while it holds any, a watcher on the store's own thread, every [`POLL`]:
 //!
-//! - claims the runs that have lived [`CLAIM_AFTER`] (a `run_owners` row naming this process):
-//!   a run that ends sooner never waits for, nor writes, anything for cancellation;
+//! - claims the runs that have lived [`CLAIM_AFTER`] (a `run_owners` row naming this process,
+//!   and the run's lease token, see the reaper module): a run that ends sooner never waits
+//!   for, nor writes, anything for cancellation;
 //! - refreshes this process's heartbeat (one `processes` row per process, not per run) every
 //!   [`HEARTBEAT`];
 //! - asks, in one query for all the runs it owns, for their cancel requests, and cancels those
 //!   runs through their [`CancelHandle`]: their tasks end Cancelled (a pipeline node's process
-//!   group is stopped), the run ends Cancelled.
+//!   group is stopped), the run ends Cancelled; the same query finds the runs another process
+//!   took from it (reaped while this one was taken for dead), which it cancels too;
+//! - reaps other processes' zombie runs every [`REAP_EVERY`] (the reaper module).
 //!
 //! A run is owned by a live process when its owner's heartbeat is younger than [`STALE`] and,
 //! when the owner ran on this host, its pid is still alive; a run with no owner yet counts as
@@ -19,8 +22,8 @@
 //! request for a run no live process owns marks it Cancelled at once, with its unfinished task
 //! runs, rather than leaving it Running for ever.
 
-use super::counts::Ends;
-use super::{parse_ts, record, ts, Backend, Inner, Store, StoreError};
+use super::reaper::{mark_ended, Ending, NOT_FINAL, REAP_EVERY};
+use super::{parse_ts, record, ts, Inner, Store, StoreError};
 use crate::flow::CancelHandle;
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
@@ -97,7 +100,7 @@ impl std::fmt::Display for RunOwner {
 }
 
 /// This machine's host name.
-fn host_name() -> &'static str {
+pub(super) fn host_name() -> &'static str {
     static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HOST.get_or_init(|| {
         let mut buf = [0u8; 256];
@@ -112,7 +115,7 @@ fn host_name() -> &'static str {
 }
 
 /// True while process `pid` of this host exists and is not a zombie.
-fn pid_alive(pid: u32) -> bool {
+pub(super) fn pid_alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
     };
@@ -152,11 +155,14 @@ struct Entry {
     handle: CancelHandle,
     since: Instant,
     claimed: bool,
+    /// The run's lease token once claimed (`flow_runs.lease`): [`Owners::token`].
+    token: i64,
 }
 
 /// What one tick of the watcher has to do.
 struct Tick {
-    claim: Vec<Uuid>,
+    /// Runs to claim, with their tokens.
+    claim: Vec<(Uuid, i64)>,
     ended: Vec<Uuid>,
     /// Some run is claimed: look for requests.
     owns: bool,
@@ -169,6 +175,15 @@ impl Owners {
             started: Utc::now(),
             reg: Mutex::new(Registry::default()),
         }
+    }
+
+    /// This process's lease token for run `run`: the same each time the run is registered
+    /// (a queued pipeline run registers again when it starts), another process's differs.
+    fn token(&self, run: Uuid) -> i64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&self.process, run).hash(&mut h);
+        ((h.finish() >> 1) as i64).max(1)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -186,7 +201,7 @@ impl Owners {
         for (id, e) in reg.runs.iter_mut() {
             if !e.claimed && e.since.elapsed() >= CLAIM_AFTER {
                 e.claimed = true;
-                claim.push(*id);
+                claim.push((*id, e.token));
             }
         }
         Some(Tick {
@@ -199,7 +214,7 @@ impl Owners {
     /// A tick whose writes failed: its claims and releases are tried again at the next one.
     fn retry(&self, tick: Tick) {
         let mut reg = self.lock();
-        for id in &tick.claim {
+        for (id, _) in &tick.claim {
             if let Some(e) = reg.runs.get_mut(id) {
                 e.claimed = false;
             }
@@ -214,6 +229,41 @@ impl Owners {
             tracing::info!(target: "weft", "Flow run {id}: cancellation requested: {reason}");
             h.cancel(reason);
         }
+    }
+
+    /// The lease tokens of the runs among `runs` that the writer must check before writing
+    /// their rows: those registered here for [`CLAIM_AFTER`] or more (claimed, or about to be;
+    /// the reaper may have taken a run never claimed). Younger runs cost a map lookup.
+    pub(crate) fn leases<'a>(&self, runs: impl Iterator<Item = &'a Uuid>) -> Vec<(Uuid, i64)> {
+        let reg = self.lock();
+        if reg.runs.is_empty() {
+            return Vec::new();
+        }
+        runs.filter_map(|id| {
+            let e = reg.runs.get(id)?;
+            (e.since.elapsed() >= CLAIM_AFTER).then_some((*id, e.token))
+        })
+        .collect()
+    }
+
+    /// Run `id` was taken from this process: another process ended it in `state` (reaped it
+    /// Crashed, or cancelled it for want of a live owner) while this one was taken for dead.
+    /// Cancels this process's copy, once, with a warning.
+    pub(crate) fn taken(&self, id: Uuid, state: &str, why: &str) {
+        let handle = self.lock().runs.get(&id).map(|e| e.handle.clone());
+        let Some(h) = handle.filter(|h| !h.is_cancelled()) else {
+            return;
+        };
+        let verb = match state {
+            "Crashed" => "reaped by another process".to_owned(),
+            other => format!("ended {other} by another process"),
+        };
+        tracing::warn!(
+            target: "weft",
+            "Flow run {id} was {verb} ({why}): this process was taken for dead; cancelling its \
+             copy of the run, whose further rows are not recorded"
+        );
+        h.cancel(format!("the run was {verb}: {why}"));
     }
 }
 
@@ -237,13 +287,20 @@ impl Store {
     /// `handle`. In memory only (a lock and a map insert); the watcher writes to the database
     /// only for runs that live longer than [`CLAIM_AFTER`].
     pub(crate) fn own(&self, run: Uuid, handle: CancelHandle) -> Owned {
+        let token = self.inner.owners.token(run);
         let mut reg = self.inner.owners.lock();
+        // Registered again (a queued pipeline run starting) while claimed, or before its claim
+        // was released: the claim (its row) stays.
+        let before = reg.ended.len();
+        reg.ended.retain(|r| *r != run);
+        let claimed = reg.ended.len() < before || reg.runs.get(&run).is_some_and(|e| e.claimed);
         reg.runs.insert(
             run,
             Entry {
                 handle,
                 since: Instant::now(),
-                claimed: false,
+                claimed,
+                token,
             },
         );
         if !reg.watching {
@@ -254,6 +311,30 @@ impl Store {
             store: self.clone(),
             run,
         }
+    }
+
+    /// The process that claimed flow run `id` (one that lived longer than about a second),
+    /// with its last heartbeat; None for a run never claimed, or whose process released it
+    /// when it ended.
+    ///
+    /// ```
+    /// use weft::prelude::*;
+    /// use weft::store::Store;
+    ///
+    /// #[task] fn one() -> u32 { 1 }
+    /// #[flow] async fn quick() -> u32 { let x = one()?; x }
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), weft::store::StoreError> {
+    /// let dir = std::env::temp_dir().join(format!("weft-doc-owner-{}", std::process::id()));
+    /// let store = Store::connect(&format!("sqlite://{}/weft.db", dir.display())).await?;
+    /// let run = quick::run_with(RunConfig::new().history(store.clone())).await;
+    /// assert_eq!(store.run_owner(run.id).await?, None); // too short to be claimed
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_owner(&self, id: Uuid) -> Result<Option<RunOwner>, StoreError> {
+        self.with_pool(move |pool, _| async move { owner_of(&pool, id).await })
+            .await
     }
 
     /// Asks for flow run `id` to be cancelled, for `reason`, by whichever process runs it.
@@ -309,7 +390,13 @@ impl Store {
                 Some(o) => format!("{reason} (no live process owned the run; last owner: {o})"),
                 None => format!("{reason} (no live process owned the run)"),
             };
-            if !mark_cancelled(&pool, backend, id, &why, now).await? {
+            let end = Ending {
+                state: StateKind::Cancelled,
+                why: &why,
+                lease: None,
+                now,
+            };
+            if !mark_ended(&pool, backend, &id.to_string(), &end).await? {
                 // It ended meanwhile.
                 let state = run_state(&pool, id).await?.map_or(state, |(s, _)| s);
                 return Ok(CancelOutcome::AlreadyFinal { state });
@@ -319,9 +406,6 @@ impl Store {
         .await
     }
 }
-
-/// The states a run or task run may still leave, as an SQL list.
-const NOT_FINAL: &str = "('Scheduled', 'Pending', 'Running', 'Retrying')";
 
 /// A run's state and start.
 async fn run_state(
@@ -365,108 +449,10 @@ async fn owner_of(pool: &AnyPool, id: Uuid) -> Result<Option<RunOwner>, StoreErr
     .transpose()
 }
 
-/// Marks run `id`, its unfinished subflow runs (at any depth: their process is the same) and
-/// their unfinished task runs Cancelled, each with a state change and a log line saying why;
-/// false when the run had ended meanwhile.
-async fn mark_cancelled(
-    pool: &AnyPool,
-    backend: Backend,
-    id: Uuid,
-    why: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let at = ts(now);
-    let mut tx = pool.begin().await?;
-    let mut ends = Ends::default();
-    let mut runs = vec![id.to_string()];
-    let mut next = 0;
-    while let Some(parent) = runs.get(next).cloned() {
-        let children: Vec<String> = sqlx::query_scalar(&format!(
-            "SELECT id FROM flow_runs WHERE parent_run = $1 AND state IN {NOT_FINAL}"
-        ))
-        .bind(&parent)
-        .fetch_all(&mut *tx)
-        .await?;
-        runs.extend(children);
-        next += 1;
-    }
-    for (i, run) in runs.iter().enumerate() {
-        let why = match i {
-            0 => why.to_owned(),
-            _ => format!("its parent run was cancelled: {why}"),
-        };
-        let Some(tasks) = mark_one(&mut tx, run, &why, &at).await? else {
-            if i == 0 {
-                return Ok(false);
-            }
-            continue;
-        };
-        let micros = now.timestamp_micros();
-        ends.flow_run(
-            Uuid::parse_str(run).unwrap_or_default(),
-            StateKind::Cancelled,
-            micros,
-        );
-        ends.task_runs(StateKind::Cancelled, micros, tasks);
-    }
-    ends.write_sqlx(&mut tx, backend).await?;
-    // The `run_owners` rows stay: an owner wrongly taken for dead (a frozen process that wakes
-    // up) still finds the request and cancels the run itself.
-    tx.commit().await?;
-    Ok(true)
-}
-
-/// Marks one run and its unfinished task runs Cancelled: how many task runs, or None when the
-/// run had ended.
-async fn mark_one(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    id: &str,
-    why: &str,
-    at: &str,
-) -> Result<Option<i64>, StoreError> {
-    let done = sqlx::query(&format!(
-        "UPDATE flow_runs SET state = 'Cancelled', message = $1, ended = $2 \
-         WHERE id = $3 AND state IN {NOT_FINAL}"
-    ))
-    .bind(why)
-    .bind(at)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Ok(None);
-    }
-    let statements = [
-        format!(
-            "UPDATE task_runs SET state = 'Cancelled', message = $1, ended = $2 \
-             WHERE flow_run_id = $3 AND state IN {NOT_FINAL}"
-        ),
-        "INSERT INTO state_changes (flow_run_id, seq, node, map_index, name, state, message, \
-         attempt, at) SELECT id, 0, NULL, NULL, flow, 'Cancelled', $1, 0, $2 FROM flow_runs \
-         WHERE id = $3"
-            .to_owned(),
-        "INSERT INTO logs (flow_run_id, seq, at, level, message) \
-         VALUES ($3, 0, $2, 'WARN', 'Flow run CANCELLED: ' || CAST($1 AS TEXT))"
-            .to_owned(),
-    ];
-    let mut tasks = 0;
-    for (i, sql) in statements.iter().enumerate() {
-        let done = sqlx::query(sql)
-            .bind(why)
-            .bind(at)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
-        if i == 0 {
-            tasks = i64::try_from(done.rows_affected()).unwrap_or(i64::MAX);
-        }
-    }
-    Ok(Some(tasks))
-}
-
 /// The watcher of one store: runs on the store's thread while this process has runs going.
 async fn watch(inner: Weak<Inner>) {
     let mut last_beat: Option<Instant> = None;
+    let mut last_reap: Option<Instant> = None;
     loop {
         tokio::time::sleep(POLL).await;
         let Some(inner) = inner.upgrade() else {
@@ -478,81 +464,164 @@ async fn watch(inner: Weak<Inner>) {
         if let Err(e) = step(&inner, &tick, &mut last_beat).await {
             tracing::debug!(target: "weft::store", "Run history: cancellation watcher: {e}");
             inner.owners.retry(tick);
+            continue;
+        }
+        // With a fresh heartbeat of its own, a process owning runs reaps other processes'.
+        if tick.owns && last_reap.is_none_or(|t| t.elapsed() >= REAP_EVERY) {
+            last_reap = Some(Instant::now());
+            let reaped = super::reaper::reap(&inner.pool, inner.backend, Utc::now()).await;
+            if let Err(e) = reaped {
+                tracing::debug!(target: "weft::store", "Run history: reaper: {e}");
+            }
         }
     }
 }
 
 /// One tick: heartbeat and claims, deletes the ended runs' claims, then one query for the
-/// cancel requests of every run this process owns.
+/// cancel requests of every run this process owns, and for those taken from it.
 async fn step(
     inner: &Inner,
     tick: &Tick,
     last_beat: &mut Option<Instant>,
 ) -> Result<(), StoreError> {
-    let owners = &inner.owners;
-    let pool = &inner.pool;
-    let now = ts(Utc::now());
     let beat_due = last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT);
     if (tick.owns && beat_due) || !tick.claim.is_empty() || !tick.ended.is_empty() {
-        let mut tx = pool.begin().await?;
-        if last_beat.is_none() {
-            // Once per watcher: forget processes silent for a day, and what they owned.
-            let day_ago = ts(Utc::now() - chrono::Duration::days(1));
-            sqlx::query("DELETE FROM processes WHERE heartbeat < $1")
-                .bind(day_ago)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM run_owners WHERE process NOT IN (SELECT id FROM processes)")
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(
-            "INSERT INTO processes (id, host, pid, started, heartbeat) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
-        )
-        .bind(&owners.process)
-        .bind(host_name())
-        .bind(i64::from(std::process::id()))
-        .bind(ts(owners.started))
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
-        for id in &tick.claim {
-            sqlx::query(
-                "INSERT INTO run_owners (flow_run_id, process, since) VALUES ($1, $2, $3) \
-                 ON CONFLICT (flow_run_id) DO UPDATE SET process = excluded.process, \
-                 since = excluded.since",
-            )
-            .bind(id.to_string())
-            .bind(&owners.process)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for id in &tick.ended {
-            sqlx::query("DELETE FROM run_owners WHERE flow_run_id = $1 AND process = $2")
-                .bind(id.to_string())
-                .bind(&owners.process)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        let taken = beat_and_claim(inner, tick, last_beat.is_none()).await?;
         *last_beat = Some(Instant::now());
+        for (id, state, why) in taken {
+            inner.owners.taken(id, &state, &why);
+        }
     }
     if !tick.owns {
         return Ok(());
     }
-    let requests = sqlx::query(
-        "SELECT f.id, f.cancel_reason FROM run_owners o JOIN flow_runs f ON f.id = o.flow_run_id \
-         WHERE o.process = $1 AND f.cancel_requested IS NOT NULL",
+    requests(inner).await
+}
+
+/// In one transaction: refreshes this process's heartbeat, claims the runs of `tick.claim`
+/// (their lease and `run_owners` row) and releases the ended ones. Returns the runs it could
+/// not claim because another process had ended them (state and message).
+async fn beat_and_claim(
+    inner: &Inner,
+    tick: &Tick,
+    first: bool,
+) -> Result<Vec<(Uuid, String, String)>, StoreError> {
+    let owners = &inner.owners;
+    let now = ts(Utc::now());
+    let mut tx = inner.pool.begin().await?;
+    if first {
+        // Once per watcher: forget processes silent for a day, and what they owned.
+        let day_ago = ts(Utc::now() - chrono::Duration::days(1));
+        sqlx::query("DELETE FROM processes WHERE heartbeat < $1")
+            .bind(day_ago)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM run_owners WHERE process NOT IN (SELECT id FROM processes)")
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(
+        "INSERT INTO processes (id, host, pid, started, heartbeat) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
     )
     .bind(&owners.process)
-    .fetch_all(pool)
+    .bind(host_name())
+    .bind(i64::from(std::process::id()))
+    .bind(ts(owners.started))
+    .bind(&now)
+    .execute(&mut *tx)
     .await?;
-    for row in requests {
-        let id: String = row.try_get("id")?;
-        let reason: Option<String> = row.try_get("cancel_reason")?;
-        if let Ok(id) = id.parse() {
+    let mut taken = Vec::new();
+    for (id, token) in &tick.claim {
+        if let Some((state, why)) = claim(&mut tx, *id, *token).await? {
+            taken.push((*id, state, why));
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO run_owners (flow_run_id, process, since) VALUES ($1, $2, $3) \
+             ON CONFLICT (flow_run_id) DO UPDATE SET process = excluded.process, \
+             since = excluded.since",
+        )
+        .bind(id.to_string())
+        .bind(&owners.process)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for id in &tick.ended {
+        sqlx::query("DELETE FROM run_owners WHERE flow_run_id = $1 AND process = $2")
+            .bind(id.to_string())
+            .bind(&owners.process)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(taken)
+}
+
+/// Sets run `id`'s lease to `token` unless another process took the run (reaped it, or
+/// cancelled it for want of a live owner): then its state and message. A run whose row is not
+/// written yet has nothing to take.
+async fn claim(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: Uuid,
+    token: i64,
+) -> Result<Option<(String, String)>, StoreError> {
+    let done = sqlx::query(
+        "UPDATE flow_runs SET lease = $1 WHERE id = $2 AND (lease IS NULL OR lease = $1)",
+    )
+    .bind(token)
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() > 0 {
+        return Ok(None);
+    }
+    let row = sqlx::query("SELECT state, message FROM flow_runs WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|r| {
+        Ok((
+            r.try_get("state")?,
+            r.try_get::<Option<String>, _>("message")?
+                .unwrap_or_default(),
+        ))
+    })
+    .transpose()
+}
+
+/// One query for this process's claimed runs that have a cancel request or were ended by
+/// another process; cancels them.
+async fn requests(inner: &Inner) -> Result<(), StoreError> {
+    let owners = &inner.owners;
+    let rows = sqlx::query(&format!(
+        "SELECT f.id, f.cancel_reason, f.cancel_requested, f.lease, f.state, f.message \
+         FROM run_owners o JOIN flow_runs f ON f.id = o.flow_run_id \
+         WHERE o.process = $1 AND (f.cancel_requested IS NOT NULL OR f.state NOT IN {NOT_FINAL})"
+    ))
+    .bind(&owners.process)
+    .fetch_all(&inner.pool)
+    .await?;
+    for row in rows {
+        let Ok(id) = row.try_get::<String, _>("id")?.parse::<Uuid>() else {
+            continue;
+        };
+        let lease: Option<i64> = row.try_get("lease")?;
+        let mine = owners.lock().runs.get(&id).map(|e| e.token);
+        if let (Some(lease), Some(mine)) = (lease, mine) {
+            if lease != mine {
+                let state: String = row.try_get("state")?;
+                let why: Option<String> = row.try_get("message")?;
+                owners.taken(id, &state, &why.unwrap_or_default());
+                continue;
+            }
+        }
+        if row
+            .try_get::<Option<String>, _>("cancel_requested")?
+            .is_some()
+        {
+            let reason: Option<String> = row.try_get("cancel_reason")?;
             owners.cancel(
                 id,
                 reason.unwrap_or_else(|| "cancellation requested".to_owned()),

@@ -49,6 +49,7 @@ mod checkpoint;
 mod counts;
 mod deploy;
 mod query;
+mod reaper;
 pub(crate) mod record;
 mod retention;
 mod writer;
@@ -59,6 +60,7 @@ pub use query::{
     short_ids, CancelRequest, FlowSummary, LogRecord, NodeOutputRecord, RunDetail, RunFilter,
     RunRecord, StateChangeRecord, TaskRunRecord, SHORT_ID,
 };
+pub use reaper::{keep_reaping, Reaped, REAP_EVERY};
 pub use retention::{keep_pruning, PruneReport, Retention};
 
 use chrono::{DateTime, Utc};
@@ -162,6 +164,11 @@ const MIGRATIONS: &[(i64, &str, Script)] = &[
                 include_str!("migrations/0009_run_logs.sql")
             ),
         },
+    ),
+    (
+        10,
+        "leases",
+        Script::Both(include_str!("migrations/0010_leases.sql")),
     ),
 ];
 
@@ -1106,7 +1113,9 @@ pub struct HistoryReport {
     pub store: String,
     /// Rows written.
     pub recorded: u64,
-    /// Rows given up on (the database stayed away longer than the writer's retries).
+    /// Rows given up on (the database stayed away longer than the writer's retries), or
+    /// refused: rows about a run that another process reaped while this one was taken for dead
+    /// (`error` says so).
     pub lost: u64,
     /// False when the run ended before the database confirmed its rows (they are still being
     /// retried in the background), or when the store could not be opened at all (`error` says

@@ -430,6 +430,8 @@ fn write_loop(inner: &Arc<Inner>) {
         _ => Sink::Sqlx,
     };
     let mut flows_seen: std::collections::HashSet<(String, String)> = Default::default();
+    // Runs taken from this process (see `reaper`), with why: their rows are refused.
+    let mut fenced: HashMap<Uuid, String> = HashMap::new();
     loop {
         let ops = inner.queue.take(TICK);
         if ops.is_empty() {
@@ -438,17 +440,10 @@ fn write_loop(inner: &Arc<Inner>) {
             }
             continue;
         }
-        let mut batch = Batch::default();
-        let mut flushes = Vec::new();
-        for op in ops {
-            match op {
-                Op::Flush { run, done } => flushes.push((run, done)),
-                Op::Flow(f) if flows_seen.contains(&(f.name.clone(), f.version.clone())) => {}
-                op => batch.add(op),
-            }
-        }
+        let (mut batch, flushes, refused_now) = split(ops, &flows_seen, &fenced);
+        settle_fenced(inner, &fenced, refused_now);
         if !batch.is_empty() {
-            let outcome = write_with_retry(inner, &mut sink, &batch);
+            let outcome = write_fenced(inner, &mut sink, &mut batch, &mut fenced);
             let ok = outcome.is_ok();
             let (refused, error) = match outcome {
                 Ok(refused) => (refused, None),
@@ -474,6 +469,7 @@ fn write_loop(inner: &Arc<Inner>) {
             }
         }
         for (run, done) in flushes {
+            fenced.remove(&run);
             let mut t = inner.queue.finish(run);
             // Rows queued after the flush (none, for a run that ended) are not its history.
             t.queued = 0;
@@ -482,12 +478,44 @@ fn write_loop(inner: &Arc<Inner>) {
     }
 }
 
+/// A flush waiting for its run's rows.
+type Flushes = Vec<(Uuid, oneshot::Sender<Tally>)>;
+
+/// The batch of `ops`, the flushes among them, and how many rows of runs taken from this
+/// process they held (not in the batch).
+fn split(
+    ops: Vec<Op>,
+    flows_seen: &std::collections::HashSet<(String, String)>,
+    fenced: &HashMap<Uuid, String>,
+) -> (Batch, Flushes, HashMap<Uuid, u64>) {
+    let mut batch = Batch::default();
+    let mut flushes = Vec::new();
+    let mut refused = HashMap::new();
+    for op in ops {
+        match op {
+            Op::Flush { run, done } => flushes.push((run, done)),
+            Op::Flow(f) if flows_seen.contains(&(f.name.clone(), f.version.clone())) => {}
+            op if !fenced.is_empty() && op.run().is_some_and(|r| fenced.contains_key(&r)) => {
+                *refused.entry(op.run().unwrap_or_default()).or_default() += 1;
+            }
+            op => batch.add(op),
+        }
+    }
+    (batch, flushes, refused)
+}
+
 /// Rows the database refused one by one (a bad value, not a lost connection).
 #[derive(Default)]
 struct Refused {
     per_run: HashMap<Uuid, u64>,
     error: Option<String>,
+    /// Runs whose lease was no longer this process's (another process ended them): with
+    /// their stored state and message. When any, nothing of the batch was committed.
+    fenced: Vec<Fenced>,
 }
+
+/// A run taken from this process: its id, state and message as stored.
+type Fenced = (Uuid, String, String);
 
 impl Refused {
     fn add(&mut self, run: Option<Uuid>, ops: u64, error: String) {
@@ -499,13 +527,63 @@ impl Refused {
     }
 }
 
-fn write_with_retry(inner: &Inner, sink: &mut Sink, batch: &Batch) -> Result<Refused, String> {
+/// Counts `rows` of runs taken from this process as lost.
+fn settle_fenced(inner: &Inner, fenced: &HashMap<Uuid, String>, rows: HashMap<Uuid, u64>) {
+    if rows.is_empty() {
+        return;
+    }
+    inner.queue.settle(rows.into_iter().map(|(run, n)| {
+        let why = fenced.get(&run).cloned();
+        (run, 0, n, why)
+    }));
+}
+
+/// Writes the batch, after checking in its transaction that the runs this process claimed are
+/// still its own (their lease): the rows of runs taken from it are removed from the batch and
+/// counted lost, their copies in this process cancelled, and the rest written.
+fn write_fenced(
+    inner: &Inner,
+    sink: &mut Sink,
+    batch: &mut Batch,
+    fenced: &mut HashMap<Uuid, String>,
+) -> Result<Refused, String> {
+    let mut leases = inner.owners.leases(batch.per_run.keys());
+    loop {
+        let refused = write_with_retry(inner, sink, batch, &leases)?;
+        if refused.fenced.is_empty() {
+            return Ok(refused);
+        }
+        let mut taken = HashMap::new();
+        for (run, state, why) in refused.fenced {
+            inner.owners.taken(run, &state, &why);
+            let reason = format!(
+                "the run was ended {state} by another process ({why}): this process was taken \
+                 for dead, and its rows about the run are refused"
+            );
+            taken.insert(run, reason);
+        }
+        leases.retain(|(run, _)| !taken.contains_key(run));
+        let dropped = batch.drop_runs(&taken);
+        fenced.extend(taken);
+        settle_fenced(inner, fenced, dropped.into_iter().collect());
+        if batch.is_empty() {
+            return Ok(Refused::default());
+        }
+    }
+}
+
+fn write_with_retry(
+    inner: &Inner,
+    sink: &mut Sink,
+    batch: &Batch,
+    leases: &[(Uuid, i64)],
+) -> Result<Refused, String> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(50);
     loop {
         let result = match sink {
             Sink::Sqlite(conn, checkpointer) => {
-                let written = write_sqlite(conn, batch).map_err(|e| e.to_string());
+                let written = write_sqlite(conn, batch, leases).map_err(|e| e.to_string());
                 if let (Ok(_), Some(c)) = (&written, checkpointer) {
                     c.committed();
                 }
@@ -513,7 +591,7 @@ fn write_with_retry(inner: &Inner, sink: &mut Sink, batch: &Batch) -> Result<Ref
             }
             Sink::Sqlx => inner
                 .runtime
-                .block_on(write_sqlx(inner, batch))
+                .block_on(write_sqlx(inner, batch, leases))
                 .map_err(|e| e.to_string()),
         };
         match result {
@@ -556,7 +634,8 @@ struct Batch {
     outputs: Vec<NodeOutputRow>,
     pipelines: Vec<PipelineRow>,
     per_run: HashMap<Uuid, u64>,
-    ends: Ends,
+    /// Flow runs (task false) and task runs that reached a final state, with when.
+    ended: Vec<(Uuid, bool, StateKind, i64)>,
 }
 
 struct RunRow {
@@ -605,7 +684,9 @@ impl Batch {
                 message,
                 at,
             } => {
-                self.ends.flow_run(run, state, at);
+                if state.is_final() {
+                    self.ended.push((run, false, state, at));
+                }
                 let row = self.run_row(run);
                 row.ops += 1;
                 row.state = Some((state, message, at));
@@ -616,7 +697,9 @@ impl Batch {
                 // state change of its own).
                 if !t.event {
                     let at = t.ended.or(t.started).unwrap_or_else(|| micros(Utc::now()));
-                    self.ends.task_runs(t.state, at, 1);
+                    if t.state.is_final() {
+                        self.ended.push((t.run, true, t.state, at));
+                    }
                 }
                 let key = (t.run, t.node, t.map_index.unwrap_or(u32::MAX));
                 match self.task_index.get(&key) {
@@ -645,6 +728,33 @@ impl Batch {
             Op::Flush { .. } => {}
         }
     }
+    /// The batch's ends, to add to the run counts.
+    fn ends(&self) -> Ends {
+        let mut ends = Ends::default();
+        for &(run, task, state, at) in &self.ended {
+            match task {
+                true => ends.task_runs(state, at, 1),
+                false => ends.flow_run(run, state, at),
+            }
+        }
+        ends
+    }
+    /// Removes every row of the runs in `runs` (their rows are refused): how many queued rows
+    /// each stood for.
+    fn drop_runs(&mut self, runs: &HashMap<Uuid, String>) -> Vec<(Uuid, u64)> {
+        let gone = |r: &Uuid| runs.contains_key(r);
+        self.runs.retain(|r| !gone(&r.id));
+        self.run_index.clear();
+        self.tasks.retain(|t| !gone(&t.op.run));
+        self.task_index.clear();
+        self.changes.retain(|c| !gone(&c.run));
+        self.logs.retain(|l| !gone(&l.0));
+        self.outputs.retain(|o| !gone(&o.run));
+        self.ended.retain(|e| !gone(&e.0));
+        runs.keys()
+            .filter_map(|r| self.per_run.remove(r).map(|n| (*r, n)))
+            .collect()
+    }
     fn run_row(&mut self, id: Uuid) -> &mut RunRow {
         let i = *self.run_index.entry(id).or_insert_with(|| {
             self.runs.push(RunRow {
@@ -664,13 +774,13 @@ impl Batch {
 const INSERT_FLOW: &str =
     "INSERT INTO flows (name, version, graph, first_seen) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (name, version) DO NOTHING";
-// A resumed run keeps its first start; it is running again.
+// A resumed run keeps its first start; it is running again, not claimed yet (no lease).
 const INSERT_RUN: &str =
     "INSERT INTO flow_runs (id, flow, flow_version, parameters, state, message, started, ended, \
      parent_run, parent_node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
      ON CONFLICT (id) DO UPDATE SET flow_version = excluded.flow_version, \
      parameters = excluded.parameters, state = excluded.state, \
-     message = excluded.message, ended = excluded.ended";
+     message = excluded.message, ended = excluded.ended, lease = NULL";
 const UPDATE_RUN: &str = "UPDATE flow_runs SET state = $1, message = $2, ended = $3 WHERE id = $4";
 const INSERT_PIPELINE: &str =
     "INSERT INTO pipelines (name, version, source, path, registered) VALUES ($1, $2, $3, $4, $5) \
@@ -749,10 +859,48 @@ fn row_outcome(
     }
 }
 
-fn write_sqlite(conn: &mut rusqlite::Connection, b: &Batch) -> rusqlite::Result<Refused> {
+/// The runs among `leases` whose stored lease is another process's (in the write transaction).
+fn fenced_sqlite(
+    tx: &rusqlite::Transaction<'_>,
+    leases: &[(Uuid, i64)],
+) -> rusqlite::Result<Vec<Fenced>> {
+    use rusqlite::OptionalExtension;
+    let mut fenced = Vec::new();
+    if leases.is_empty() {
+        return Ok(fenced);
+    }
+    let mut st = tx.prepare_cached("SELECT lease, state, message FROM flow_runs WHERE id = ?1")?;
+    for (run, token) in leases {
+        let row = st
+            .query_row([run.to_string()], |r| {
+                Ok((
+                    r.get::<_, Option<i64>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })
+            .optional()?;
+        if let Some((Some(lease), state, message)) = row {
+            if lease != *token {
+                fenced.push((*run, state, message.unwrap_or_default()));
+            }
+        }
+    }
+    Ok(fenced)
+}
+
+fn write_sqlite(
+    conn: &mut rusqlite::Connection,
+    b: &Batch,
+    leases: &[(Uuid, i64)],
+) -> rusqlite::Result<Refused> {
     use rusqlite::params;
     let mut refused = Refused::default();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    refused.fenced = fenced_sqlite(&tx, leases)?;
+    if !refused.fenced.is_empty() {
+        return Ok(refused); // rolled back when dropped
+    }
     let ids: HashMap<Uuid, String> = b.per_run.keys().map(|u| (*u, u.to_string())).collect();
     let id = |u: &Uuid| -> Cow<'_, str> {
         ids.get(u)
@@ -884,7 +1032,7 @@ fn write_sqlite(conn: &mut rusqlite::Connection, b: &Batch) -> rusqlite::Result<
             row_outcome(r, &mut refused, Some(*run), 1)?;
         }
     }
-    b.ends.write_sqlite(&tx)?;
+    b.ends().write_sqlite(&tx)?;
     tx.commit()?;
     Ok(refused)
 }
@@ -1086,11 +1234,54 @@ fn clean_opt(backend: Backend, s: Option<&str>) -> Option<String> {
 /// Writes the batch with multi-row statements; when the database refuses one (a bad value, not
 /// a lost connection), writes it again row by row, each row behind a savepoint, and drops only
 /// the rows refused.
-async fn write_sqlx(inner: &Inner, b: &Batch) -> Result<Refused, sqlx::Error> {
-    match write_sqlx_mode(inner, b, false).await {
-        Err(sqlx::Error::Database(_)) => write_sqlx_mode(inner, b, true).await,
+async fn write_sqlx(
+    inner: &Inner,
+    b: &Batch,
+    leases: &[(Uuid, i64)],
+) -> Result<Refused, sqlx::Error> {
+    match write_sqlx_mode(inner, b, leases, false).await {
+        Err(sqlx::Error::Database(_)) => write_sqlx_mode(inner, b, leases, true).await,
         other => other,
     }
+}
+
+/// The runs among `leases` whose stored lease is another process's. On PostgreSQL their rows
+/// are locked until the batch commits, so a reaper marking one waits for it (and the batch
+/// waits for a marking under way).
+async fn fenced_sqlx(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    backend: Backend,
+    leases: &[(Uuid, i64)],
+) -> Result<Vec<Fenced>, sqlx::Error> {
+    use sqlx::Row;
+    let mut fenced = Vec::new();
+    let lock = match backend {
+        Backend::Postgres => " ORDER BY id FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    for chunk in leases.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id, lease, state, message FROM flow_runs WHERE id IN ({}){lock}",
+            marks.join(", ")
+        );
+        let q = chunk
+            .iter()
+            .fold(sqlx::query(&sql), |q, (run, _)| q.bind(run.to_string()));
+        let tokens: HashMap<String, i64> = chunk.iter().map(|(r, t)| (r.to_string(), *t)).collect();
+        for row in q.fetch_all(&mut **tx).await? {
+            let id: String = row.try_get("id")?;
+            let lease: Option<i64> = row.try_get("lease")?;
+            if let (Some(lease), Some(token)) = (lease, tokens.get(&id)) {
+                if lease != *token {
+                    let message: Option<String> = row.try_get("message")?;
+                    let run = Uuid::parse_str(&id).unwrap_or_default();
+                    fenced.push((run, row.try_get("state")?, message.unwrap_or_default()));
+                }
+            }
+        }
+    }
+    Ok(fenced)
 }
 
 /// One statement's outcome in row-by-row mode: a refused row is rolled back to its savepoint.
@@ -1124,11 +1315,17 @@ async fn guarded(
 async fn write_sqlx_mode(
     inner: &Inner,
     b: &Batch,
+    leases: &[(Uuid, i64)],
     one_by_one: bool,
 ) -> Result<Refused, sqlx::Error> {
     let be = inner.backend;
     let mut refused = Refused::default();
     let mut tx = inner.pool.begin().await?;
+    refused.fenced = fenced_sqlx(&mut tx, be, leases).await?;
+    if !refused.fenced.is_empty() {
+        tx.rollback().await?;
+        return Ok(refused);
+    }
     let sql = |s: &str| match be {
         Backend::Sqlite => sqlite_sql(s),
         Backend::Postgres => s.to_owned(),
@@ -1296,7 +1493,7 @@ async fn write_sqlx_mode(
             next = following;
         }
     }
-    b.ends.write_sqlx(&mut tx, be).await?;
+    b.ends().write_sqlx(&mut tx, be).await?;
     tx.commit().await?;
     Ok(refused)
 }
