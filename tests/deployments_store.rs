@@ -330,7 +330,10 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         conn.close().await.unwrap();
         v
     };
-    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(
+        versions(url.clone()).await,
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    );
 
     // What an older weft left: version 1 only.
     {
@@ -364,7 +367,10 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         .connect()
         .await
         .unwrap();
-    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(
+        versions(url.clone()).await,
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    );
     store
         .register_deployment(&record("d", "f", None))
         .await

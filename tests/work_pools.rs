@@ -22,7 +22,11 @@ fn temp_dir(tag: &str) -> PathBuf {
 async fn pools_round_trip(store: &Store) {
     assert!(store.work_pools().await.unwrap().is_empty());
     let etl = store
-        .create_work_pool(&WorkPoolSpec::new("etl").limit(4).description("nightly <loads>"))
+        .create_work_pool(
+            &WorkPoolSpec::new("etl")
+                .limit(4)
+                .description("nightly <loads>"),
+        )
         .await
         .unwrap();
     assert_eq!(etl.concurrency_limit, Some(4));
@@ -48,11 +52,26 @@ async fn pools_round_trip(store: &Store) {
     assert_eq!(err, StoreError::WorkPoolExists("etl".into()));
     assert!(err.to_string().contains("already exists"), "{err}");
     // The first pool is untouched.
-    assert_eq!(store.work_pool("etl").await.unwrap().concurrency_limit, Some(4));
+    assert_eq!(
+        store.work_pool("etl").await.unwrap().concurrency_limit,
+        Some(4)
+    );
 
-    assert!(store.set_work_pool_paused("etl", true).await.unwrap().paused);
+    assert!(
+        store
+            .set_work_pool_paused("etl", true)
+            .await
+            .unwrap()
+            .paused
+    );
     assert!(store.work_pool("etl").await.unwrap().paused);
-    assert!(!store.set_work_pool_paused("etl", false).await.unwrap().paused);
+    assert!(
+        !store
+            .set_work_pool_paused("etl", false)
+            .await
+            .unwrap()
+            .paused
+    );
     let limited = store.set_work_pool_limit("etl", Some(2)).await.unwrap();
     assert_eq!(limited.concurrency_limit, Some(2));
     assert!(limited.updated >= limited.created);
@@ -72,7 +91,10 @@ async fn pools_round_trip(store: &Store) {
         matches!(&missing, StoreError::WorkPoolNotFound { known, .. } if known == &["adhoc", "etl"]),
         "{missing:?}"
     );
-    assert!(missing.to_string().contains("weft work-pool ls"), "{missing}");
+    assert!(
+        missing.to_string().contains("weft work-pool ls"),
+        "{missing}"
+    );
 }
 
 async fn bad_names_are_refused(store: &Store) {
@@ -116,7 +138,10 @@ async fn workers_go_offline(store: &Store, set_heartbeat: SetHeartbeat) {
     let b = store.register_worker(&info("b")).await.unwrap();
     let unknown_pool = WorkerInfo::this_process("gone", "c", vec![]);
     let err = store.register_worker(&unknown_pool).await.unwrap_err();
-    assert!(matches!(err, StoreError::WorkPoolNotFound { .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::WorkPoolNotFound { .. }),
+        "{err:?}"
+    );
 
     let workers = store.workers(Some("etl")).await.unwrap();
     assert_eq!(workers.len(), 2);
@@ -137,7 +162,10 @@ async fn workers_go_offline(store: &Store, set_heartbeat: SetHeartbeat) {
         .iter()
         .map(|w| (w.id, w.online))
         .collect();
-    assert!(online.contains(&(a, true)) && online.contains(&(b, false)), "{online:?}");
+    assert!(
+        online.contains(&(a, true)) && online.contains(&(b, false)),
+        "{online:?}"
+    );
 
     // A fresh heartbeat of a process that is gone on this host: offline too.
     let mut child = std::process::Command::new("true").spawn().unwrap();

@@ -189,12 +189,20 @@ pub struct WorkerRecord {
 
 /// Refuses an empty, too long or unprintable name; `what` is "work pool" or "worker".
 pub(crate) fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
-    let bad = |why: String| Err(StoreError::Invalid(format!("bad {what} name {name:?}: {why}")));
+    let bad = |why: String| {
+        Err(StoreError::Invalid(format!(
+            "bad {what} name {name:?}: {why}"
+        )))
+    };
     if name.trim().is_empty() {
-        return bad(format!("give the {what} a name (1 to {MAX_NAME} characters)"));
+        return bad(format!(
+            "give the {what} a name (1 to {MAX_NAME} characters)"
+        ));
     }
     if name.chars().count() > MAX_NAME {
-        return bad(format!("longer than {MAX_NAME} characters; give a shorter one"));
+        return bad(format!(
+            "longer than {MAX_NAME} characters; give a shorter one"
+        ));
     }
     if name.chars().any(char::is_control) {
         return bad("control characters (newlines, tabs, escapes) are not allowed".into());
@@ -258,7 +266,9 @@ fn worker_of(row: &AnyRow, now: DateTime<Utc>) -> Result<WorkerRecord, StoreErro
         pid: u32::try_from(pid).unwrap_or(0),
         version: row.try_get("version")?,
         flows: serde_json::from_str(&flows).map_err(|e| {
-            StoreError::Query(format!("bad flows {flows:?} of worker {id} in the store: {e}"))
+            StoreError::Query(format!(
+                "bad flows {flows:?} of worker {id} in the store: {e}"
+            ))
         })?,
         started: parse_ts(&row.try_get::<String, _>("started")?)?,
         heartbeat: parse_ts(&row.try_get::<String, _>("heartbeat")?)?,
@@ -303,7 +313,10 @@ impl Store {
     pub async fn create_work_pool(&self, spec: &WorkPoolSpec) -> Result<WorkPool, StoreError> {
         check_name("work pool", &spec.name)?;
         check_limit(&spec.name, spec.concurrency_limit)?;
-        spec.description.as_deref().map(check_description).transpose()?;
+        spec.description
+            .as_deref()
+            .map(check_description)
+            .transpose()?;
         let (spec, name) = (spec.clone(), spec.name.clone());
         self.with_pool(move |pool, _| async move {
             let now = ts(Utc::now());
@@ -549,6 +562,9 @@ mod tests {
     fn worker_ids_parse_back() {
         let id = WorkerId(Uuid::now_v7());
         assert_eq!(id.to_string().parse::<WorkerId>(), Ok(id));
-        assert!("nope".parse::<WorkerId>().unwrap_err().contains("weft workers"));
+        assert!("nope"
+            .parse::<WorkerId>()
+            .unwrap_err()
+            .contains("weft workers"));
     }
 }
