@@ -310,6 +310,23 @@ async fn pool_exists(pool: &AnyPool, name: &str) -> Result<(), StoreError> {
 impl Store {
     /// Creates a work pool. [`StoreError::WorkPoolExists`] when the name is taken,
     /// [`StoreError::Invalid`] for a bad name or description, or a limit of 0.
+    ///
+    /// ```
+    /// use weft::store::{Store, StoreError, WorkPoolSpec};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), StoreError> {
+    /// # let dir = std::env::temp_dir().join(format!("weft-doc-pool-{}", std::process::id()));
+    /// let store = Store::connect(&format!("sqlite://{}/weft.db", dir.display())).await?;
+    /// let pool = store.create_work_pool(&WorkPoolSpec::new("gpu").limit(2)).await?;
+    /// assert_eq!((pool.concurrency_limit, pool.paused), (Some(2), false));
+    ///
+    /// let taken = store.create_work_pool(&WorkPoolSpec::new("gpu")).await.unwrap_err();
+    /// assert_eq!(taken, StoreError::WorkPoolExists("gpu".into()));
+    /// let zero = store.set_work_pool_limit("gpu", Some(0)).await.unwrap_err();
+    /// assert!(zero.to_string().contains("pause it instead"));
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok(()) }
+    /// ```
     pub async fn create_work_pool(&self, spec: &WorkPoolSpec) -> Result<WorkPool, StoreError> {
         check_name("work pool", &spec.name)?;
         check_limit(&spec.name, spec.concurrency_limit)?;
@@ -508,6 +525,30 @@ impl Store {
     /// The registered workers, of one pool or of all, by pool and start; each online or
     /// offline by its heartbeat. [`StoreError::WorkPoolNotFound`] for a pool that does not
     /// exist.
+    ///
+    /// ```
+    /// use weft::store::{Store, WorkPoolSpec, WorkerInfo};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), weft::store::StoreError> {
+    /// # let dir = std::env::temp_dir().join(format!("weft-doc-workers-{}", std::process::id()));
+    /// let store = Store::connect(&format!("sqlite://{}/weft.db", dir.display())).await?;
+    /// store.create_work_pool(&WorkPoolSpec::new("etl")).await?;
+    /// let me = WorkerInfo::this_process("etl", "here", vec!["etl@1".into()]);
+    /// let mut elsewhere = WorkerInfo::this_process("etl", "there", vec![]);
+    /// elsewhere.host = "another-host".into();
+    /// let a = store.register_worker(&me).await?;
+    /// let b = store.register_worker(&elsewhere).await?;
+    ///
+    /// // Both heartbeats are fresh: both are online.
+    /// let workers = store.workers(Some("etl")).await?;
+    /// let online: Vec<_> = workers.iter().map(|w| (w.id, w.online)).collect();
+    /// assert_eq!(online, [(a, true), (b, true)]);
+    /// store.deregister_worker(b).await?;
+    /// assert_eq!(store.workers(None).await?.len(), 1);
+    /// assert!(store.workers(Some("nope")).await.is_err());
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok(()) }
+    /// ```
     pub async fn workers(&self, pool_name: Option<&str>) -> Result<Vec<WorkerRecord>, StoreError> {
         let pool_name = pool_name.map(str::to_owned);
         self.with_pool(move |pool, _| async move {
