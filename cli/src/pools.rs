@@ -46,6 +46,12 @@ pub(crate) enum WorkPoolCommand {
         #[arg(value_name = "NAME")]
         name: String,
     },
+    /// Delete a work pool that no worker is registered in
+    Rm {
+        /// The pool's name, as `weft work-pool ls` lists it
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
     /// Set a work pool's concurrency limit: a number (1 or more), or `none` for no limit
     SetLimit {
         /// The pool's name, as `weft work-pool ls` lists it
@@ -110,6 +116,10 @@ pub(crate) async fn work_pool(store: &Store, command: WorkPoolCommand) -> Result
         WorkPoolCommand::Resume { name } => {
             store.set_work_pool_paused(&name, false).await?;
             Ok(format!("work pool {name} resumed\n"))
+        }
+        WorkPoolCommand::Rm { name } => {
+            store.delete_work_pool(&name).await?;
+            Ok(format!("work pool {name} deleted\n"))
         }
         WorkPoolCommand::SetLimit { name, limit } => {
             let pool = store.set_work_pool_limit(&name, limit.0).await?;

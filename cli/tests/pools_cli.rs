@@ -190,6 +190,17 @@ async fn workers_are_listed_online_and_offline() {
     );
     let (ls, _) = expect(&home, &["work-pool", "ls"], 0);
     assert!(ls.lines().nth(1).unwrap().contains("1/2"), "{ls}");
+    let (_, err) = expect(&home, &["work-pool", "rm", "etl"], 1);
+    assert!(
+        err.contains("2 registered worker(s)") && err.contains("stop them first"),
+        "{err}"
+    );
+    expect(&home, &["work-pool", "create", "spare"], 0);
+    assert_eq!(
+        expect(&home, &["work-pool", "rm", "spare"], 0).0,
+        "work pool spare deleted\n"
+    );
+    expect(&home, &["work-pool", "rm", "spare"], 1);
     store.deregister_worker(stale).await.unwrap();
     let (table, _) = expect(&home, &["workers"], 0);
     assert_eq!(table.lines().count(), 2, "{table}");
