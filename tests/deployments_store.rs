@@ -330,12 +330,17 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         conn.close().await.unwrap();
         v
     };
-    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(
+        versions(url.clone()).await,
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    );
 
     // What an older weft left: version 1 only.
     {
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
         for sql in common::OLD_TASK_RUNS.into_iter().chain([
+            "DROP TABLE workers",
+            "DROP TABLE work_pools",
             "DROP INDEX flow_runs_unfinished",
             "ALTER TABLE flow_runs DROP COLUMN lease",
             "DROP TABLE run_counts",
@@ -362,7 +367,10 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         .connect()
         .await
         .unwrap();
-    assert_eq!(versions(url.clone()).await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(
+        versions(url.clone()).await,
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    );
     store
         .register_deployment(&record("d", "f", None))
         .await
@@ -396,9 +404,11 @@ mod postgres {
     async fn postgres_history_of_version_1_is_upgraded() {
         let schema = Schema::new("deploy").await;
         drop(schema.store().await);
-        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
         for sql in [
             "DROP VIEW \"{s}\".run_logs",
+            "DROP TABLE \"{s}\".workers",
+            "DROP TABLE \"{s}\".work_pools",
             "DROP INDEX \"{s}\".flow_runs_unfinished",
             "ALTER TABLE \"{s}\".flow_runs DROP COLUMN lease",
             "DROP TABLE \"{s}\".run_counts",
@@ -426,7 +436,7 @@ mod postgres {
         }
         assert_eq!(schema.versions().await, [1]);
         let store = schema.store().await;
-        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
         store
             .register_deployment(&record("d", "f", None))
             .await

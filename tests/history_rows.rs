@@ -133,6 +133,8 @@ async fn a_database_written_before_compact_rows_reads_as_before() {
     // that weft recorded it: every state change a row of its own.
     let pool = sqlite_pool(&dir).await;
     for sql in common::OLD_TASK_RUNS.into_iter().chain([
+        "DROP TABLE workers",
+        "DROP TABLE work_pools",
         "DROP INDEX flow_runs_unfinished",
         "ALTER TABLE flow_runs DROP COLUMN lease",
         "DROP TABLE run_counts",

@@ -7,6 +7,7 @@
 
 mod history;
 mod pipeline;
+mod pools;
 mod render;
 mod server;
 
@@ -43,6 +44,8 @@ const POLL: Duration = Duration::from_millis(200);
         weft --database postgres://me@db/weft flows\n  \
         weft deployments\n  \
         weft deployment run nightly-etl --param n=5 --param label=adhoc\n  \
+        weft work-pool create etl --limit 4\n  \
+        weft workers --pool etl\n  \
         weft history prune --older-than 30d --keep-failed --dry-run\n  \
         weft server start --port 4200"
 )]
@@ -103,6 +106,25 @@ enum Command {
     /// Run a deployment now, or pause and resume its schedule
     #[command(subcommand)]
     Deployment(DeploymentCommand),
+    /// Create, list, pause, resume and limit the work pools workers serve
+    #[command(subcommand)]
+    WorkPool(pools::WorkPoolCommand),
+    /// List the registered workers, online or offline by their heartbeats
+    #[command(
+        long_about = "List the registered workers, online or offline by their heartbeats.\n\n\
+        A worker registers when it starts and deregisters when it stops. It is ONLINE while its \
+        heartbeat is younger than 10 s and, when it runs on this host, its process is alive; \
+        a worker that was killed stays listed, OFFLINE."
+    )]
+    Workers {
+        /// Only the workers of this work pool
+        #[arg(long, value_name = "NAME")]
+        pool: Option<String>,
+
+        /// Print JSON (full ids, UTC times) instead of a table
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage the run history itself: delete old runs
     #[command(subcommand)]
     History(history::HistoryCommand),
@@ -335,7 +357,8 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
         Command::History(history::HistoryCommand::Prune(args)) => Some(history::retention(args)?),
         _ => None,
     };
-    let store = open(&cli).await?;
+    let create = matches!(&cli.command, Command::WorkPool(c) if pools::creates_history(c));
+    let store = open(&cli, create).await?;
     if matches!(
         cli.command,
         Command::Runs(_) | Command::Run(RunCommand::Show { .. })
@@ -473,6 +496,8 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
             store.set_paused(&name, false).await?;
             Ok(format!("deployment {name} resumed\n"))
         }
+        Command::WorkPool(command) => pools::work_pool(&store, command).await,
+        Command::Workers { pool, json } => pools::workers(&store, pool.as_deref(), json).await,
         Command::History(history::HistoryCommand::Prune(args)) => {
             let retention = retention.expect("parsed above");
             history::prune(&store, &args, retention).await
@@ -601,8 +626,8 @@ async fn reap(store: &Store) {
 }
 
 /// Opens the history named by `--database` / `WEFT_DATABASE_URL`, else the default SQLite file,
-/// without creating it.
-async fn open(cli: &Cli) -> Result<Store, StoreError> {
+/// creating it only when `create` is true.
+async fn open(cli: &Cli, create: bool) -> Result<Store, StoreError> {
     let url = cli
         .database
         .clone()
@@ -616,7 +641,7 @@ async fn open(cli: &Cli) -> Result<Store, StoreError> {
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| "weft".to_owned());
     let options = StoreOptions::new(url.clone())
-        .create_if_missing(false)
+        .create_if_missing(create)
         .schema(schema.clone());
     let timed_out = || StoreError::Connect {
         url: render::redact(&url),

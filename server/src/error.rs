@@ -78,8 +78,11 @@ impl From<StoreError> for ApiError {
         let status = match &e {
             StoreError::RunNotFound(_)
             | StoreError::DeploymentNotFound { .. }
-            | StoreError::RequestNotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::AmbiguousRun { .. } => StatusCode::BAD_REQUEST,
+            | StoreError::RequestNotFound(_)
+            | StoreError::WorkPoolNotFound { .. }
+            | StoreError::WorkerNotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::AmbiguousRun { .. } | StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+            StoreError::WorkPoolExists(_) => StatusCode::CONFLICT,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status == StatusCode::SERVICE_UNAVAILABLE {

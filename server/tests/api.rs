@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use weft::pipeline::params::resolve;
 use weft::pipeline::Pipeline;
 use weft::prelude::*;
-use weft::store::{DeploymentRecord, Store, StoreOptions};
+use weft::store::{DeploymentRecord, Store, StoreOptions, WorkPoolSpec, WorkerInfo};
 use weft_server::{ServeError, Server, ServerConfig, Token};
 
 const OPERATOR: &str = "operator-token-0123456789";
@@ -100,6 +100,10 @@ async fn record_history(store: &Store) {
             next_run_at: None,
             updated: chrono::Utc::now(),
         })
+        .await
+        .unwrap();
+    store
+        .create_work_pool(&WorkPoolSpec::new("nightly").limit(3))
         .await
         .unwrap();
 }
@@ -763,6 +767,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/pipelines"),
     ("post", "/api/pipelines/{name}/runs"),
     ("get", "/api/stats"),
+    ("get", "/api/work-pools"),
+    ("get", "/api/workers"),
+    ("post", "/api/work-pools/{name}/pause"),
+    ("post", "/api/work-pools/{name}/resume"),
 ];
 
 #[test]
@@ -1344,4 +1352,76 @@ fn stopping_the_server_cancels_its_pipeline_runs() {
         .block_on(env.store.run_record(id.parse().unwrap()))
         .unwrap();
     assert_eq!(run.state, StateKind::Cancelled, "{run:?}");
+}
+
+/// Work pools and workers: the two lists (any role), pause and resume (operator only, from
+/// this server's origin), unknown pools 404.
+#[test]
+fn work_pools_and_workers() {
+    let env = Env::sqlite(tokens());
+    let read = |path: &str| call(&env, "GET", path, Some(READER), &[], None);
+    let info = WorkerInfo::this_process("nightly", "w<1>", vec!["api ok@1".into()]);
+    let mut away = WorkerInfo::this_process("nightly", "w2", vec![]);
+    away.host = "elsewhere".into();
+    let (live, stale) = env.rt.block_on(async {
+        let live = env.store.register_worker(&info).await.unwrap();
+        let stale = env.store.register_worker(&away).await.unwrap();
+        (live, stale)
+    });
+    let pools = read("/api/work-pools").ok();
+    assert_eq!(pools[0]["name"], "nightly");
+    assert_eq!(pools[0]["concurrency_limit"], 3);
+    assert_eq!(pools[0]["paused"], false);
+    let workers = read("/api/workers?pool=nightly").ok();
+    let ids: Vec<&str> = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [live.to_string(), stale.to_string()]);
+    assert_eq!(workers[0]["name"], "w<1>");
+    assert_eq!(workers[0]["flows"], serde_json::json!(["api ok@1"]));
+    assert_eq!(workers[0]["online"], true);
+    let message = read("/api/workers?pool=gone").error(404);
+    assert!(message.contains("weft work-pool ls"), "{message}");
+    get(&env, "/api/work-pools").error(401);
+
+    let pause = "/api/work-pools/nightly/pause";
+    let message = call(&env, "POST", pause, Some(READER), &[], None).error(403);
+    assert!(message.contains("operator"), "{message}");
+    let evil = [("Origin", "http://evil.example")];
+    call(&env, "POST", pause, Some(OPERATOR), &evil, None).error(403);
+    assert_eq!(read("/api/work-pools").ok()[0]["paused"], false);
+    let own = format!("http://{}", env.addr);
+    let paused = call(
+        &env,
+        "POST",
+        pause,
+        Some(OPERATOR),
+        &[("Origin", &own)],
+        None,
+    )
+    .ok();
+    assert_eq!(paused["paused"], true);
+    assert!(
+        env.rt
+            .block_on(env.store.work_pool("nightly"))
+            .unwrap()
+            .paused
+    );
+    let resume = "/api/work-pools/nightly/resume";
+    assert_eq!(
+        call(&env, "POST", resume, Some(OPERATOR), &[], None).ok()["paused"],
+        false
+    );
+    call(
+        &env,
+        "POST",
+        "/api/work-pools/gone/pause",
+        Some(OPERATOR),
+        &[],
+        None,
+    )
+    .error(404);
 }

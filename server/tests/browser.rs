@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use weft::pipeline::params::resolve;
 use weft::pipeline::Pipeline;
 use weft::prelude::*;
-use weft::store::{DeploymentRecord, Store};
+use weft::store::{DeploymentRecord, Store, WorkPoolSpec, WorkerInfo};
 use weft_server::{Server, ServerConfig, Token};
 
 const OPERATOR: &str = "operator-token-0123456789";
@@ -357,6 +357,14 @@ async fn pages_show_the_history_the_test_recorded() {
     assert!(pipe.run_with(s.config(), &values).await.is_successful());
     s.deployment("nightly", "browser ok", json!({ "x": 1 }))
         .await;
+    let pool = "gpu \"><img src=x onerror=alert(1)>";
+    let spec = WorkPoolSpec::new(pool)
+        .limit(2)
+        .description("<script>alert(1)</script>");
+    s.store.create_work_pool(&spec).await.unwrap();
+    let flows = vec!["javascript:alert(1)@1".to_owned()];
+    let worker = WorkerInfo::this_process(pool, "<b>w1</b>", flows);
+    s.store.register_worker(&worker).await.unwrap();
 
     let b = Browser::start().await;
     b.c().goto(&s.url("/")).await.unwrap();
@@ -430,6 +438,9 @@ async fn pages_show_the_history_the_test_recorded() {
         ("/flows", "flows", "Versions"),
         ("/deployments", "deployments", "nightly"),
         ("/pipelines", "pipelines", "hostile_pipe"),
+        ("/workers", "workers", "<script>alert(1)</script>"),
+        ("/workers", "workers", "<b>w1</b>"),
+        ("/workers", "workers", "gpu \"><img src=x onerror=alert(1)>"),
     ] {
         b.c().goto(&s.url(path)).await.unwrap();
         assert!(

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use weft::prelude::*;
-use weft::store::{DeploymentRecord, Store};
+use weft::store::{DeploymentRecord, Store, WorkPoolSpec, WorkerInfo};
 use weft_server::{Server, ServerConfig, Token};
 
 const OPERATOR: &str = "operator-token-0123456789";
@@ -365,4 +365,61 @@ fn only_operators_run_pipelines_and_the_form_escapes_the_schema() {
     assert_eq!(status, 303);
     assert!(location.unwrap().starts_with("/runs/"));
     assert_eq!(runs(), 2, "listed at once");
+}
+
+#[test]
+fn the_workers_page_lists_pools_and_workers_escaped_and_pauses_for_operators() {
+    let env = Env::start("workers", ServerConfig::new());
+    let (status, r) = env.call(env.agent().get(&env.url("/workers")), None);
+    assert_eq!(status, 200);
+    let html = r.into_string().unwrap();
+    assert!(html.contains("No work pool yet"), "{html}");
+    assert!(html.contains("href=\"/workers\""), "not in the nav: {html}");
+    env.rt.block_on(async {
+        let spec = WorkPoolSpec::new("etl<b>x</b>")
+            .limit(2)
+            .description("<img src=x onerror=alert(1)>");
+        env.store.create_work_pool(&spec).await.unwrap();
+        let info = WorkerInfo::this_process(
+            "etl<b>x</b>",
+            "<script>alert(1)</script>",
+            vec!["<i>f</i>@1".into()],
+        );
+        env.store.register_worker(&info).await.unwrap();
+        let mut away = WorkerInfo::this_process("etl<b>x</b>", "gone", vec![]);
+        away.pid = u32::MAX - 1; // no such process on this host
+        env.store.register_worker(&away).await.unwrap();
+    });
+    let (_, r) = env.call(env.agent().get(&env.url("/workers")), None);
+    let html = r.into_string().unwrap();
+    for raw in ["<b>x", "<img src=x", "<script>alert", "<i>f"] {
+        assert!(!html.contains(raw), "{raw} reached the page unescaped");
+    }
+    assert!(html.contains("etl&lt;b&gt;x&lt;/b&gt;") && html.contains("&lt;i&gt;f&lt;/i&gt;@1"));
+    assert!(html.contains("1 of 2"), "{html}");
+    assert!(
+        html.contains(">online<") && html.contains(">offline<"),
+        "{html}"
+    );
+    let own = format!("http://{}", env.addr);
+    let post = |path: &str, origin: &str| {
+        let req = env.agent().post(&env.url(path)).set("Origin", origin);
+        env.call(req, Some(&[])).0
+    };
+    let pause = "/workers/pools/etl%3Cb%3Ex%3C%2Fb%3E/pause";
+    assert_eq!(post(pause, "http://evil.example"), 403);
+    assert!(
+        !env.rt
+            .block_on(env.store.work_pool("etl<b>x</b>"))
+            .unwrap()
+            .paused
+    );
+    assert_eq!(post(pause, &own), 303);
+    assert!(
+        env.rt
+            .block_on(env.store.work_pool("etl<b>x</b>"))
+            .unwrap()
+            .paused
+    );
+    assert_eq!(post("/workers/pools/none/resume", &own), 404);
 }

@@ -48,6 +48,7 @@ mod cancel;
 mod checkpoint;
 mod counts;
 mod deploy;
+mod pools;
 mod query;
 mod reaper;
 pub(crate) mod record;
@@ -56,6 +57,7 @@ mod writer;
 
 pub use cancel::{CancelOutcome, RunOwner};
 pub use deploy::{DeploymentRecord, RequestState, RunRequest};
+pub use pools::{WorkPool, WorkPoolSpec, WorkerId, WorkerInfo, WorkerRecord, MAX_NAME};
 pub use query::{
     short_ids, CancelRequest, FlowSummary, LogRecord, NodeOutputRecord, RunDetail, RunFilter,
     RunRecord, StateChangeRecord, TaskRunRecord, SHORT_ID,
@@ -170,6 +172,11 @@ const MIGRATIONS: &[(i64, &str, Script)] = &[
         "leases",
         Script::Both(include_str!("migrations/0010_leases.sql")),
     ),
+    (
+        11,
+        "work pools",
+        Script::Both(include_str!("migrations/0011_work_pools.sql")),
+    ),
 ];
 
 fn latest_version() -> i64 {
@@ -262,6 +269,20 @@ pub enum StoreError {
     },
     /// No run request has this id.
     RequestNotFound(uuid::Uuid),
+    /// A value given to the store is refused (a work pool or worker name, a concurrency limit);
+    /// the message says why and what to give instead.
+    Invalid(String),
+    /// A work pool of this name already exists.
+    WorkPoolExists(String),
+    /// No work pool of this name exists.
+    WorkPoolNotFound {
+        /// The name asked for.
+        name: String,
+        /// The names that exist, sorted.
+        known: Vec<String>,
+    },
+    /// No worker of this id is registered (it deregistered, or never registered).
+    WorkerNotFound(uuid::Uuid),
 }
 
 impl fmt::Display for StoreError {
@@ -328,6 +349,28 @@ impl fmt::Display for StoreError {
                 known.join(", ")
             ),
             StoreError::RequestNotFound(id) => write!(f, "no run request {id} in the store"),
+            StoreError::Invalid(why) => f.write_str(why),
+            StoreError::WorkPoolExists(name) => write!(
+                f,
+                "a work pool named {name:?} already exists (`weft work-pool ls` lists them; \
+                 choose another name, or change this one with `weft work-pool set-limit`, \
+                 `pause` or `resume`)"
+            ),
+            StoreError::WorkPoolNotFound { name, known } if known.is_empty() => write!(
+                f,
+                "no work pool named {name:?}: there are none yet (create one with \
+                 `weft work-pool create NAME`)"
+            ),
+            StoreError::WorkPoolNotFound { name, known } => write!(
+                f,
+                "no work pool named {name:?}; known: {} (`weft work-pool ls` lists them)",
+                known.join(", ")
+            ),
+            StoreError::WorkerNotFound(id) => write!(
+                f,
+                "no worker {id} is registered (`weft workers` lists them; a worker that was \
+                 removed registers again)"
+            ),
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod deployments;
 pub mod flows;
 pub(crate) mod params;
 pub mod pipelines;
+pub mod pools;
 pub mod runs;
 pub mod stats;
 
@@ -23,18 +24,20 @@ use utoipa::OpenApi;
     info(
         title = "weft server API",
         description = "Read weft's run history (flow runs, task runs, logs, graphs, flows, \
-            deployments, pipelines) and operate deployments. Lists are paged by keyset: pass a \
-            page's `next_cursor` as `cursor` for the next one. Every error is a JSON object \
+            deployments, pipelines, work pools and workers) and operate deployments and work \
+            pools. Lists are paged by keyset: pass a page's `next_cursor` as `cursor` for the \
+            next one. Every error is a JSON object \
             `{\"error\": \"...\"}`. A server started with a token needs `Authorization: Bearer \
             <token>` on every /api route but this document: the read-only token may read, the \
             operator token may also change state (POST routes: pause, resume and run \
-            deployments, run pipelines, cancel runs)."
+            deployments, run pipelines, cancel runs, pause and resume work pools)."
     ),
     paths(
         runs::list, runs::show, runs::elements, runs::logs, runs::graph_svg, cancel::cancel,
         crate::live::run_events,
         flows::list, deployments::list, deployments::pause, deployments::resume,
         deployments::request_run, pipelines::list, pipelines::run, stats::stats,
+        pools::list_pools, pools::list_workers, pools::pause, pools::resume,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -43,6 +46,7 @@ use utoipa::OpenApi;
         (name = "flows", description = "Flows seen in the history"),
         (name = "deployments", description = "Flows served on schedules or on request"),
         (name = "pipelines", description = "Pipelines defined as files"),
+        (name = "workers", description = "Work pools and the workers registered in them"),
         (name = "stats", description = "Counts for the dashboard"),
     )
 )]
@@ -72,6 +76,8 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         )
         .route("/api/runs/{id}/cancel", post(cancel::cancel))
         .route("/api/pipelines/{name}/runs", post(pipelines::run))
+        .route("/api/work-pools/{name}/pause", post(pools::pause))
+        .route("/api/work-pools/{name}/resume", post(pools::resume))
         .route_layer(from_fn(auth::require_operator));
     Router::new()
         .route("/api/runs", get(runs::list))
@@ -84,6 +90,8 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/api/deployments", get(deployments::list))
         .route("/api/pipelines", get(pipelines::list))
         .route("/api/stats", get(stats::stats))
+        .route("/api/work-pools", get(pools::list_pools))
+        .route("/api/workers", get(pools::list_workers))
         .merge(operator)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state, auth::authenticate))

@@ -13,6 +13,7 @@ mod pipelines;
 mod run;
 mod runs;
 mod signin;
+mod workers;
 
 use crate::auth::{self, Role};
 use crate::error::ApiError;
@@ -64,6 +65,9 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
             get(deployments::run_form).post(deployments::run_submit),
         )
         .route("/pipelines", get(pipelines::page))
+        .route("/workers", get(workers::page))
+        .route("/workers/pools/{name}/pause", post(workers::pause))
+        .route("/workers/pools/{name}/resume", post(workers::resume))
         .route(
             "/pipelines/{name}/run",
             get(pipeline_run::form).post(pipeline_run::submit),
@@ -147,6 +151,7 @@ pub(crate) enum Nav {
     Flows,
     Deployments,
     Pipelines,
+    Workers,
     None,
 }
 
@@ -158,6 +163,7 @@ pub(crate) fn layout(title: &str, viewer: Option<Viewer>, nav: Nav, body: Markup
         (Nav::Flows, "/flows", "Flows"),
         (Nav::Deployments, "/deployments", "Deployments"),
         (Nav::Pipelines, "/pipelines", "Pipelines"),
+        (Nav::Workers, "/workers", "Workers"),
     ];
     html! {
         (DOCTYPE)
