@@ -114,8 +114,8 @@ fn counts_card(title: &str, key: &str, counts: &BTreeMap<String, u64>) -> Markup
 fn legend() -> Markup {
     html! {
         p.legend {
-            @for kind in [StateKind::Completed, StateKind::Cached, StateKind::Failed,
-                StateKind::Running, StateKind::Cancelled] {
+            // The chart counts runs that ended: final states only.
+            @for kind in StateKind::ALL.into_iter().filter(|k| k.is_final()) {
                 (format::state_badge(kind)) " "
             }
         }
