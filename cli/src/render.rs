@@ -758,6 +758,7 @@ mod tests {
             ended,
             parent: None,
             cancel_requested: None,
+            placement: None,
         };
         let mut cancelling = run(
             "9a1f0c33-3333-4333-8333-333333333333",

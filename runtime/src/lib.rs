@@ -17,6 +17,7 @@ pub mod store;
 mod subflow;
 pub mod task;
 pub mod viz;
+pub mod worker;
 
 mod driver;
 

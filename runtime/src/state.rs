@@ -16,6 +16,9 @@ use std::fmt;
 pub enum StateKind {
     /// Known to the engine, waiting for a time to start.
     Scheduled,
+    /// A scheduled flow run that no worker started within the late threshold after its time
+    /// (Prefect's Late): still waiting for a worker.
+    Late,
     /// Waiting for its upstream tasks.
     Pending,
     /// Its body is executing.
@@ -45,7 +48,11 @@ impl StateKind {
     pub fn is_final(self) -> bool {
         !matches!(
             self,
-            StateKind::Scheduled | StateKind::Pending | StateKind::Running | StateKind::Retrying
+            StateKind::Scheduled
+                | StateKind::Late
+                | StateKind::Pending
+                | StateKind::Running
+                | StateKind::Retrying
         )
     }
 
@@ -66,6 +73,7 @@ impl StateKind {
     pub fn as_str(self) -> &'static str {
         match self {
             StateKind::Scheduled => "Scheduled",
+            StateKind::Late => "Late",
             StateKind::Pending => "Pending",
             StateKind::Running => "Running",
             StateKind::Retrying => "Retrying",
@@ -83,8 +91,9 @@ impl StateKind {
 
 impl StateKind {
     /// Every state, in the order a run may go through them.
-    pub const ALL: [StateKind; 12] = [
+    pub const ALL: [StateKind; 13] = [
         StateKind::Scheduled,
+        StateKind::Late,
         StateKind::Pending,
         StateKind::Running,
         StateKind::Retrying,
@@ -283,10 +292,7 @@ mod tests {
     #[test]
     fn final_and_successful_sets() {
         use StateKind::*;
-        let all = [
-            Scheduled, Pending, Running, Retrying, Completed, Cached, Failed, Crashed, TimedOut,
-            Cancelled, Skipped, NotRun,
-        ];
+        let all = StateKind::ALL;
         let finals: Vec<_> = all.iter().filter(|k| k.is_final()).collect();
         assert_eq!(finals.len(), 8);
         let ok: Vec<_> = all.iter().filter(|k| k.is_successful()).collect();

@@ -58,7 +58,7 @@ pub fn state_color(kind: StateKind) -> &'static str {
         Completed => "#28a745",
         Cached => "#1f77b4",
         Failed | Crashed | TimedOut => "#dc3545",
-        Scheduled | Pending | Running | Retrying => "#ffc107",
+        Scheduled | Late | Pending | Running | Retrying => "#ffc107",
         Cancelled | Skipped | NotRun => "#adb5bd",
     }
 }

@@ -102,6 +102,7 @@
 
 mod serve;
 
+pub(crate) use serve::shutdown_signal;
 pub use serve::{serve, Deployment, FlowHandle, Overlap, ServeError, Server};
 
 use std::fmt;

@@ -67,12 +67,12 @@ pub enum Overlap {
 }
 
 /// Starts one run of a deployment: its id, and the run to await.
-type Start =
+pub(crate) type Start =
     dyn Fn(RunConfig, &Overrides) -> Result<BoxFuture<'static, Finished>, String> + Send + Sync;
 
 /// How a run of a deployment ended.
-struct Finished {
-    state: State,
+pub(crate) struct Finished {
+    pub(crate) state: State,
 }
 
 /// A flow with its parameters, served on a schedule and on request ([`serve`]).
@@ -97,13 +97,15 @@ struct Finished {
 /// ```
 #[derive(Clone)]
 pub struct Deployment {
-    name: String,
-    flow: &'static FlowDef,
-    schedule: Option<Schedule>,
+    pub(crate) name: String,
+    pub(crate) flow: &'static FlowDef,
+    pub(crate) schedule: Option<Schedule>,
     overlap: Overlap,
-    catch_up: bool,
-    params: serde_json::Value,
-    start: Arc<Start>,
+    pub(crate) catch_up: bool,
+    pub(crate) params: serde_json::Value,
+    pub(crate) start: Arc<Start>,
+    pub(crate) retries: u32,
+    pub(crate) retry_delay: Duration,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -148,6 +150,8 @@ impl Deployment {
             catch_up: false,
             params: json,
             start: Arc::new(start),
+            retries: 0,
+            retry_delay: Duration::ZERO,
         }
     }
     /// Run on `schedule`.
@@ -164,6 +168,19 @@ impl Deployment {
     /// (default: skip them all and wait for the next due time).
     pub fn catch_up(mut self, on: bool) -> Self {
         self.catch_up = on;
+        self
+    }
+    /// Served by a work pool's workers ([`Worker`](crate::worker::Worker)): when the worker
+    /// running one of its runs dies, the run (Crashed) is scheduled again under the same id, up
+    /// to `n` times, and resumes from its checkpoints (tasks that completed before the crash
+    /// are not executed again with `#[flow(persist)]`). Default 0. [`serve`] ignores it.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+    /// How long after a crash the re-run is due (default: at once).
+    pub fn retry_delay(mut self, delay: Duration) -> Self {
+        self.retry_delay = delay;
         self
     }
     /// The deployment's name.
@@ -480,7 +497,7 @@ async fn drain(runs: &mut tokio::task::JoinSet<()>) {
 }
 
 /// Waits for Ctrl-C or (on Unix) SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut term =

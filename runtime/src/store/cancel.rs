@@ -59,6 +59,9 @@ pub enum CancelOutcome {
         /// Its final state.
         state: StateKind,
     },
+    /// The run was Scheduled or Late (no worker had claimed it): it was marked Cancelled and
+    /// never starts.
+    NotStarted,
     /// No live process owned the run (its owner's heartbeat stopped more than 10 s ago,
     /// its pid is gone, or no process ever claimed it): it was marked Cancelled in the store,
     /// with its unfinished task runs.
@@ -137,7 +140,7 @@ pub(super) fn pid_alive(pid: u32) -> bool {
 /// The runs of this process that one store records and that are still going.
 pub(crate) struct Owners {
     /// This process (and store) in the `processes` table.
-    process: String,
+    pub(super) process: String,
     started: DateTime<Utc>,
     reg: Mutex<Registry>,
 }
@@ -179,7 +182,7 @@ impl Owners {
 
     /// This process's lease token for run `run`: the same each time the run is registered
     /// (a queued pipeline run registers again when it starts), another process's differs.
-    fn token(&self, run: Uuid) -> i64 {
+    pub(super) fn token(&self, run: Uuid) -> i64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (&self.process, run).hash(&mut h);
@@ -264,6 +267,28 @@ impl Owners {
              copy of the run, whose further rows are not recorded"
         );
         h.cancel(format!("the run was {verb}: {why}"));
+    }
+}
+
+impl Owners {
+    /// Refreshes this process's heartbeat (its `processes` row), in `tx`.
+    pub(super) async fn beat(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO processes (id, host, pid, started, heartbeat) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
+        )
+        .bind(&self.process)
+        .bind(host_name())
+        .bind(i64::from(std::process::id()))
+        .bind(ts(self.started))
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 }
 
@@ -369,8 +394,11 @@ impl Store {
             if state.is_final() {
                 return Ok(CancelOutcome::AlreadyFinal { state });
             }
-            let owner = owner_of(&pool, id).await?;
             let now = Utc::now();
+            if matches!(state, StateKind::Scheduled | StateKind::Late) {
+                return cancel_unstarted(&pool, backend, id, &reason, state, now).await;
+            }
+            let owner = owner_of(&pool, id).await?;
             sqlx::query(
                 "UPDATE flow_runs SET cancel_requested = $1, cancel_reason = $2 WHERE id = $3",
             )
@@ -405,6 +433,40 @@ impl Store {
         })
         .await
     }
+}
+
+/// Cancels a run that no worker claimed yet (Scheduled or Late): it never starts.
+async fn cancel_unstarted(
+    pool: &AnyPool,
+    backend: super::Backend,
+    id: Uuid,
+    reason: &str,
+    state: StateKind,
+    now: DateTime<Utc>,
+) -> Result<CancelOutcome, StoreError> {
+    let end = Ending {
+        state: StateKind::Cancelled,
+        why: &format!("{reason} (before it started)"),
+        lease: None,
+        now,
+    };
+    if mark_ended(pool, backend, &id.to_string(), &end).await? {
+        return Ok(CancelOutcome::NotStarted);
+    }
+    // A worker claimed it meanwhile: ask its owner, as for any running run.
+    let (state, _) = run_state(pool, id).await?.unwrap_or((state, now));
+    if state.is_final() {
+        return Ok(CancelOutcome::AlreadyFinal { state });
+    }
+    sqlx::query("UPDATE flow_runs SET cancel_requested = $1, cancel_reason = $2 WHERE id = $3")
+        .bind(ts(now))
+        .bind(reason)
+        .bind(id.to_string())
+        .execute(pool)
+        .await?;
+    Ok(CancelOutcome::Requested {
+        owner: owner_of(pool, id).await?,
+    })
 }
 
 /// A run's state and start.
@@ -520,17 +582,7 @@ async fn beat_and_claim(
             .execute(&mut *tx)
             .await?;
     }
-    sqlx::query(
-        "INSERT INTO processes (id, host, pid, started, heartbeat) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
-    )
-    .bind(&owners.process)
-    .bind(host_name())
-    .bind(i64::from(std::process::id()))
-    .bind(ts(owners.started))
-    .bind(&now)
-    .execute(&mut *tx)
-    .await?;
+    owners.beat(&mut tx, &now).await?;
     let mut taken = Vec::new();
     for (id, token) in &tick.claim {
         if let Some((state, why)) = claim(&mut tx, *id, *token).await? {

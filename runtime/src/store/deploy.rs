@@ -343,7 +343,9 @@ impl Store {
     }
 
     /// Asks for an ad-hoc run of deployment `deployment`, with `parameters` overriding its
-    /// defaults; a process serving it picks the request up ([`Store::claim_requests`]).
+    /// defaults; a process serving it picks the request up ([`Store::claim_requests`]). For
+    /// a deployment served by a work pool the request is at once a Scheduled run its workers
+    /// claim ([`Store::schedule_run`]): the request is Started with that run's id.
     /// Returns the request's id, to follow it with [`Store::request`].
     /// [`StoreError::DeploymentNotFound`] when there is no such deployment.
     pub async fn request_run(
@@ -351,20 +353,64 @@ impl Store {
         deployment: &str,
         parameters: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Uuid, StoreError> {
-        let deployment = deployment.to_owned();
         let id = Uuid::new_v4();
-        let params = serde_json::Value::Object(parameters).to_string();
+        let params = serde_json::Value::Object(parameters.clone()).to_string();
+        // A deployment served by a work pool: the request is a Scheduled run at once (one
+        // queue for scheduled and asked-for runs), and the request says which.
+        let run = self.schedule_if_pooled(deployment, &parameters).await?;
+        self.record_request(id, deployment, params, run).await
+    }
+
+    /// A Scheduled run of `deployment` if it is served by a work pool.
+    async fn schedule_if_pooled(
+        &self,
+        deployment: &str,
+        overrides: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let name = deployment.to_owned();
+        let pooled = self
+            .with_pool(move |pool, _| async move {
+                let pool_name: Option<Option<String>> =
+                    sqlx::query_scalar("SELECT pool FROM deployments WHERE name = $1")
+                        .bind(name)
+                        .fetch_optional(&pool)
+                        .await?;
+                Ok(pool_name.flatten().is_some())
+            })
+            .await?;
+        match pooled {
+            true => Ok(Some(
+                self.schedule_run(deployment, overrides.clone(), None).await?,
+            )),
+            false => Ok(None),
+        }
+    }
+
+    /// Records request `id`: Requested, or Started when it is already the Scheduled run `run`.
+    async fn record_request(
+        &self,
+        id: Uuid,
+        deployment: &str,
+        params: String,
+        run: Option<Uuid>,
+    ) -> Result<Uuid, StoreError> {
+        let deployment = deployment.to_owned();
+        let state = match run {
+            Some(_) => RequestState::Started,
+            None => RequestState::Requested,
+        };
         self.with_pool(move |pool, _| async move {
             let now = ts(Utc::now());
             // Only if the deployment exists, in one statement.
             let done = sqlx::query(
                 "INSERT INTO run_requests (id, deployment, parameters, state, message, run_id, \
-                 created, updated) SELECT $1, name, $2, $3, NULL, NULL, $4, $5 FROM deployments \
-                 WHERE name = $6",
+                 created, updated) SELECT $1, name, $2, $3, NULL, $4, $5, $6 FROM deployments \
+                 WHERE name = $7",
             )
             .bind(id.to_string())
             .bind(params)
-            .bind(RequestState::Requested.as_str())
+            .bind(state.as_str())
+            .bind(run.map(|r| r.to_string()))
             .bind(now.clone())
             .bind(now)
             .bind(deployment.clone())

@@ -50,6 +50,7 @@ mod counts;
 mod deploy;
 mod pools;
 mod query;
+mod queue;
 mod reaper;
 pub(crate) mod record;
 mod retention;
@@ -59,9 +60,11 @@ pub use cancel::{CancelOutcome, RunOwner};
 pub use deploy::{DeploymentRecord, RequestState, RunRequest};
 pub use pools::{WorkPool, WorkPoolSpec, WorkerId, WorkerInfo, WorkerRecord, MAX_NAME};
 pub use query::{
+    RunPlacement,
     short_ids, CancelRequest, FlowSummary, LogRecord, NodeOutputRecord, RunDetail, RunFilter,
     RunRecord, StateChangeRecord, TaskRunRecord, SHORT_ID,
 };
+pub use queue::{ClaimedRun, PoolPlacement, ScheduleReport, LATE_AFTER};
 pub use reaper::{keep_reaping, Reaped, REAP_EVERY};
 pub use retention::{keep_pruning, PruneReport, Retention};
 
@@ -176,6 +179,11 @@ const MIGRATIONS: &[(i64, &str, Script)] = &[
         11,
         "work pools",
         Script::Both(include_str!("migrations/0011_work_pools.sql")),
+    ),
+    (
+        12,
+        "run queue",
+        Script::Both(include_str!("migrations/0012_run_queue.sql")),
     ),
 ];
 

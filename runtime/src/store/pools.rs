@@ -13,7 +13,7 @@
 //! heartbeat: a worker whose heartbeat is older than the stale time the zombie reaper uses
 //! (10 s), or whose pid is gone on this host, is offline.
 //!
-//! This module is the registry only: claiming Scheduled runs from a pool is not here yet.
+//! Claiming a pool's Scheduled runs is the queue module's ([`Store::claim_runs`]).
 //!
 //! ```
 //! use weft::store::{Store, WorkPoolSpec, WorkerInfo};
@@ -285,7 +285,7 @@ fn is_online(w: &WorkerRecord, now: DateTime<Utc>) -> bool {
 }
 
 /// The error for a pool `name` that does not exist, with the names that do.
-async fn pool_not_found(pool: &AnyPool, name: String) -> StoreError {
+pub(super) async fn pool_not_found(pool: &AnyPool, name: String) -> StoreError {
     match sqlx::query_scalar::<_, String>("SELECT name FROM work_pools ORDER BY name")
         .fetch_all(pool)
         .await
@@ -296,7 +296,7 @@ async fn pool_not_found(pool: &AnyPool, name: String) -> StoreError {
 }
 
 /// [`StoreError::WorkPoolNotFound`] unless pool `name` exists.
-async fn pool_exists(pool: &AnyPool, name: &str) -> Result<(), StoreError> {
+pub(super) async fn pool_exists(pool: &AnyPool, name: &str) -> Result<(), StoreError> {
     let found = sqlx::query_scalar::<_, String>("SELECT name FROM work_pools WHERE name = $1")
         .bind(name.to_owned())
         .fetch_optional(pool)

@@ -85,6 +85,24 @@ pub struct RunRecord {
     pub parent: Option<(Uuid, u32)>,
     /// The cancellation asked for it ([`Store::request_cancel`]), if any.
     pub cancel_requested: Option<CancelRequest>,
+    /// For a run of a deployment served by a work pool: its deployment, pool, worker, due
+    /// time and re-runs.
+    pub placement: Option<RunPlacement>,
+}
+
+/// Where a run of a pooled deployment was queued and who ran it (the run queue module).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunPlacement {
+    /// The deployment.
+    pub deployment: String,
+    /// The work pool.
+    pub pool: String,
+    /// The worker that claimed it last (None while Scheduled or Late).
+    pub worker: Option<String>,
+    /// When it was due.
+    pub scheduled: DateTime<Utc>,
+    /// How many times it was scheduled again after a crash.
+    pub tries: u32,
 }
 
 /// A cancellation asked for a run ([`Store::request_cancel`]): the process running the run
@@ -383,7 +401,25 @@ pub(super) fn run_of(row: &AnyRow) -> Result<RunRecord, StoreError> {
             at,
             reason: row.try_get("cancel_reason").ok().flatten(),
         }),
+        placement: placement_of(row)?,
     })
+}
+
+fn placement_of(row: &AnyRow) -> Result<Option<RunPlacement>, StoreError> {
+    let (Some(deployment), Some(pool), Some(scheduled)) = (
+        row.try_get::<Option<String>, _>("deployment")?,
+        row.try_get::<Option<String>, _>("pool")?,
+        ts_of(row, "scheduled")?,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(RunPlacement {
+        deployment,
+        pool,
+        worker: row.try_get("worker")?,
+        scheduled,
+        tries: u32_of(row, "tries")?.unwrap_or(0),
+    }))
 }
 
 /// Where a change read back from a task run's row goes among changes at the same instant:
@@ -441,7 +477,8 @@ pub(super) const FLOWS_SQL: &str = "SELECT name, COUNT(*) AS versions, \
      FROM flows GROUP BY name ORDER BY name";
 
 pub(super) const RUN_COLS: &str = "id, flow, flow_version, parameters, state, message, started, \
-     ended, parent_run, parent_node, cancel_requested, cancel_reason";
+     ended, parent_run, parent_node, cancel_requested, cancel_reason, deployment, pool, worker, \
+     scheduled, tries";
 
 impl Store {
     /// Recorded runs, newest first.

@@ -24,6 +24,7 @@
 
 use super::cancel::{host_name, pid_alive, STALE};
 use super::counts::Ends;
+use super::queue::requeue;
 use super::{parse_ts, ts, Backend, Store, StoreError};
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
@@ -36,7 +37,7 @@ use uuid::Uuid;
 pub const REAP_EVERY: Duration = Duration::from_secs(3);
 
 /// The states a run or task run may still leave, as an SQL list.
-pub(super) const NOT_FINAL: &str = "('Scheduled', 'Pending', 'Running', 'Retrying')";
+pub(super) const NOT_FINAL: &str = "('Scheduled', 'Late', 'Pending', 'Running', 'Retrying')";
 /// The states of a run that has started and not ended (the `flow_runs_unfinished` index's).
 const UNFINISHED: &str = "('Pending', 'Running', 'Retrying')";
 
@@ -131,6 +132,8 @@ async fn processes(pool: &AnyPool) -> Result<HashMap<String, Process>, StoreErro
 /// A zombie found: its id, the lease read, its owner's process id (None: never claimed).
 struct Candidate {
     id: String,
+    /// The worker that claimed it, for a run of a pooled deployment.
+    worker: Option<String>,
     lease: i64,
     started: String,
     owner: Option<String>,
@@ -148,7 +151,7 @@ async fn candidates(
         false => format!("o.process NOT IN ({})", marks.join(", ")),
     };
     let sql = format!(
-        "SELECT f.id, f.lease, f.started, o.process FROM flow_runs f \
+        "SELECT f.id, f.lease, f.started, f.worker, o.process FROM flow_runs f \
          LEFT JOIN run_owners o ON o.flow_run_id = f.id \
          WHERE f.state IN {UNFINISHED} AND ((o.process IS NULL AND f.started < $1) OR {not_live}) \
          ORDER BY (CASE WHEN f.parent_run IS NULL THEN 0 ELSE 1 END), f.started"
@@ -164,6 +167,7 @@ async fn candidates(
         .map(|r| {
             Ok(Candidate {
                 id: r.try_get("id")?,
+                worker: r.try_get("worker")?,
                 lease: r.try_get::<Option<i64>, _>("lease")?.unwrap_or(0),
                 started: r.try_get("started")?,
                 owner: r.try_get("process")?,
@@ -174,9 +178,14 @@ async fn candidates(
 
 /// Why a candidate is a zombie, in words.
 fn why(c: &Candidate, procs: &HashMap<String, Process>) -> String {
+    let who = match &c.worker {
+        Some(w) => format!("worker {w:?} ("),
+        None => String::new(),
+    };
+    let end = if who.is_empty() { "" } else { ")" };
     match c.owner.as_ref().map(|o| procs.get(o)) {
         Some(Some(p)) => format!(
-            "process {} on {} stopped heartbeating at {}",
+            "{who}process {} on {}{end} stopped heartbeating at {}",
             p.pid,
             p.host,
             p.heartbeat.format("%Y-%m-%d %H:%M:%S UTC")
@@ -250,7 +259,11 @@ pub(super) async fn mark_ended(
     let Some(tasks) = mark_one(&mut tx, id, end, end.why, end.lease).await? else {
         return Ok(false);
     };
-    ends.flow_run(Uuid::parse_str(id).unwrap_or_default(), end.state, micros);
+    // A crashed run of a deployment with retries left is scheduled again: it has not ended.
+    let requeued = end.state == StateKind::Crashed && requeue(&mut tx, id, end.now).await?;
+    if !requeued {
+        ends.flow_run(Uuid::parse_str(id).unwrap_or_default(), end.state, micros);
+    }
     ends.task_runs(end.state, micros, tasks);
     let verb = match end.state {
         StateKind::Crashed => "crashed",

@@ -774,13 +774,18 @@ impl Batch {
 const INSERT_FLOW: &str =
     "INSERT INTO flows (name, version, graph, first_seen) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (name, version) DO NOTHING";
-// A resumed run keeps its first start; it is running again, not claimed yet (no lease).
+// A resumed run keeps its first start; it is running again, not claimed yet (no lease). A run
+// a worker claimed (Pending, with a worker) keeps the worker's lease and starts now.
 const INSERT_RUN: &str =
     "INSERT INTO flow_runs (id, flow, flow_version, parameters, state, message, started, ended, \
      parent_run, parent_node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
      ON CONFLICT (id) DO UPDATE SET flow_version = excluded.flow_version, \
      parameters = excluded.parameters, state = excluded.state, \
-     message = excluded.message, ended = excluded.ended, lease = NULL";
+     message = excluded.message, ended = excluded.ended, \
+     started = CASE WHEN flow_runs.worker IS NOT NULL AND flow_runs.state = 'Pending' \
+     THEN excluded.started ELSE flow_runs.started END, \
+     lease = CASE WHEN flow_runs.worker IS NOT NULL AND flow_runs.state = 'Pending' \
+     THEN flow_runs.lease ELSE NULL END";
 const UPDATE_RUN: &str = "UPDATE flow_runs SET state = $1, message = $2, ended = $3 WHERE id = $4";
 const INSERT_PIPELINE: &str =
     "INSERT INTO pipelines (name, version, source, path, registered) VALUES ($1, $2, $3, $4, $5) \

@@ -1,0 +1,395 @@
+//! Workers: processes that run the Scheduled runs of a work pool's deployments, on as many
+//! machines as share the store (PostgreSQL; SQLite for several processes on one machine).
+//!
+//! A [`Worker`] is your own binary: it can only run the flows compiled into it, so it is given
+//! the deployments it serves ([`Deployment`]s, as for [`serve`](crate::schedule::serve)). When
+//! it starts it registers them in its pool (with their schedules, default parameters and
+//! crash re-runs) and itself in the worker registry (`weft workers`). Then, until stopped, it
+//!
+//! - claims due runs of its deployments ([`Store::claim_runs`]): each goes to one worker, within
+//!   the pool's concurrency limit and the worker's own [`limit`](Worker::limit), never while
+//!   the pool is paused; it runs each under the run's id, resuming from the run's checkpoints
+//!   (a run re-scheduled after a crash does not execute again the tasks that completed);
+//! - heartbeats: its runs' leases and cancel requests are the store's, as for any process that
+//!   records runs (a cancel request reaches it within a second); its registry row every 2 s;
+//! - takes its turn as the **scheduler** ([`Store::lead`]: one process at a time, another takes
+//!   over within 10 s when it dies): creates the coming Scheduled runs of every pooled
+//!   deployment ([`Store::schedule_due`]), marks overdue ones Late, and reaps the runs of dead
+//!   workers ([`Store::reap`]): Crashed, or Scheduled again while their deployment has retries.
+//!
+//! On PostgreSQL an idle worker is woken at once when a run is scheduled (LISTEN/NOTIFY);
+//! otherwise it polls every [`poll_every`](Worker::poll_every).
+//!
+//! ```
+//! use std::time::Duration;
+//! use weft::prelude::*;
+//! use weft::schedule::Deployment;
+//! use weft::store::{Store, WorkPoolSpec};
+//! use weft::worker::Worker;
+//!
+//! #[task] async fn load(n: u32) -> u32 { n * 2 }
+//!
+//! #[flow]
+//! async fn nightly(n: u32) -> u32 {
+//!     let x = load(n)?;
+//!     x
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = std::env::temp_dir().join(format!("weft-doc-worker-{}", std::process::id()));
+//! let store = Store::connect(&format!("sqlite://{}/weft.db", dir.display())).await?;
+//! store.create_work_pool(&WorkPoolSpec::new("etl")).await?;
+//! let worker = Worker::new("etl")
+//!     .deployment(Deployment::new("nightly", nightly::flow(), (21,)).retries(2))
+//!     .store(store.clone())
+//!     .poll_every(Duration::from_millis(50));
+//! let asker = store.clone();
+//! worker
+//!     .run_until(async move {
+//!         // Anyone with the store asks for a run; the worker runs it.
+//!         let request = asker.request_run("nightly", Default::default()).await.unwrap();
+//!         let run = asker.request(request).await.unwrap().run_id.unwrap();
+//!         while !asker.run_record(run).await.is_ok_and(|r| r.state.is_final()) {
+//!             tokio::time::sleep(Duration::from_millis(20)).await;
+//!         }
+//!     })
+//!     .await?;
+//! let runs = store.runs(&weft::store::RunFilter::new().flow("nightly")).await?;
+//! assert_eq!(runs[0].state, StateKind::Completed);
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok(()) }
+//! ```
+
+use crate::flow::{CancelHandle, RunConfig};
+use crate::schedule::{Deployment, Schedule, ServeError};
+use crate::store::{ClaimedRun, DeploymentRecord, PoolPlacement, Store, WorkerId, WorkerInfo};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+/// How often a worker refreshes its registry row and, when it leads, schedules and reaps.
+const BEAT: Duration = Duration::from_secs(2);
+/// How long the scheduler's leadership lasts unless renewed.
+const LEAD_TTL: Duration = Duration::from_secs(10);
+/// The leadership's name in the store.
+const SCHEDULER: &str = "scheduler";
+
+/// A worker of a work pool: runs its deployments' Scheduled runs until stopped (see the
+/// [module documentation](self)).
+#[must_use = "a worker does nothing until `run` or `run_until` is awaited"]
+pub struct Worker {
+    pool: String,
+    name: Option<String>,
+    deployments: Vec<Deployment>,
+    store: Option<Store>,
+    limit: usize,
+    poll: Duration,
+    grace: Duration,
+}
+
+impl Worker {
+    /// A worker of pool `pool` (which must exist: `weft work-pool create NAME`), named after
+    /// its host and pid, running at most 10 runs at once, polling every second.
+    pub fn new(pool: impl Into<String>) -> Worker {
+        Worker {
+            pool: pool.into(),
+            name: None,
+            deployments: Vec::new(),
+            store: None,
+            limit: 10,
+            poll: Duration::from_secs(1),
+            grace: Duration::from_secs(30),
+        }
+    }
+    /// Serves `deployment`: registers it in the pool, and runs its runs.
+    pub fn deployment(mut self, deployment: Deployment) -> Self {
+        self.deployments.push(deployment);
+        self
+    }
+    /// Serves each of `deployments`.
+    pub fn deployments(mut self, deployments: impl IntoIterator<Item = Deployment>) -> Self {
+        self.deployments.extend(deployments);
+        self
+    }
+    /// Its name in `weft workers` and on the runs it runs (default: `host:pid`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// Runs at most `n` runs at once (default 10; at least 1).
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = n.max(1);
+        self
+    }
+    /// Records into `store` (default: [`Store::open_default`]).
+    pub fn store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+    /// Looks for due runs this often when nothing wakes it (default 1 s).
+    pub fn poll_every(mut self, every: Duration) -> Self {
+        self.poll = every;
+        self
+    }
+    /// When stopped, how long its running runs have to finish before they are cancelled
+    /// (default 30 s).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Works until Ctrl-C or SIGTERM.
+    pub async fn run(self) -> Result<(), ServeError> {
+        self.run_until(crate::schedule::shutdown_signal()).await
+    }
+
+    /// Works until `stop` completes: claims no more runs, gives running ones the grace period,
+    /// cancels the rest (they end Cancelled), leaves the registry.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<(), ServeError> {
+        crate::logging::ensure_default();
+        let store = match &self.store {
+            Some(s) => s.clone(),
+            None => Store::open_default().await?,
+        };
+        let served = self.register(&store).await?;
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", host(), std::process::id()));
+        let flows = self.deployments.iter().map(flow_label).collect();
+        let info = WorkerInfo::this_process(&self.pool, &name, flows);
+        let id = store.register_worker(&info).await?;
+        tracing::info!(
+            target: "weft",
+            "Worker '{name}' of pool '{}' started: deployments {}",
+            self.pool,
+            served.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+        let mut work = Work {
+            store: store.clone(),
+            pool: self.pool.clone(),
+            name,
+            id,
+            info,
+            served,
+            running: JoinSet::new(),
+            cancels: HashMap::new(),
+            wake: Arc::new(Notify::new()),
+        };
+        let listener = work.listen();
+        tokio::pin!(stop);
+        work.serve(&mut stop, self.limit, self.poll).await;
+        if let Some(l) = listener {
+            l.abort();
+        }
+        work.stop(self.grace).await;
+        Ok(())
+    }
+
+    /// Records each deployment in the store, placed in the pool: the deployments by name.
+    async fn register(&self, store: &Store) -> Result<HashMap<String, Deployment>, ServeError> {
+        let mut served = HashMap::new();
+        for d in &self.deployments {
+            if served.insert(d.name.clone(), d.clone()).is_some() {
+                return Err(ServeError::DuplicateName(d.name.clone()));
+            }
+            let paused = store.deployment(&d.name).await.is_ok_and(|k| k.paused);
+            store
+                .register_deployment(&DeploymentRecord {
+                    name: d.name.clone(),
+                    flow: d.flow.name.to_owned(),
+                    schedule: d.schedule.as_ref().map(Schedule::to_spec),
+                    parameters: d.params.clone(),
+                    paused,
+                    last_run: None,
+                    last_run_at: None,
+                    next_run_at: None,
+                    updated: chrono::Utc::now(),
+                })
+                .await?;
+            let placement = PoolPlacement::new(&self.pool)
+                .retries(d.retries)
+                .retry_delay(d.retry_delay)
+                .catch_up(d.catch_up);
+            store.place_deployment(&d.name, &placement).await?;
+        }
+        Ok(served)
+    }
+}
+
+/// `name@version` of a deployment's flow (`name` when it has no version).
+fn flow_label(d: &Deployment) -> String {
+    match d.flow.version {
+        Some(v) => format!("{}@{v}", d.flow.name),
+        None => d.flow.name.to_owned(),
+    }
+}
+
+fn host() -> String {
+    WorkerInfo::this_process("", "", Vec::new()).host
+}
+
+/// A started worker's state.
+struct Work {
+    store: Store,
+    pool: String,
+    name: String,
+    id: WorkerId,
+    info: WorkerInfo,
+    served: HashMap<String, Deployment>,
+    running: JoinSet<Uuid>,
+    cancels: HashMap<Uuid, CancelHandle>,
+    wake: Arc<Notify>,
+}
+
+impl Work {
+    /// Claims and starts runs until `stop`.
+    async fn serve(
+        &mut self,
+        stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        limit: usize,
+        poll: Duration,
+    ) {
+        let names: Vec<String> = self.served.keys().cloned().collect();
+        let mut last_beat: Option<Instant> = None;
+        loop {
+            if last_beat.is_none_or(|t| t.elapsed() >= BEAT) {
+                self.beat().await;
+                last_beat = Some(Instant::now());
+            }
+            let room = limit.saturating_sub(self.running.len());
+            let mut full = false;
+            if room > 0 {
+                match self.store.claim_runs(&self.pool, &self.name, &names, room).await {
+                    Ok(runs) => {
+                        full = runs.len() == room;
+                        for run in runs {
+                            self.start(run).await;
+                        }
+                    }
+                    Err(e) => tracing::warn!(target: "weft", "Worker '{}': claim: {e}", self.name),
+                }
+            }
+            if full && self.running.len() < limit {
+                continue; // more may be due
+            }
+            tokio::select! {
+                _ = stop.as_mut() => return,
+                Some(done) = self.running.join_next(), if !self.running.is_empty() => {
+                    if let Ok(id) = done {
+                        self.cancels.remove(&id);
+                    }
+                }
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+
+    /// Starts claimed run `run` in the background.
+    async fn start(&mut self, run: ClaimedRun) {
+        let Some(d) = self.served.get(&run.deployment) else {
+            return; // only its own deployments are claimed
+        };
+        let late = (chrono::Utc::now() - run.scheduled)
+            .to_std()
+            .unwrap_or_default();
+        let again = match run.tries {
+            0 => String::new(),
+            n => format!(", re-run {n} after a crash, resuming from its checkpoints"),
+        };
+        tracing::info!(
+            target: "weft",
+            "Worker '{}' runs flow run {} of deployment '{}' ({:.1?} after it was due{again})",
+            self.name,
+            run.id,
+            run.deployment,
+            late
+        );
+        let cancel = CancelHandle::new();
+        let config = RunConfig::new()
+            .resume(run.id)
+            .history(self.store.clone())
+            .cancel_with(&cancel)
+            .cancel_grace(Duration::from_secs(2));
+        let started = match (d.start)(config, &run.overrides) {
+            Ok(f) => f,
+            Err(why) => {
+                let why = format!("its parameters do not fit flow '{}': {why}", d.flow.name);
+                tracing::warn!(target: "weft", "Flow run {}: {why}", run.id);
+                let _ = self.store.reject_claimed(run.id, &why).await;
+                return;
+            }
+        };
+        self.cancels.insert(run.id, cancel);
+        let (store, id) = (self.store.clone(), run.id);
+        self.running.spawn(async move {
+            let _ = tokio::spawn(started).await;
+            let _ = store.release_run(id).await;
+            id
+        });
+    }
+
+    /// Refreshes the registry row; leads the scheduler when it can: schedules and reaps.
+    async fn beat(&mut self) {
+        match self.store.worker_heartbeat(self.id).await {
+            Err(crate::store::StoreError::WorkerNotFound(_)) => {
+                // Removed from the registry (`weft work-pool rm`, a long pause): join again.
+                if let Ok(id) = self.store.register_worker(&self.info).await {
+                    self.id = id;
+                }
+            }
+            Err(e) => tracing::debug!(target: "weft", "Worker '{}': heartbeat: {e}", self.name),
+            Ok(()) => {}
+        }
+        let holder = self.id.to_string();
+        if !matches!(self.store.lead(SCHEDULER, &holder, LEAD_TTL).await, Ok(true)) {
+            return;
+        }
+        match self.store.schedule_due().await {
+            Ok(r) if r.created > 0 || r.late > 0 => tracing::debug!(
+                target: "weft",
+                "Scheduler (worker '{}'): {} run(s) scheduled, {} late",
+                self.name,
+                r.created,
+                r.late
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(target: "weft", "Scheduler: {e}"),
+        }
+        if let Err(e) = self.store.reap().await {
+            tracing::debug!(target: "weft", "Scheduler: reaper: {e}");
+        }
+    }
+
+    /// On PostgreSQL, a task that wakes the worker when a run is scheduled.
+    fn listen(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let wake = self.wake.clone();
+        let listening = self.store.listen_for_runs(move || wake.notify_one())?;
+        Some(tokio::spawn(listening))
+    }
+
+    /// Stops: waits up to `grace` for the running runs, cancels the rest, leaves.
+    async fn stop(mut self, grace: Duration) {
+        tracing::info!(
+            target: "weft",
+            "Worker '{}' stopping: {} run(s) going have {grace:?} to finish",
+            self.name,
+            self.running.len()
+        );
+        let drain = async { while self.running.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            for c in self.cancels.values() {
+                c.cancel("the worker is shutting down");
+            }
+            while self.running.join_next().await.is_some() {}
+        }
+        let _ = self.store.resign(SCHEDULER, &self.id.to_string()).await;
+        let _ = self.store.deregister_worker(self.id).await;
+        crate::logging::flush();
+    }
+}
