@@ -305,6 +305,22 @@ impl Store {
         .await
     }
 
+    /// Who holds leadership `name` now (its lease not expired), if anyone: a worker's id for
+    /// the scheduler.
+    pub async fn leader(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let name = name.to_owned();
+        self.with_pool(move |pool, _| async move {
+            Ok(
+                sqlx::query_scalar("SELECT holder FROM leaders WHERE name = $1 AND until > $2")
+                    .bind(name)
+                    .bind(ts(Utc::now()))
+                    .fetch_optional(&pool)
+                    .await?,
+            )
+        })
+        .await
+    }
+
     /// Gives up leadership `name` if `holder` holds it (a worker stopping).
     pub async fn resign(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
@@ -652,7 +668,6 @@ pub(super) async fn requeue(
     .bind(id)
     .execute(&mut **tx)
     .await?;
-    tracing::warn!(target: "weft::store", "Flow run {id}: {why}");
     Ok(true)
 }
 

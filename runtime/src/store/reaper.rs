@@ -224,11 +224,27 @@ pub(super) async fn reap(
         };
         if mark_ended(pool, backend, &c.id, &end).await? {
             tracing::warn!(target: "weft::store", "Flow run {} CRASHED: {message}", c.id);
+            log_requeued(pool, &c.id).await;
             let id = Uuid::parse_str(&c.id).unwrap_or_default();
             reaped.push(Reaped { id, message });
         }
     }
     Ok(reaped)
+}
+
+/// Says so when reaped run `id` was scheduled again (its deployment's retries).
+async fn log_requeued(pool: &AnyPool, id: &str) {
+    let row = sqlx::query("SELECT state, message FROM flow_runs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await;
+    if let Ok(Some(row)) = row {
+        let state: String = row.try_get("state").unwrap_or_default();
+        let message: Option<String> = row.try_get("message").unwrap_or_default();
+        if state == "Scheduled" {
+            tracing::warn!(target: "weft::store", "Flow run {id}: {}", message.unwrap_or_default());
+        }
+    }
 }
 
 /// How a run is ended by another process than its own: cancelled (no live process owned it) or
