@@ -6,6 +6,7 @@
 //! `sqlite://$WEFT_HOME/.weft/weft.db`) and never creates one.
 
 mod history;
+mod limits;
 mod pipeline;
 mod pools;
 mod render;
@@ -109,6 +110,9 @@ enum Command {
     /// Create, list, pause, resume and limit the work pools workers serve
     #[command(subcommand)]
     WorkPool(pools::WorkPoolCommand),
+    /// Limit how many task runs with a tag run at once, across every process
+    #[command(subcommand, name = "concurrency-limit")]
+    ConcurrencyLimit(limits::LimitCommand),
     /// List the registered workers, online or offline by their heartbeats
     #[command(
         long_about = "List the registered workers, online or offline by their heartbeats.\n\n\
@@ -269,7 +273,7 @@ pub(crate) struct Failure {
 
 impl Failure {
     /// A usage mistake clap could not see (exit code 2, like clap's own).
-    fn usage(message: String) -> Failure {
+    pub(crate) fn usage(message: String) -> Failure {
         Failure { message, code: 2 }
     }
 }
@@ -357,7 +361,11 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
         Command::History(history::HistoryCommand::Prune(args)) => Some(history::retention(args)?),
         _ => None,
     };
-    let create = matches!(&cli.command, Command::WorkPool(c) if pools::creates_history(c));
+    let create = match &cli.command {
+        Command::WorkPool(c) => pools::creates_history(c),
+        Command::ConcurrencyLimit(c) => limits::creates_history(c),
+        _ => false,
+    };
     let store = open(&cli, create).await?;
     if matches!(
         cli.command,
@@ -497,6 +505,7 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
             Ok(format!("deployment {name} resumed\n"))
         }
         Command::WorkPool(command) => pools::work_pool(&store, command).await,
+        Command::ConcurrencyLimit(command) => limits::concurrency_limit(&store, command).await,
         Command::Workers { pool, json } => pools::workers(&store, pool.as_deref(), json).await,
         Command::History(history::HistoryCommand::Prune(args)) => {
             let retention = retention.expect("parsed above");

@@ -111,6 +111,17 @@ async fn execute_in<D: TaskBody<A>, A: Send>(
         }
     }
 
+    // Global concurrency limits by tag, through the history store: held until the run ends.
+    let _slots = match opts.tags.is_empty() {
+        true => None,
+        false => match Box::pin(tag_slots(cx, id, opts)).await {
+            Ok(slots) => slots,
+            Err(()) => {
+                let state = tracker.finish(State::cancelled(cx.cancel_reason()));
+                return tracker.into_run(state, None);
+            }
+        },
+    };
     let mut args = Some(args);
     let max_attempts = opts.retries + 1;
     let mut value = None;
@@ -415,6 +426,20 @@ impl<T> Outcome<T> {
             Outcome::Cancelled => "cancelled".to_owned(),
         }
     }
+}
+
+/// The slots of task run `id`'s limited tags, once it holds them (None without a history
+/// store or a limited tag); Err when the run was cancelled while waiting.
+async fn tag_slots(
+    cx: &FlowCtx,
+    id: TaskRunId,
+    opts: &TaskOptions,
+) -> Result<Option<crate::store::Slots>, ()> {
+    let Some(store) = cx.history_store() else {
+        return Ok(None);
+    };
+    let key = id.to_string();
+    crate::store::wait_for_slots(&store, opts.tags, key, opts.name, || cx.is_cancelled()).await
 }
 
 tokio::task_local! {

@@ -48,6 +48,7 @@ mod cancel;
 mod checkpoint;
 mod counts;
 mod deploy;
+mod limits;
 mod pools;
 mod query;
 mod queue;
@@ -58,11 +59,12 @@ mod writer;
 
 pub use cancel::{CancelOutcome, RunOwner};
 pub use deploy::{DeploymentRecord, RequestState, RunRequest};
+pub use limits::ConcurrencyLimit;
+pub(crate) use limits::{wait_for_slots, Slots};
 pub use pools::{WorkPool, WorkPoolSpec, WorkerId, WorkerInfo, WorkerRecord, MAX_NAME};
 pub use query::{
-    RunPlacement,
     short_ids, CancelRequest, FlowSummary, LogRecord, NodeOutputRecord, RunDetail, RunFilter,
-    RunRecord, StateChangeRecord, TaskRunRecord, SHORT_ID,
+    RunPlacement, RunRecord, StateChangeRecord, TaskRunRecord, SHORT_ID,
 };
 pub use queue::{ClaimedRun, PoolPlacement, ScheduleReport, LATE_AFTER};
 pub use reaper::{keep_reaping, Reaped, REAP_EVERY};
@@ -521,6 +523,8 @@ pub(crate) struct Inner {
     runtime: tokio::runtime::Handle,
     /// The runs of this process that this store records and that are still going.
     owners: cancel::Owners,
+    /// The concurrency limits this process read last.
+    limits: limits::Cache,
 }
 
 impl fmt::Debug for Store {
@@ -616,6 +620,7 @@ impl Store {
                         options,
                         runtime: tokio::runtime::Handle::current(),
                         owners: cancel::Owners::new(),
+                        limits: limits::Cache::default(),
                     });
                     let store = Store {
                         inner: inner.clone(),

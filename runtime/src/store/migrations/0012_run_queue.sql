@@ -1,4 +1,4 @@
--- Scheduled runs and workers (issue 14). One script for SQLite and PostgreSQL, like 0001.
+-- Scheduled runs, workers and concurrency limits (issue 14). One script for SQLite and PostgreSQL, like 0001.
 
 -- A deployment served by workers belongs to a work pool (NULL: served by the process that
 -- registered it, with `serve`). retries: how many times a run that crashed (its worker died) is
@@ -34,4 +34,20 @@ CREATE TABLE IF NOT EXISTS leaders (
     name   TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
     until  TEXT NOT NULL
+);
+
+-- Global concurrency limits by tag: at most `slots` task runs with the tag at once among all
+-- the processes recording here. A task run holds one slot row per limited tag while it runs;
+-- a slot whose holder (a `processes` row) is dead is free again.
+CREATE TABLE IF NOT EXISTS concurrency_limits (
+    tag     TEXT PRIMARY KEY,
+    slots   BIGINT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS concurrency_slots (
+    tag      TEXT NOT NULL,
+    holder   TEXT NOT NULL,
+    task_run TEXT NOT NULL,
+    since    TEXT NOT NULL,
+    PRIMARY KEY (tag, holder, task_run)
 );
