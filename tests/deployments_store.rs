@@ -332,13 +332,14 @@ async fn sqlite_history_of_version_1_is_upgraded() {
     };
     assert_eq!(
         versions(url.clone()).await,
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     );
 
     // What an older weft left: version 1 only.
     {
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        for sql in common::OLD_TASK_RUNS.into_iter().chain([
+        let undo_queue = common::UNDO_RUN_QUEUE.into_iter();
+        for sql in undo_queue.chain(common::OLD_TASK_RUNS).chain([
             "DROP TABLE workers",
             "DROP TABLE work_pools",
             "DROP INDEX flow_runs_unfinished",
@@ -369,7 +370,7 @@ async fn sqlite_history_of_version_1_is_upgraded() {
         .unwrap();
     assert_eq!(
         versions(url.clone()).await,
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     );
     store
         .register_deployment(&record("d", "f", None))
@@ -404,8 +405,26 @@ mod postgres {
     async fn postgres_history_of_version_1_is_upgraded() {
         let schema = Schema::new("deploy").await;
         drop(schema.store().await);
-        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
-        for sql in [
+        assert_eq!(
+            schema.versions().await,
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+        );
+        let queue = ["leaders", "concurrency_limits", "concurrency_slots"]
+            .map(|t| format!("DROP TABLE \"{{s}}\".{t}"))
+            .into_iter()
+            .chain(
+                [
+                    "deployment",
+                    "overrides",
+                    "pool",
+                    "scheduled",
+                    "slot",
+                    "worker",
+                    "tries",
+                ]
+                .map(|c| format!("ALTER TABLE \"{{s}}\".flow_runs DROP COLUMN {c}")),
+            );
+        let older = [
             "DROP VIEW \"{s}\".run_logs",
             "DROP TABLE \"{s}\".workers",
             "DROP TABLE \"{s}\".work_pools",
@@ -428,7 +447,8 @@ mod postgres {
             "CREATE INDEX task_runs_by_state ON \"{s}\".task_runs (state)",
             "CREATE INDEX flow_runs_by_state ON \"{s}\".flow_runs (state)",
             "DELETE FROM \"{s}\"._sqlx_migrations WHERE version >= 2",
-        ] {
+        ];
+        for sql in queue.chain(older.map(str::to_owned)) {
             sqlx::query(&sql.replace("{s}", &schema.name))
                 .execute(&schema.admin)
                 .await
@@ -436,7 +456,10 @@ mod postgres {
         }
         assert_eq!(schema.versions().await, [1]);
         let store = schema.store().await;
-        assert_eq!(schema.versions().await, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(
+            schema.versions().await,
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+        );
         store
             .register_deployment(&record("d", "f", None))
             .await

@@ -288,7 +288,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 11,
+                supported: 12,
                 ..
             }
         ),
@@ -305,7 +305,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 99]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 99]);
     // A flow run still runs, unrecorded, and says why.
     let run = history_etl::run_with(RunConfig::new().no_history(), 1).await;
     assert_eq!(run.result, Ok(1));
@@ -356,10 +356,13 @@ mod postgres {
             tables,
             [
                 "_sqlx_migrations",
+                "concurrency_limits",
+                "concurrency_slots",
                 "deployments",
                 "flow_counts",
                 "flow_runs",
                 "flows",
+                "leaders",
                 "logs",
                 "node_outputs",
                 "pipelines",

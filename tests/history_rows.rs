@@ -132,7 +132,12 @@ async fn a_database_written_before_compact_rows_reads_as_before() {
     // The layout of schema version 4 (the file as an earlier weft left it), holding a run as
     // that weft recorded it: every state change a row of its own.
     let pool = sqlite_pool(&dir).await;
-    for sql in common::OLD_TASK_RUNS.into_iter().chain([
+    let undo_queue = common::UNDO_RUN_QUEUE.into_iter();
+    for sql in undo_queue.chain(common::OLD_TASK_RUNS).chain([
+        "ALTER TABLE deployments DROP COLUMN pool",
+        "ALTER TABLE deployments DROP COLUMN retries",
+        "ALTER TABLE deployments DROP COLUMN retry_delay_ms",
+        "ALTER TABLE deployments DROP COLUMN catch_up",
         "DROP TABLE workers",
         "DROP TABLE work_pools",
         "DROP INDEX flow_runs_unfinished",

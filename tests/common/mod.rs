@@ -14,6 +14,25 @@ pub const OLD_TASK_RUNS: [&str; 3] = [
      PRIMARY KEY (flow_run_id, node, map_index))",
 ];
 
+/// SQLite: the statements that undo migration 12 (the run queue) on `flow_runs` and drop its
+/// tables; the `deployments` columns it added are the caller's to drop (or the table).
+#[allow(dead_code)] // each test file uses some of these
+pub const UNDO_RUN_QUEUE: [&str; 13] = [
+    "DROP TABLE leaders",
+    "DROP TABLE concurrency_limits",
+    "DROP TABLE concurrency_slots",
+    "DROP INDEX flow_runs_slot",
+    "DROP INDEX flow_runs_queue",
+    "DROP INDEX flow_runs_pool_active",
+    "ALTER TABLE flow_runs DROP COLUMN deployment",
+    "ALTER TABLE flow_runs DROP COLUMN overrides",
+    "ALTER TABLE flow_runs DROP COLUMN pool",
+    "ALTER TABLE flow_runs DROP COLUMN scheduled",
+    "ALTER TABLE flow_runs DROP COLUMN slot",
+    "ALTER TABLE flow_runs DROP COLUMN worker",
+    "ALTER TABLE flow_runs DROP COLUMN tries",
+];
+
 /// The test server (`WEFT_TEST_POSTGRES_URL`, default the local `test` database).
 #[cfg(feature = "postgres")]
 pub fn server_url() -> String {
