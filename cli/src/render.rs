@@ -41,8 +41,15 @@ pub fn duration(d: Duration) -> String {
 pub fn run_duration(run: &RunRecord) -> String {
     match run.ended {
         Some(_) => duration(run.duration()),
+        None if !has_started(run) => "-".to_owned(),
         None => "running".to_owned(),
     }
+}
+
+/// False for a run waiting in a work pool's queue (Scheduled, Late, or claimed and Pending).
+fn has_started(run: &RunRecord) -> bool {
+    !matches!(run.state, StateKind::Scheduled | StateKind::Late)
+        && !(run.state == StateKind::Pending && run.placement.is_some())
 }
 
 /// A task run's duration: `-` when it never started, `running` while it runs.
@@ -204,21 +211,36 @@ where
     Tz::Offset: fmt::Display,
 {
     let ids: Vec<weft_runtime::Uuid> = runs.iter().map(|r| r.id).collect();
-    let mut table = Table::new(&[
+    // Runs of pooled deployments say which worker ran them.
+    let pooled = runs.iter().any(|r| r.placement.is_some());
+    let mut columns = vec![
         ("ID", Align::Left),
         ("FLOW", Align::Left),
         ("STATE", Align::Left),
         ("STARTED", Align::Left),
         ("DURATION", Align::Right),
-    ]);
+    ];
+    if pooled {
+        columns.push(("WORKER", Align::Left));
+    }
+    let mut table = Table::new(&columns);
     for (run, id) in runs.iter().zip(short_ids(&ids)) {
-        table.row(vec![
+        let started = match has_started(run) {
+            true => date_time(run.started, tz),
+            false => format!("due {}", date_time(run.started, tz)),
+        };
+        let mut row = vec![
             id,
             run.flow.clone(),
             run.shown_state().to_owned(),
-            date_time(run.started, tz),
+            started,
             run_duration(run),
-        ]);
+        ];
+        if pooled {
+            let worker = run.placement.as_ref().and_then(|p| p.worker.clone());
+            row.push(worker.unwrap_or_else(|| "-".to_owned()));
+        }
+        table.row(row);
     }
     table.render()
 }
@@ -369,6 +391,15 @@ where
     let _ = writeln!(out, "parameters  {}", run.parameters);
     if let Some((parent, node)) = run.parent {
         let _ = writeln!(out, "parent      {parent} (node {node})");
+    }
+    if let Some(p) = &run.placement {
+        let _ = writeln!(out, "deployment  {} (work pool {})", p.deployment, p.pool);
+        let _ = writeln!(out, "due         {}", date_time(p.scheduled, tz));
+        let worker = p.worker.as_deref().unwrap_or("- (not claimed yet)");
+        let _ = writeln!(out, "worker      {worker}");
+        if p.tries > 0 {
+            let _ = writeln!(out, "re-runs     {} after crashes", p.tries);
+        }
     }
     out.push('\n');
     if detail.task_runs.is_empty() {

@@ -206,3 +206,75 @@ async fn workers_are_listed_online_and_offline() {
     assert_eq!(table.lines().count(), 2, "{table}");
     std::fs::remove_dir_all(home).ok();
 }
+
+#[test]
+fn concurrency_limits_are_set_listed_and_removed() {
+    let home = home();
+    let (out, _) = expect(&home, &["concurrency-limit", "set", "db", "5"], 0);
+    assert_eq!(out, "concurrency limit db: at most 5 task run(s) at once\n");
+    let (out, _) = expect(&home, &["concurrency-limit", "set", "db", "2"], 0);
+    assert!(out.contains("at most 2"), "{out}");
+    let (out, _) = expect(&home, &["concurrency-limit", "ls"], 0);
+    let row = out.lines().nth(1).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[..3], ["db", "2", "0"], "{out}");
+    let (out, _) = expect(&home, &["concurrency-limit", "ls", "--json"], 0);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json[0]["tag"], "db");
+    assert_eq!(json[0]["limit"], 2);
+    let (_, err) = expect(&home, &["concurrency-limit", "set", " ", "2"], 1);
+    assert!(err.contains("bad tag"), "{err}");
+    let (_, err) = expect(&home, &["concurrency-limit", "set", "db", "many"], 2);
+    assert!(err.contains("invalid value 'many'"), "{err}");
+    let (out, _) = expect(&home, &["concurrency-limit", "rm", "db"], 0);
+    assert_eq!(out, "concurrency limit db removed\n");
+    let (_, err) = expect(&home, &["concurrency-limit", "rm", "db"], 2);
+    assert!(err.contains("no concurrency limit on tag \"db\""), "{err}");
+    let (out, _) = expect(&home, &["concurrency-limit", "ls"], 0);
+    assert!(out.starts_with("no concurrency limits in"), "{out}");
+}
+
+/// Runs of a pooled deployment waiting in the queue: `weft runs` shows them Late, due when, no
+/// worker yet; `weft run show` says which deployment and pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_runs_show_late_with_their_pool() {
+    let home = home();
+    let url = format!("sqlite://{}/.weft/weft.db", home.display());
+    let store = Store::connect(&url).await.unwrap();
+    store
+        .create_work_pool(&weft::store::WorkPoolSpec::new("etl"))
+        .await
+        .unwrap();
+    store
+        .register_deployment(&weft::store::DeploymentRecord {
+            name: "nightly".into(),
+            flow: "load".into(),
+            schedule: None,
+            parameters: serde_json::json!({}),
+            paused: false,
+            last_run: None,
+            last_run_at: None,
+            next_run_at: None,
+            updated: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let placement = weft::store::PoolPlacement::new("etl");
+    store.place_deployment("nightly", &placement).await.unwrap();
+    let due = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let id = store
+        .schedule_run("nightly", serde_json::Map::new(), Some(due))
+        .await
+        .unwrap();
+    assert_eq!(store.schedule_due().await.unwrap().late, 1);
+    let (out, _) = expect(&home, &["runs"], 0);
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header.last(), Some(&"WORKER"), "{out}");
+    let row = out.lines().nth(1).unwrap();
+    assert!(row.contains(" Late ") && row.contains(" due "), "{out}");
+    assert!(row.trim_end().ends_with('-'), "{out}");
+    let (out, _) = expect(&home, &["run", "show", &id.to_string()], 0);
+    assert!(out.contains("deployment  nightly (work pool etl)"), "{out}");
+    assert!(out.contains("worker      - (not claimed yet)"), "{out}");
+    assert!(out.contains("duration    -"), "{out}");
+}

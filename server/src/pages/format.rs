@@ -117,3 +117,11 @@ mod tests {
         assert_eq!(duration_ms(184_000), "3m 04s");
     }
 }
+
+/// The worker that ran a run of a pooled deployment (`-` for other runs and unclaimed ones).
+pub(crate) fn worker(r: &weft_runtime::store::RunRecord) -> &str {
+    r.placement
+        .as_ref()
+        .and_then(|p| p.worker.as_deref())
+        .unwrap_or("-")
+}

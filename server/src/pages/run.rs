@@ -153,6 +153,12 @@ fn header(o: &RunOverview) -> Markup {
             @if let Some((parent, node)) = r.parent {
                 dt { "Parent run" } dd { a href={ "/runs/" (parent) } { (format::short_id(&parent)) } " (node " (node) ")" }
             }
+            @if let Some(p) = &r.placement {
+                dt { "Deployment" } dd { (p.deployment) " (work pool " a href="/workers" { (p.pool) } ")" }
+                dt { "Due" } dd { (format::time(p.scheduled)) }
+                dt { "Worker" } dd #run-worker { (format::worker(r)) }
+                @if p.tries > 0 { dt { "Re-runs" } dd { (p.tries) " after crashes" } }
+            }
             @if let Some(m) = &r.message { dt { "Message" } dd.message { (m) } }
         }
         h2 { "Parameters" }

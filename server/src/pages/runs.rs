@@ -139,7 +139,7 @@ fn table(f: &RunsForm, page: &RunPage) -> Markup {
             table.runs {
                 thead { tr {
                     th { "Run" } th { "Flow" } th { "State" } th { "Started" } th { "Duration" }
-                    th { "Message" }
+                    th { "Worker" } th { "Message" }
                 } }
                 tbody {
                     @for (r, short) in page.runs.iter().zip(short_ids(&ids)) {
@@ -149,6 +149,7 @@ fn table(f: &RunsForm, page: &RunPage) -> Markup {
                             td { (format::run_state_badge(r)) }
                             td { (format::time(r.started)) }
                             td.num { (format::duration_ms(r.duration().as_millis() as u64)) }
+                            td { (format::worker(r)) }
                             td.message { (r.message.as_deref().unwrap_or("")) }
                         }
                     }
