@@ -92,6 +92,7 @@ fn deployments(scheduled: bool) -> Vec<Deployment> {
         Deployment::new("counted", counted::flow(), (0,)),
         Deployment::new("halves", halves::flow(), (1,)).retries(1),
         Deployment::new("waiting", waiting::flow(), (30,)),
+        Deployment::new("one at a time", counted::flow(), (0,)).max_active_runs(1),
     ];
     if scheduled {
         all.push(
@@ -327,6 +328,32 @@ async fn every_run_once_within_the_pool_limit(db: Db, n: u32) {
     );
 }
 
+/// A deployment with `max_active_runs(1)` served by two workers: its runs never overlap.
+async fn max_active_runs_holds_across_workers(db: Db) {
+    let dir = scratch("max-active");
+    let store = db.store().await;
+    prepare(&store, None, false).await;
+    for i in 0..12 {
+        store
+            .schedule_run("one at a time", key(i), None)
+            .await
+            .unwrap();
+    }
+    let workers: Vec<_> = (0..2)
+        .map(|i| spawn_worker(&db, &dir, &format!("w{i}"), 4))
+        .collect();
+    let runs = wait_for(Duration::from_secs(60), "every run to end", || async {
+        let runs = store.runs(&RunFilter::new().flow("counted")).await.ok()?;
+        (runs.iter().filter(|r| r.state.is_final()).count() == 12).then_some(runs)
+    })
+    .await;
+    for w in workers {
+        w.stop();
+    }
+    assert_eq!(max_overlap(&runs), 1, "runs of the deployment overlapped");
+    assert_eq!(marks(&dir).len(), 12);
+}
+
 /// A worker SIGKILLed during the second task of a `persist` flow: the run is Crashed, scheduled
 /// again under its id, and another worker finishes it without running the first task again.
 async fn a_killed_workers_run_resumes_on_another(db: Db) {
@@ -479,6 +506,11 @@ async fn sqlite_every_run_once_within_the_pool_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_max_active_runs_holds_across_workers() {
+    max_active_runs_holds_across_workers(sqlite_db("db-max-active")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_killed_workers_run_resumes_on_another() {
     a_killed_workers_run_resumes_on_another(sqlite_db("db-lazarus")).await;
 }
@@ -508,6 +540,13 @@ mod postgres {
     async fn postgres_a_killed_workers_run_resumes_on_another() {
         let (schema, db) = db("wlazarus").await;
         a_killed_workers_run_resumes_on_another(db).await;
+        schema.drop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_max_active_runs_holds_across_workers() {
+        let (schema, db) = db("wmax").await;
+        max_active_runs_holds_across_workers(db).await;
         schema.drop().await;
     }
 

@@ -211,10 +211,11 @@ impl Worker {
                     updated: chrono::Utc::now(),
                 })
                 .await?;
-            let placement = PoolPlacement::new(&self.pool)
+            let mut placement = PoolPlacement::new(&self.pool)
                 .retries(d.retries)
                 .retry_delay(d.retry_delay)
                 .catch_up(d.catch_up);
+            placement.max_active_runs = d.max_active_runs;
             store.place_deployment(&d.name, &placement).await?;
         }
         Ok(served)

@@ -17,13 +17,14 @@ pub const OLD_TASK_RUNS: [&str; 3] = [
 /// SQLite: the statements that undo migration 12 (the run queue) on `flow_runs` and drop its
 /// tables; the `deployments` columns it added are the caller's to drop (or the table).
 #[allow(dead_code)] // each test file uses some of these
-pub const UNDO_RUN_QUEUE: [&str; 13] = [
+pub const UNDO_RUN_QUEUE: [&str; 14] = [
     "DROP TABLE leaders",
     "DROP TABLE concurrency_limits",
     "DROP TABLE concurrency_slots",
     "DROP INDEX flow_runs_slot",
     "DROP INDEX flow_runs_queue",
     "DROP INDEX flow_runs_pool_active",
+    "DROP INDEX flow_runs_deployment_active",
     "ALTER TABLE flow_runs DROP COLUMN deployment",
     "ALTER TABLE flow_runs DROP COLUMN overrides",
     "ALTER TABLE flow_runs DROP COLUMN pool",

@@ -106,6 +106,7 @@ pub struct Deployment {
     pub(crate) start: Arc<Start>,
     pub(crate) retries: u32,
     pub(crate) retry_delay: Duration,
+    pub(crate) max_active_runs: Option<u32>,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -152,6 +153,7 @@ impl Deployment {
             start: Arc::new(start),
             retries: 0,
             retry_delay: Duration::ZERO,
+            max_active_runs: None,
         }
     }
     /// Run on `schedule`.
@@ -181,6 +183,13 @@ impl Deployment {
     /// How long after a crash the re-run is due (default: at once).
     pub fn retry_delay(mut self, delay: Duration) -> Self {
         self.retry_delay = delay;
+        self
+    }
+    /// Served by a work pool's workers: at most `n` of its runs at once across all of them
+    /// (the others wait, Scheduled or Late). Default: no limit but the pool's. [`serve`] keeps
+    /// to its [`overlap`](Self::overlap) policy instead.
+    pub fn max_active_runs(mut self, n: u32) -> Self {
+        self.max_active_runs = Some(n.max(1));
         self
     }
     /// The deployment's name.

@@ -60,6 +60,7 @@ use crate::schedule::Schedule;
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
 use sqlx::{AnyPool, Row};
+use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -86,6 +87,9 @@ pub struct PoolPlacement {
     /// True: the scheduler creates the runs missed while nothing scheduled (at most 100);
     /// false: it starts from now.
     pub catch_up: bool,
+    /// The most runs of the deployment running at once across the pool's workers (None: no
+    /// limit but the pool's).
+    pub max_active_runs: Option<u32>,
 }
 
 impl PoolPlacement {
@@ -96,6 +100,7 @@ impl PoolPlacement {
             retries: 0,
             retry_delay: Duration::ZERO,
             catch_up: false,
+            max_active_runs: None,
         }
     }
     /// Schedule a crashed run again, up to `n` times.
@@ -111,6 +116,11 @@ impl PoolPlacement {
     /// Create missed runs.
     pub fn catch_up(mut self, on: bool) -> Self {
         self.catch_up = on;
+        self
+    }
+    /// At most `n` runs of the deployment at once (0 is taken as 1).
+    pub fn max_active_runs(mut self, n: u32) -> Self {
+        self.max_active_runs = Some(n.max(1));
         self
     }
 }
@@ -159,12 +169,13 @@ impl Store {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "UPDATE deployments SET pool = $1, retries = $2, retry_delay_ms = $3, \
-                 catch_up = $4 WHERE name = $5",
+                 catch_up = $4, max_active = $5 WHERE name = $6",
             )
             .bind(&p.pool)
             .bind(i64::from(p.retries))
             .bind(delay)
             .bind(i64::from(p.catch_up))
+            .bind(p.max_active_runs.map(i64::from))
             .bind(&name)
             .execute(&mut *tx)
             .await?;
@@ -272,6 +283,7 @@ impl Store {
             };
             let max = room.map_or(max, |r| r.min(max));
             let due = due_runs(&mut tx, backend, &pool_name, &deployments, &now, max).await?;
+            let due = within_deployment_limits(&mut tx, backend, due).await?;
             let mut claimed = Vec::with_capacity(due.len());
             for run in due {
                 let token = inner.owners.token(run.id);
@@ -590,6 +602,60 @@ async fn due_runs(
             })
         })
         .collect()
+}
+
+/// The runs among `due` their deployments' `max_active` leaves room for, in order. On
+/// PostgreSQL a limited deployment's row is locked until the claim commits.
+async fn within_deployment_limits(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    due: Vec<ClaimedRun>,
+) -> Result<Vec<ClaimedRun>, StoreError> {
+    let mut room: HashMap<String, Option<i64>> = HashMap::new();
+    let mut kept = Vec::with_capacity(due.len());
+    for run in due {
+        if !room.contains_key(&run.deployment) {
+            let left = deployment_room(tx, backend, &run.deployment).await?;
+            room.insert(run.deployment.clone(), left);
+        }
+        match room.get_mut(&run.deployment) {
+            Some(Some(n)) if *n <= 0 => continue,
+            Some(Some(n)) => *n -= 1,
+            _ => {}
+        }
+        kept.push(run);
+    }
+    Ok(kept)
+}
+
+/// How many more runs deployment `name` may start (None: no limit of its own).
+async fn deployment_room(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    name: &str,
+) -> Result<Option<i64>, StoreError> {
+    let max: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT max_active FROM deployments WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some(max) = max.flatten() else {
+        return Ok(None);
+    };
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT name FROM deployments WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let active: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM flow_runs WHERE deployment = $1 \
+         AND state IN ('Pending', 'Running', 'Retrying')",
+    )
+    .bind(name)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Some(max - active))
 }
 
 /// Makes `run` Pending, owned by `process` with lease `token`, run by `worker`: false when

@@ -8,6 +8,8 @@ ALTER TABLE deployments ADD COLUMN pool TEXT;
 ALTER TABLE deployments ADD COLUMN retries BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE deployments ADD COLUMN retry_delay_ms BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE deployments ADD COLUMN catch_up BIGINT NOT NULL DEFAULT 0;
+-- The most runs of the deployment running at once across the pool's workers (NULL: no limit).
+ALTER TABLE deployments ADD COLUMN max_active BIGINT;
 
 -- A run of a pooled deployment exists before it starts, as Scheduled (Late once overdue) with
 -- the time it is due (`scheduled`; `started` holds it too until the run starts). A worker claims
@@ -25,6 +27,9 @@ ALTER TABLE flow_runs ADD COLUMN tries BIGINT NOT NULL DEFAULT 0;
 CREATE UNIQUE INDEX flow_runs_slot ON flow_runs (deployment, slot) WHERE slot IS NOT NULL;
 -- The queue: what a pool's workers claim, due first.
 CREATE INDEX flow_runs_queue ON flow_runs (pool, scheduled) WHERE state IN ('Scheduled', 'Late');
+-- A deployment's runs that count against its max_active.
+CREATE INDEX flow_runs_deployment_active ON flow_runs (deployment)
+    WHERE deployment IS NOT NULL AND state IN ('Pending', 'Running', 'Retrying');
 -- A pool's runs that hold a slot of its concurrency limit.
 CREATE INDEX flow_runs_pool_active ON flow_runs (pool)
     WHERE pool IS NOT NULL AND state IN ('Pending', 'Running', 'Retrying');
