@@ -139,6 +139,7 @@ async fn a_database_written_before_compact_rows_reads_as_before() {
         "ALTER TABLE deployments DROP COLUMN retry_delay_ms",
         "ALTER TABLE deployments DROP COLUMN catch_up",
         "ALTER TABLE deployments DROP COLUMN max_active",
+        "ALTER TABLE deployments DROP COLUMN pipeline_version",
         "DROP TABLE workers",
         "DROP TABLE work_pools",
         "DROP INDEX flow_runs_unfinished",

@@ -11,6 +11,7 @@ mod pipeline;
 mod pools;
 mod render;
 mod server;
+mod worker;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::{self, Write};
@@ -110,6 +111,20 @@ enum Command {
     /// Create, list, pause, resume and limit the work pools workers serve
     #[command(subcommand)]
     WorkPool(pools::WorkPoolCommand),
+    /// Run the pipeline deployments of a work pool, until Ctrl-C
+    #[command(
+        long_about = "Run the pipeline deployments of a work pool (`weft pipeline deploy FILE \
+        --pool NAME`), until Ctrl-C or SIGTERM.\n\nThe worker registers itself (`weft workers`), \
+        claims the pool's due runs (each run goes to one worker, within the pool's concurrency \
+        limit), runs them with their commands in its working directory, and takes its turn as \
+        the scheduler that creates the scheduled runs of every deployment of every pool. On \
+        Ctrl-C or SIGTERM it claims no more runs and gives running ones 30 s before cancelling \
+        them. Workers for #[flow]s are your own programs (weft::worker::Worker).",
+        after_help = "Examples:\n  weft work-pool create ops\n  \
+        weft pipeline deploy web_check.toml --pool ops --schedule 'every 5m'\n  \
+        weft worker --pool ops"
+    )]
+    Worker(worker::WorkerArgs),
     /// Limit how many task runs with a tag run at once, across every process
     #[command(subcommand, name = "concurrency-limit")]
     ConcurrencyLimit(limits::LimitCommand),
@@ -299,7 +314,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The server answers requests on both cores; every other command is one at a time.
     let mut runtime = match cli.command {
-        Command::Server(_) => tokio::runtime::Builder::new_multi_thread(),
+        Command::Server(_) | Command::Worker(_) => tokio::runtime::Builder::new_multi_thread(),
         _ => tokio::runtime::Builder::new_current_thread(),
     };
     let result = runtime
@@ -344,6 +359,9 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
     }
     if let Command::Server(command) = cli.command {
         return server::execute(command, cli.database, cli.schema).await;
+    }
+    if let Command::Worker(args) = cli.command {
+        return worker::execute(args, cli.database, cli.schema).await;
     }
     // Checked before connecting, so a typo never waits on the database.
     let state = match &cli.command {
@@ -511,8 +529,8 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
             let retention = retention.expect("parsed above");
             history::prune(&store, &args, retention).await
         }
-        Command::Pipeline(_) | Command::Server(_) => {
-            unreachable!("pipeline and server commands return before the store opens")
+        Command::Pipeline(_) | Command::Server(_) | Command::Worker(_) => {
+            unreachable!("pipeline, server and worker commands return before the store opens")
         }
     }
 }
@@ -559,10 +577,19 @@ async fn run_deployment(
         let request = store.request(id).await?;
         match request.state {
             RequestState::Started => {
-                return Ok(match request.run_id {
-                    Some(run) => format!("started run {run} of deployment {name}\n"),
-                    None => format!("started a run of deployment {name}\n"),
-                })
+                let Some(run) = request.run_id else {
+                    return Ok(format!("started a run of deployment {name}\n"));
+                };
+                // A deployment of a work pool: the run waits in the pool's queue.
+                let queued = store.run_record(run).await.ok().and_then(|r| r.placement);
+                return Ok(match queued {
+                    Some(p) => format!(
+                        "scheduled run {run} of deployment {name}: a worker of work pool {} \
+                         runs it (`weft workers` lists them)\n",
+                        p.pool
+                    ),
+                    None => format!("started run {run} of deployment {name}\n"),
+                });
             }
             RequestState::Rejected => {
                 return Err(Failure {

@@ -6,7 +6,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use weft_runtime::pipeline::params::parse_assignment;
 use weft_runtime::pipeline::{ParamSpec, Pipeline, PipelineOutputs, MAX_WORKERS};
-use weft_runtime::store::StoreOptions;
+use weft_runtime::schedule::Schedule;
+use weft_runtime::store::{PoolPlacement, StoreOptions};
 use weft_runtime::{EventSink, FlowRun, RunConfig, RunEvent, StateKind};
 
 #[derive(Debug, Subcommand)]
@@ -38,6 +39,41 @@ pub(crate) enum PipelineCommand {
         /// Nodes running at once, 1 to 100000 (default: the file's `workers`)
         #[arg(long, value_parser = parse_workers)]
         workers: Option<usize>,
+    },
+    /// Deploy a pipeline file to a work pool: the pool's workers (`weft worker`) run it
+    #[command(
+        long_about = "Deploy a pipeline file to a work pool: the pool's workers (`weft worker \
+        --pool NAME`) run it, on --schedule if given and whenever asked (`weft deployment run \
+        NAME`). The file is kept in the run history as this version; deploying a changed file \
+        makes its runs run the new version. Values given here (--param, --params) are the \
+        deployment's, checked now; a run may override them.",
+        after_help = "Example:\n  weft pipeline deploy web_check.toml --pool ops --schedule 'every 5m' \
+        --param host=example.com"
+    )]
+    Deploy {
+        /// The pipeline file (TOML)
+        file: PathBuf,
+        /// The work pool whose workers run it
+        #[arg(long, value_name = "NAME")]
+        pool: String,
+        /// The deployment's name (default: the pipeline's)
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Run on this schedule: `every 5m`, `cron 0 3 * * *`, `cron 0 9 * * 1-5 in Europe/Paris`
+        #[arg(long, value_name = "SPEC", value_parser = parse_schedule)]
+        schedule: Option<Schedule>,
+        /// A parameter, NAME=VALUE (repeatable)
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Parameters from a JSON file holding one object
+        #[arg(long = "params", value_name = "FILE")]
+        params_file: Option<PathBuf>,
+        /// Schedule a run again when its worker dies, up to N times
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        retries: u32,
+        /// At most N runs of the deployment at once
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_active: Option<u32>,
     },
     /// Draw a pipeline file's graph
     Graph {
@@ -98,6 +134,36 @@ pub(crate) async fn execute(
                 out.push('\n');
             }
             Ok(out)
+        }
+        PipelineCommand::Deploy {
+            file,
+            pool,
+            name,
+            schedule,
+            params,
+            params_file,
+            retries,
+            max_active,
+        } => {
+            let p = load(&file)?;
+            let values: serde_json::Map<_, _> = gather(&params, params_file.as_deref())?
+                .into_iter()
+                .collect();
+            let name = name.unwrap_or_else(|| p.name.clone());
+            let mut placement = PoolPlacement::new(&pool).retries(retries);
+            placement.max_active_runs = max_active;
+            let store = crate::server::open(database, schema).await?;
+            let when = schedule
+                .as_ref()
+                .map_or("when asked".to_owned(), |s| format!("{s} and when asked"));
+            p.deploy(&store, &name, &placement, schedule, values)
+                .await?;
+            Ok(format!(
+                "deployment {name} of pipeline '{}' (version {}) in work pool {pool}: its \
+                 workers run it {when}\n",
+                p.name,
+                &p.hash[..p.hash.len().min(12)]
+            ))
         }
         PipelineCommand::Run {
             file,
@@ -287,6 +353,11 @@ fn summary(run: &FlowRun<PipelineOutputs>) -> String {
         run.id, run.state.kind, run.id
     ));
     out
+}
+
+/// `--schedule SPEC`, as `weft deployments` shows schedules.
+fn parse_schedule(text: &str) -> Result<Schedule, String> {
+    text.trim().parse::<Schedule>().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

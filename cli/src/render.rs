@@ -48,8 +48,9 @@ pub fn run_duration(run: &RunRecord) -> String {
 
 /// False for a run waiting in a work pool's queue (Scheduled, Late, or claimed and Pending).
 fn has_started(run: &RunRecord) -> bool {
-    !matches!(run.state, StateKind::Scheduled | StateKind::Late)
-        && !(run.state == StateKind::Pending && run.placement.is_some())
+    let queued = matches!(run.state, StateKind::Scheduled | StateKind::Late);
+    let claimed = run.state == StateKind::Pending && run.placement.is_some();
+    !(queued || claimed)
 }
 
 /// A task run's duration: `-` when it never started, `running` while it runs.

@@ -150,7 +150,10 @@ fn config(args: &StartArgs) -> Result<ServerConfig, Failure> {
 
 /// Opens (creating if need be) the history named by `--database` / `WEFT_DATABASE_URL`, else
 /// the SQLite file under `WEFT_HOME`.
-async fn open(database: Option<String>, schema: Option<String>) -> Result<store::Store, Failure> {
+pub(crate) async fn open(
+    database: Option<String>,
+    schema: Option<String>,
+) -> Result<store::Store, Failure> {
     let url = database
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(store::default_url);

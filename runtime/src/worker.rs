@@ -61,6 +61,7 @@
 //! ```
 
 use crate::flow::{CancelHandle, RunConfig};
+use crate::pipeline::PipelineDeployment;
 use crate::schedule::{Deployment, Schedule, ServeError};
 use crate::store::{ClaimedRun, DeploymentRecord, PoolPlacement, Store, WorkerId, WorkerInfo};
 use std::collections::HashMap;
@@ -89,6 +90,7 @@ pub struct Worker {
     limit: usize,
     poll: Duration,
     grace: Duration,
+    pipelines: bool,
 }
 
 impl Worker {
@@ -103,6 +105,7 @@ impl Worker {
             limit: 10,
             poll: Duration::from_secs(1),
             grace: Duration::from_secs(30),
+            pipelines: false,
         }
     }
     /// Serves `deployment`: registers it in the pool, and runs its runs.
@@ -113,6 +116,15 @@ impl Worker {
     /// Serves each of `deployments`.
     pub fn deployments(mut self, deployments: impl IntoIterator<Item = Deployment>) -> Self {
         self.deployments.extend(deployments);
+        self
+    }
+    /// Also runs the pool's pipeline deployments ([`Pipeline::deploy`]): their files are in
+    /// the store, so any worker can (what `weft worker --pool NAME` does). It looks for new or
+    /// changed ones every 2 s.
+    ///
+    /// [`Pipeline::deploy`]: crate::pipeline::Pipeline::deploy
+    pub fn pipelines(mut self, on: bool) -> Self {
+        self.pipelines = on;
         self
     }
     /// Its name in `weft workers` and on the runs it runs (default: `host:pid`).
@@ -179,6 +191,7 @@ impl Worker {
             running: JoinSet::new(),
             cancels: HashMap::new(),
             wake: Arc::new(Notify::new()),
+            pipelines: self.pipelines.then(HashMap::new),
         };
         let listener = work.listen();
         tokio::pin!(stop);
@@ -245,6 +258,8 @@ struct Work {
     running: JoinSet<Uuid>,
     cancels: HashMap<Uuid, CancelHandle>,
     wake: Arc<Notify>,
+    /// When serving pipelines: the pipeline deployments loaded, by name.
+    pipelines: Option<HashMap<String, PipelineDeployment>>,
 }
 
 impl Work {
@@ -255,11 +270,14 @@ impl Work {
         limit: usize,
         poll: Duration,
     ) {
-        let names: Vec<String> = self.served.keys().cloned().collect();
+        let mut names: Vec<String> = self.served.keys().cloned().collect();
         let mut last_beat: Option<Instant> = None;
         loop {
             if last_beat.is_none_or(|t| t.elapsed() >= BEAT) {
                 self.beat().await;
+                if self.load_pipelines().await {
+                    names = self.served.keys().cloned().collect();
+                }
                 last_beat = Some(Instant::now());
             }
             let room = limit.saturating_sub(self.running.len());
@@ -337,6 +355,47 @@ impl Work {
             let _ = store.release_run(id).await;
             id
         });
+    }
+
+    /// When serving pipelines, loads the pool's new or changed pipeline deployments: true when
+    /// the deployments served changed.
+    async fn load_pipelines(&mut self) -> bool {
+        let Some(loaded) = &self.pipelines else {
+            return false;
+        };
+        let found = match self.store.pipeline_deployments(&self.pool).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(target: "weft", "Worker '{}': pipelines: {e}", self.name);
+                return false;
+            }
+        };
+        let fresh: Vec<_> = found
+            .into_iter()
+            .filter(|p| loaded.get(&p.name) != Some(p))
+            .collect();
+        for p in &fresh {
+            match p.load(&self.store).await {
+                Ok(d) => {
+                    tracing::info!(
+                        target: "weft",
+                        "Worker '{}' serves pipeline deployment '{}' ({} version {})",
+                        self.name, p.name, p.pipeline, p.version
+                    );
+                    self.served.insert(p.name.clone(), d);
+                }
+                Err(why) => tracing::warn!(
+                    target: "weft",
+                    "Worker '{}': pipeline deployment '{}' cannot be served: {why}",
+                    self.name, p.name
+                ),
+            }
+        }
+        let changed = !fresh.is_empty();
+        if let Some(loaded) = &mut self.pipelines {
+            loaded.extend(fresh.into_iter().map(|p| (p.name.clone(), p)));
+        }
+        changed
     }
 
     /// Refreshes the registry row; leads the scheduler when it can: schedules and reaps.

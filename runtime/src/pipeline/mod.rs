@@ -3,12 +3,14 @@
 //! as `#[flow]`.
 
 pub mod argv;
+mod deploy;
 pub mod file;
 pub mod params;
 mod queue;
 mod run;
 pub mod shell;
 
+pub(crate) use deploy::PipelineDeployment;
 pub use file::{CheckError, NodeCommand, NodeSpec, Pipeline, Problem, MAX_WORKERS};
 pub use params::{ParamErrors, ParamKind, ParamSpec, ParamValue, ParamValues};
 pub use queue::QueuedRun;

@@ -102,8 +102,8 @@
 
 mod serve;
 
-pub(crate) use serve::shutdown_signal;
 pub use serve::{serve, Deployment, FlowHandle, Overlap, ServeError, Server};
+pub(crate) use serve::{shutdown_signal, Finished, Start};
 
 use std::fmt;
 use std::str::FromStr;

@@ -156,6 +156,26 @@ impl Deployment {
             max_active_runs: None,
         }
     }
+    /// A deployment of `flow` that starts its runs with `start` (a pipeline's, for workers).
+    pub(crate) fn from_parts(
+        name: String,
+        flow: &'static FlowDef,
+        params: serde_json::Value,
+        start: Arc<Start>,
+    ) -> Deployment {
+        Deployment {
+            name,
+            flow,
+            schedule: None,
+            overlap: Overlap::Skip,
+            catch_up: false,
+            params,
+            start,
+            retries: 0,
+            retry_delay: Duration::ZERO,
+            max_active_runs: None,
+        }
+    }
     /// Run on `schedule`.
     pub fn schedule(mut self, schedule: Schedule) -> Self {
         self.schedule = Some(schedule);

@@ -55,9 +55,12 @@ pub struct ConcurrencyLimit {
     pub updated: DateTime<Utc>,
 }
 
+/// The limits by tag.
+type Limits = Arc<HashMap<String, u32>>;
+
 /// The limits a process read last, and when.
 #[derive(Default)]
-pub(crate) struct Cache(Mutex<Option<(Instant, Arc<HashMap<String, u32>>)>>);
+pub(crate) struct Cache(Mutex<Option<(Instant, Limits)>>);
 
 impl Store {
     /// Sets the limit of tag `tag` to `limit` task runs at once (0 stops every task run with
@@ -212,13 +215,13 @@ impl Store {
 }
 
 impl Cache {
-    fn get(&self) -> Option<Arc<HashMap<String, u32>>> {
+    fn get(&self) -> Option<Limits> {
         let c = self.0.lock().unwrap_or_else(|e| e.into_inner());
         c.as_ref()
             .filter(|(at, _)| at.elapsed() < FRESH)
             .map(|(_, l)| l.clone())
     }
-    fn put(&self, limits: HashMap<String, u32>) -> Arc<HashMap<String, u32>> {
+    fn put(&self, limits: HashMap<String, u32>) -> Limits {
         let limits = Arc::new(limits);
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), limits.clone()));
         limits

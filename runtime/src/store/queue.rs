@@ -778,3 +778,79 @@ impl Store {
         }
     }
 }
+
+/// Pipeline deployments: their files are in the store, so any worker of their pool runs them.
+impl Store {
+    /// Keeps version `version` of pipeline `name`'s file (once per version).
+    pub(crate) async fn save_pipeline(
+        &self,
+        name: &str,
+        version: &str,
+        source: &str,
+        path: Option<String>,
+    ) -> Result<(), StoreError> {
+        let (name, version, source) = (name.to_owned(), version.to_owned(), source.to_owned());
+        self.with_pool(move |pool, _| async move {
+            sqlx::query(
+                "INSERT INTO pipelines (name, version, source, path, registered) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, version) DO NOTHING",
+            )
+            .bind(name)
+            .bind(version)
+            .bind(source)
+            .bind(path)
+            .bind(ts(Utc::now()))
+            .execute(&pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Marks deployment `name` as running version `version` of its pipeline file.
+    pub(crate) async fn set_deployment_pipeline(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<(), StoreError> {
+        let (name, version) = (name.to_owned(), version.to_owned());
+        self.with_pool(move |pool, _| async move {
+            sqlx::query("UPDATE deployments SET pipeline_version = $1 WHERE name = $2")
+                .bind(version)
+                .bind(name)
+                .execute(&pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The pipeline deployments of work pool `pool`.
+    pub(crate) async fn pipeline_deployments(
+        &self,
+        pool_name: &str,
+    ) -> Result<Vec<crate::pipeline::PipelineDeployment>, StoreError> {
+        let pool_name = pool_name.to_owned();
+        self.with_pool(move |pool, _| async move {
+            let rows = sqlx::query(
+                "SELECT name, flow, pipeline_version, parameters FROM deployments \
+                 WHERE pool = $1 AND pipeline_version IS NOT NULL ORDER BY name",
+            )
+            .bind(pool_name)
+            .fetch_all(&pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let params: String = r.try_get("parameters")?;
+                    Ok(crate::pipeline::PipelineDeployment {
+                        name: r.try_get("name")?,
+                        pipeline: r.try_get("flow")?,
+                        version: r.try_get("pipeline_version")?,
+                        parameters: serde_json::from_str(&params).unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+}

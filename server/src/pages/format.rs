@@ -96,6 +96,14 @@ pub(crate) fn short_id(id: &uuid::Uuid) -> String {
     id.simple().to_string()[..8].to_owned()
 }
 
+/// The worker that ran a run of a pooled deployment (`-` for other runs and unclaimed ones).
+pub(crate) fn worker(r: &weft_runtime::store::RunRecord) -> &str {
+    r.placement
+        .as_ref()
+        .and_then(|p| p.worker.as_deref())
+        .unwrap_or("-")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,12 +124,4 @@ mod tests {
         assert_eq!(duration_ms(2_400), "2.4s");
         assert_eq!(duration_ms(184_000), "3m 04s");
     }
-}
-
-/// The worker that ran a run of a pooled deployment (`-` for other runs and unclaimed ones).
-pub(crate) fn worker(r: &weft_runtime::store::RunRecord) -> &str {
-    r.placement
-        .as_ref()
-        .and_then(|p| p.worker.as_deref())
-        .unwrap_or("-")
 }

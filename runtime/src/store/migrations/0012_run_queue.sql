@@ -10,6 +10,9 @@ ALTER TABLE deployments ADD COLUMN retry_delay_ms BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE deployments ADD COLUMN catch_up BIGINT NOT NULL DEFAULT 0;
 -- The most runs of the deployment running at once across the pool's workers (NULL: no limit).
 ALTER TABLE deployments ADD COLUMN max_active BIGINT;
+-- A deployment of a pipeline file: the version (in `pipelines`) its runs run; any worker of the
+-- pool runs them (`weft worker`). NULL for a deployment of a compiled #[flow].
+ALTER TABLE deployments ADD COLUMN pipeline_version TEXT;
 
 -- A run of a pooled deployment exists before it starts, as Scheduled (Late once overdue) with
 -- the time it is due (`scheduled`; `started` holds it too until the run starts). A worker claims
