@@ -200,6 +200,52 @@ async fn workers_go_offline(store: &Store, set_heartbeat: SetHeartbeat) {
     assert!(store.work_pool("adhoc").await.is_err());
 }
 
+/// A paused pool gives no run to claim; a limited one no more than its limit at once.
+async fn pause_and_limit_hold_claims(store: &Store) {
+    store
+        .create_work_pool(&WorkPoolSpec::new("claims").limit(2))
+        .await
+        .unwrap();
+    store
+        .register_deployment(&DeploymentRecord {
+            name: "c".into(),
+            flow: "f".into(),
+            schedule: None,
+            parameters: serde_json::json!({}),
+            paused: false,
+            last_run: None,
+            last_run_at: None,
+            next_run_at: None,
+            updated: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    store
+        .place_deployment("c", &PoolPlacement::new("claims"))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        store
+            .schedule_run("c", serde_json::Map::new(), None)
+            .await
+            .unwrap();
+    }
+    let names = ["c".to_owned()];
+    store.set_work_pool_paused("claims", true).await.unwrap();
+    let claimed = store.claim_runs("claims", "w", &names, 10).await.unwrap();
+    assert!(claimed.is_empty(), "claimed from a paused pool");
+    store.set_work_pool_paused("claims", false).await.unwrap();
+    let claimed = store.claim_runs("claims", "w", &names, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2, "the pool's limit is 2");
+    let more = store.claim_runs("claims", "w", &names, 10).await.unwrap();
+    assert!(more.is_empty(), "2 runs are Pending: the limit is reached");
+    let err = store.claim_runs("nope", "w", &names, 1).await.unwrap_err();
+    assert!(
+        err.to_string().contains("no work pool named \"nope\""),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_pools_and_workers() {
     let dir = temp_dir("sqlite");
@@ -222,6 +268,7 @@ async fn sqlite_pools_and_workers() {
         })
     });
     workers_go_offline(&store, set).await;
+    pause_and_limit_hold_claims(&store).await;
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -247,5 +294,6 @@ async fn postgres_pools_and_workers() {
         })
     });
     workers_go_offline(&store, set).await;
+    pause_and_limit_hold_claims(&store).await;
     schema.drop().await;
 }

@@ -644,6 +644,9 @@ async fn cancel_run(
                 .map(|o| format!(" (it was run by {o})"))
                 .unwrap_or_default()
         )),
+        CancelOutcome::NotStarted => Ok(format!(
+            "run {id} was waiting in its work pool's queue: marked Cancelled, it never starts\n"
+        )),
         CancelOutcome::AlreadyFinal { state } => Err(Failure {
             message: format!("run {id} already finished ({state}): nothing to cancel"),
             code: 1,

@@ -278,3 +278,53 @@ async fn queued_runs_show_late_with_their_pool() {
     assert!(out.contains("worker      - (not claimed yet)"), "{out}");
     assert!(out.contains("duration    -"), "{out}");
 }
+
+/// A run waiting in a work pool's queue is cancelled at once: it never starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_run_is_cancelled_before_it_starts() {
+    let home = home();
+    let url = format!("sqlite://{}/.weft/weft.db", home.display());
+    let store = Store::connect(&url).await.unwrap();
+    store
+        .create_work_pool(&weft::store::WorkPoolSpec::new("etl"))
+        .await
+        .unwrap();
+    let mut record = weft::store::DeploymentRecord {
+        name: "later".into(),
+        flow: "load".into(),
+        schedule: None,
+        parameters: serde_json::json!({}),
+        paused: false,
+        last_run: None,
+        last_run_at: None,
+        next_run_at: None,
+        updated: chrono::Utc::now(),
+    };
+    store.register_deployment(&record).await.unwrap();
+    record.name = "unpooled".into();
+    store.register_deployment(&record).await.unwrap();
+    let placement = weft::store::PoolPlacement::new("etl");
+    store.place_deployment("later", &placement).await.unwrap();
+    let err = store
+        .schedule_run("unpooled", serde_json::Map::new(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not served by a work pool"),
+        "{err}"
+    );
+    let due = chrono::Utc::now() + chrono::Duration::hours(1);
+    let id = store
+        .schedule_run("later", serde_json::Map::new(), Some(due))
+        .await
+        .unwrap();
+    let (out, _) = expect(&home, &["run", "cancel", &id.to_string()], 0);
+    assert!(out.contains("waiting in its work pool's queue"), "{out}");
+    let run = store.run_record(id).await.unwrap();
+    assert_eq!(run.state, weft::StateKind::Cancelled);
+    let claimed = store
+        .claim_runs("etl", "w", &["later".to_owned()], 10)
+        .await
+        .unwrap();
+    assert!(claimed.is_empty(), "a cancelled run was claimed");
+}

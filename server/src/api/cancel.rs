@@ -33,7 +33,8 @@ pub struct CancelResult {
     pub run: Uuid,
     /// `requested`: the process running the run cancels it within about a second (follow
     /// `/api/runs/{id}/events`); `not_owned`: no live process owned the run (it was killed,
-    /// or its heartbeat stopped), so it was marked Cancelled at once.
+    /// or its heartbeat stopped), so it was marked Cancelled at once; `not_started`: the run
+    /// was waiting in its work pool's queue, it was marked Cancelled and never starts.
     pub outcome: String,
     /// The process running the run (`requested`) or that last ran it (`not_owned`), as
     /// `pid N on HOST (last heartbeat ...)`; null when none is known yet.
@@ -101,6 +102,7 @@ pub(crate) async fn request(
             StatusCode::OK,
             result("not_owned", owner.map(|o| o.to_string())),
         )),
+        CancelOutcome::NotStarted => Ok((StatusCode::OK, result("not_started", None))),
         CancelOutcome::AlreadyFinal { state } => Err(ApiError {
             status: StatusCode::CONFLICT,
             message: format!("run {id} has already ended ({state}): nothing to cancel"),

@@ -34,8 +34,8 @@ pub struct RunSummary {
     pub flow: String,
     /// The flow's version.
     pub flow_version: String,
-    /// Its latest state: Scheduled, Pending, Running, Retrying, Completed, Cached, Failed,
-    /// Crashed, TimedOut, Cancelled, Skipped or NotRun.
+    /// Its latest state: Scheduled, Late, Pending, Running, Retrying, Completed, Cached,
+    /// Failed, Crashed, TimedOut, Cancelled, Skipped or NotRun.
     pub state: String,
     /// The state's message.
     pub message: Option<String>,
@@ -54,6 +54,16 @@ pub struct RunSummary {
     pub cancel_requested: Option<DateTime<Utc>>,
     /// The reason given with the cancellation.
     pub cancel_reason: Option<String>,
+    /// For a run of a deployment served by a work pool: the deployment.
+    pub deployment: Option<String>,
+    /// ...its work pool.
+    pub work_pool: Option<String>,
+    /// ...the worker that claimed it last (null while Scheduled or Late).
+    pub worker: Option<String>,
+    /// ...when it was due.
+    pub scheduled: Option<DateTime<Utc>>,
+    /// ...how many times it was scheduled again after a crash.
+    pub tries: Option<u32>,
 }
 
 impl From<&RunRecord> for RunSummary {
@@ -71,6 +81,11 @@ impl From<&RunRecord> for RunSummary {
             parent_node: r.parent.map(|p| p.1),
             cancel_requested: r.cancel_requested.as_ref().map(|c| c.at),
             cancel_reason: r.cancel_requested.as_ref().and_then(|c| c.reason.clone()),
+            deployment: r.placement.as_ref().map(|p| p.deployment.clone()),
+            work_pool: r.placement.as_ref().map(|p| p.pool.clone()),
+            worker: r.placement.as_ref().and_then(|p| p.worker.clone()),
+            scheduled: r.placement.as_ref().map(|p| p.scheduled),
+            tries: r.placement.as_ref().map(|p| p.tries),
         }
     }
 }
