@@ -110,6 +110,8 @@ pub(crate) async fn execute(
     let shown = server.local_addr();
     // Runs whose process died end Crashed within a few seconds of the stale time.
     let reaper = tokio::spawn(store::keep_reaping(store.clone()));
+    // The schedules of pooled deployments keep firing while the server lives, workers or not.
+    let scheduler = tokio::spawn(store::keep_scheduling(store.clone()));
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "Run history: {}", store.url());
     let _ = writeln!(out, "API documentation at http://{shown}/docs");
@@ -118,6 +120,7 @@ pub(crate) async fn execute(
     drop(out);
     let ran = server.run().await;
     reaper.abort();
+    scheduler.abort();
     ran.map_err(|e| Failure {
         message: e.to_string(),
         code: 1,

@@ -64,6 +64,7 @@ use crate::flow::{CancelHandle, RunConfig};
 use crate::pipeline::PipelineDeployment;
 use crate::schedule::{Deployment, Schedule, ServeError};
 use crate::store::{ClaimedRun, DeploymentRecord, PoolPlacement, Store, WorkerId, WorkerInfo};
+use crate::store::{LEAD_TTL, SCHEDULER};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -74,10 +75,6 @@ use uuid::Uuid;
 
 /// How often a worker refreshes its registry row and, when it leads, schedules and reaps.
 const BEAT: Duration = Duration::from_secs(2);
-/// How long the scheduler's leadership lasts unless renewed.
-const LEAD_TTL: Duration = Duration::from_secs(10);
-/// The leadership's name in the store.
-const SCHEDULER: &str = "scheduler";
 
 /// A worker of a work pool: runs its deployments' Scheduled runs until stopped (see the
 /// [module documentation](self)).

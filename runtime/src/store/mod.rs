@@ -66,7 +66,8 @@ pub use query::{
     short_ids, CancelRequest, FlowSummary, LogRecord, NodeOutputRecord, RunDetail, RunFilter,
     RunPlacement, RunRecord, StateChangeRecord, TaskRunRecord, SHORT_ID,
 };
-pub use queue::{ClaimedRun, PoolPlacement, ScheduleReport, LATE_AFTER};
+pub use queue::{keep_scheduling, ClaimedRun, PoolPlacement, ScheduleReport, LATE_AFTER};
+pub(crate) use queue::{LEAD_TTL, SCHEDULER};
 pub use reaper::{keep_reaping, Reaped, REAP_EVERY};
 pub use retention::{keep_pruning, PruneReport, Retention};
 

@@ -854,3 +854,28 @@ impl Store {
         .await
     }
 }
+
+/// How often [`keep_scheduling`] tries to lead and, leading, schedules.
+const SCHEDULE_EVERY: Duration = Duration::from_secs(2);
+/// How long the scheduler's leadership lasts unless renewed.
+pub(crate) const LEAD_TTL: Duration = Duration::from_secs(10);
+
+/// Takes part in scheduling for ever (what `weft server start` runs beside its API, and what
+/// workers do between claims): every 2 s, if this process leads the scheduler (one process at
+/// a time; another takes over within 10 s of the leader's death), creates the coming runs of
+/// pooled deployments and marks overdue ones Late ([`Store::schedule_due`]). Failures are
+/// logged and tried again.
+pub async fn keep_scheduling(store: Store) {
+    let holder = format!("scheduler-{}", Uuid::new_v4());
+    loop {
+        if let Ok(true) = store.lead(SCHEDULER, &holder, LEAD_TTL).await {
+            if let Err(e) = store.schedule_due().await {
+                tracing::warn!(target: "weft::store", "Scheduler: {e}");
+            }
+        }
+        tokio::time::sleep(SCHEDULE_EVERY).await;
+    }
+}
+
+/// The scheduler's leadership, in the `leaders` table.
+pub(crate) const SCHEDULER: &str = "scheduler";
