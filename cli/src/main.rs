@@ -509,7 +509,8 @@ async fn execute(cli: Cli) -> Result<String, Failure> {
             if deployments.is_empty() {
                 return Ok(format!("no deployments recorded in {}\n", store.url()));
             }
-            Ok(render::deployments_table(&deployments, &tz))
+            let pools = store.deployment_pools().await?;
+            Ok(render::deployments_table(&deployments, &pools, &tz))
         }
         Command::Deployment(DeploymentCommand::Run { name, wait, .. }) => {
             run_deployment(&store, &name, params, Duration::from_secs(wait)).await

@@ -288,18 +288,27 @@ pub fn schedule(spec: Option<&str>) -> String {
 }
 
 /// The `weft deployments` table: schedules, status, last and next runs.
-pub fn deployments_table<Tz: TimeZone>(deployments: &[DeploymentRecord], tz: &Tz) -> String
+pub fn deployments_table<Tz: TimeZone>(
+    deployments: &[DeploymentRecord],
+    pools: &std::collections::HashMap<String, String>,
+    tz: &Tz,
+) -> String
 where
     Tz::Offset: fmt::Display,
 {
-    let mut table = Table::new(&[
+    let mut columns = vec![
         ("NAME", Align::Left),
         ("FLOW", Align::Left),
         ("SCHEDULE", Align::Left),
         ("STATUS", Align::Left),
         ("LAST RUN", Align::Left),
         ("NEXT RUN", Align::Left),
-    ]);
+    ];
+    // Deployments served by work pools' workers say which pool.
+    if !pools.is_empty() {
+        columns.push(("WORK POOL", Align::Left));
+    }
+    let mut table = Table::new(&columns);
     for d in deployments {
         // The whole id: run ids begin with their start time, so a prefix may name several.
         let last = match (d.last_run_at, d.last_run) {
@@ -313,14 +322,23 @@ where
             (false, Some(at)) => date_time(at, tz),
             (false, None) => "-".to_owned(),
         };
-        table.row(vec![
+        let mut row = vec![
             d.name.clone(),
             d.flow.clone(),
             schedule(d.schedule.as_deref()),
             if d.paused { "paused" } else { "active" }.to_owned(),
             last,
             next,
-        ]);
+        ];
+        if !pools.is_empty() {
+            row.push(
+                pools
+                    .get(&d.name)
+                    .cloned()
+                    .unwrap_or_else(|| "-".to_owned()),
+            );
+        }
+        table.row(row);
     }
     table.render()
 }
@@ -894,7 +912,7 @@ mod tests {
             dep("odd", Some("someday maybe"), false),
         ];
         assert_eq!(
-            deployments_table(&rows, &Utc),
+            deployments_table(&rows, &Default::default(), &Utc),
             "NAME     FLOW  SCHEDULE                            STATUS  LAST RUN                                                    NEXT RUN\n\
              adhoc    etl   -                                   active  -                                                           -\n\
              nightly  etl   cron '0 9 * * 1-5' (Europe/Berlin)  active  2025-03-04 09:00:00 (0b3c6f1e-1111-4111-8111-111111111111)  2025-03-04 10:00:00\n\

@@ -345,6 +345,10 @@ impl Work {
                 return;
             }
         };
+        let _ = self
+            .store
+            .note_deployment_run(&run.deployment, run.id, chrono::Utc::now())
+            .await;
         self.cancels.insert(run.id, cancel);
         let (store, id) = (self.store.clone(), run.id);
         self.running.spawn(async move {

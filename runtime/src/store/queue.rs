@@ -336,6 +336,19 @@ impl Store {
         .await
     }
 
+    /// The work pool of each deployment served by one, by deployment name.
+    pub async fn deployment_pools(&self) -> Result<HashMap<String, String>, StoreError> {
+        self.with_pool(move |pool, _| async move {
+            let rows = sqlx::query("SELECT name, pool FROM deployments WHERE pool IS NOT NULL")
+                .fetch_all(&pool)
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get("name")?, r.try_get("pool")?)))
+                .collect()
+        })
+        .await
+    }
+
     /// Gives up leadership `name` if `holder` holds it (a worker stopping).
     pub async fn resign(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
@@ -512,6 +525,15 @@ async fn schedule_one(
     if created > 0 {
         notify(&mut tx, backend).await?;
     }
+    // `weft deployments` shows the next run waiting.
+    sqlx::query(
+        "UPDATE deployments SET next_run_at = (SELECT MIN(slot) FROM flow_runs \
+         WHERE deployment = $1 AND slot IS NOT NULL AND state IN ('Scheduled', 'Late')) \
+         WHERE name = $1",
+    )
+    .bind(&d.name)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(created)
 }

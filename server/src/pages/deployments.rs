@@ -35,20 +35,21 @@ pub(crate) async fn page(
         Some(id) => state.store.request(id).await.ok(),
         None => None,
     };
+    let pools = state.store.deployment_pools().await?;
     let mut rows = Vec::new();
     for d in state.store.deployments().await? {
         let last = match d.last_run {
             Some(id) => state.store.run_record(id).await.ok(),
             None => None,
         };
-        rows.push(row(&d, last.as_ref(), viewer));
+        rows.push(row(&d, pools.get(&d.name), last.as_ref(), viewer));
     }
     let body = html! {
         h1 { "Deployments" }
         @if let Some(r) = requested {
             p.notice #requested {
                 "A run of " strong { (r.deployment) } " was requested (request "
-                code { (format::short_id(&r.id)) } ", " (r.state.as_str()) "); the process serving it starts it."
+                code { (format::short_id(&r.id)) } ", " (r.state.as_str()) "); the process serving it (or a worker of its work pool) starts it."
             }
         }
         @if rows.is_empty() { p.muted { "No deployment is registered: a process serving one registers it." } }
@@ -56,7 +57,7 @@ pub(crate) async fn page(
             table.deployments {
                 thead { tr {
                     th { "Name" } th { "Flow" } th { "Schedule" } th { "Next run" } th { "Status" }
-                    th { "Last run" } @if viewer.operator() { th { "Actions" } }
+                    th { "Work pool" } th { "Last run" } @if viewer.operator() { th { "Actions" } }
                 } }
                 tbody { @for r in rows { (r) } }
             }
@@ -67,6 +68,7 @@ pub(crate) async fn page(
 
 fn row(
     d: &DeploymentRecord,
+    pool: Option<&String>,
     last: Option<&weft_runtime::store::RunRecord>,
     viewer: Viewer,
 ) -> Markup {
@@ -78,6 +80,7 @@ fn row(
             td { (d.schedule.as_deref().unwrap_or("on request only")) }
             td { (format::time_or_dash(d.next_run_at)) }
             td.status { @if d.paused { span.is-paused { "paused" } } @else { span.is-active { "active" } } }
+            td { @if let Some(p) = pool { a href="/workers" { (p) } } @else { "–" } }
             td { @if let Some(r) = last {
                 a href={ "/runs/" (r.id) } { (format::short_id(&r.id)) } " " (format::state_badge(r.state))
             } @else { "–" } }
