@@ -75,6 +75,9 @@ use uuid::Uuid;
 const BEAT: Duration = Duration::from_secs(2);
 /// How long the scheduler's leadership lasts unless renewed.
 const LEAD_TTL: Duration = Duration::from_secs(10);
+/// When a claimed run could not start (another process holds it), how long until it is due
+/// again.
+const AGAIN_AFTER: Duration = Duration::from_secs(3);
 /// The leadership's name in the store.
 const SCHEDULER: &str = "scheduler";
 
@@ -264,7 +267,11 @@ impl Work {
             let room = limit.saturating_sub(self.running.len());
             let mut full = false;
             if room > 0 {
-                match self.store.claim_runs(&self.pool, &self.name, &names, room).await {
+                match self
+                    .store
+                    .claim_runs(&self.pool, &self.name, &names, room)
+                    .await
+                {
                     Ok(runs) => {
                         full = runs.len() == room;
                         for run in runs {
@@ -328,7 +335,19 @@ impl Work {
         self.cancels.insert(run.id, cancel);
         let (store, id) = (self.store.clone(), run.id);
         self.running.spawn(async move {
-            let _ = tokio::spawn(started).await;
+            let finished = tokio::spawn(started).await;
+            if finished.is_ok_and(|f| !f.started) {
+                // Another process on this machine still runs it (a worker taken for dead, its
+                // copy not cancelled yet): the run waits in the queue for that copy to end.
+                let why = "not started: another process on this machine still holds the run \
+                           (a worker taken for dead); scheduled again";
+                if let Ok(true) = store.unclaim(id, AGAIN_AFTER, why).await {
+                    tracing::warn!(
+                        target: "weft",
+                        "Flow run {id}: {why}, due in {AGAIN_AFTER:?}"
+                    );
+                }
+            }
             let _ = store.release_run(id).await;
             id
         });
@@ -347,7 +366,10 @@ impl Work {
             Ok(()) => {}
         }
         let holder = self.id.to_string();
-        if !matches!(self.store.lead(SCHEDULER, &holder, LEAD_TTL).await, Ok(true)) {
+        if !matches!(
+            self.store.lead(SCHEDULER, &holder, LEAD_TTL).await,
+            Ok(true)
+        ) {
             return;
         }
         match self.store.schedule_due().await {

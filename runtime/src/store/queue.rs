@@ -198,8 +198,8 @@ impl Store {
         let done = self
             .with_pool(move |pool, backend| async move {
                 let mut tx = pool.begin().await?;
-                let n = insert_scheduled(&mut tx, &d.name, &d.flow, &overrides, at, None, id)
-                    .await?;
+                let n =
+                    insert_scheduled(&mut tx, &d.name, &d.flow, &overrides, at, None, id).await?;
                 notify(&mut tx, backend).await?;
                 tx.commit().await?;
                 Ok(n)
@@ -256,8 +256,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let inner = self.inner.clone();
-        let (pool_name, worker, deployments) =
-            (pool_name.to_owned(), worker.to_owned(), deployments.to_vec());
+        let (pool_name, worker, deployments) = (
+            pool_name.to_owned(),
+            worker.to_owned(),
+            deployments.to_vec(),
+        );
         self.with_pool(move |pool, backend| async move {
             let now = ts(Utc::now());
             let mut tx = pool.begin().await?;
@@ -272,6 +275,12 @@ impl Store {
             let mut claimed = Vec::with_capacity(due.len());
             for run in due {
                 let token = inner.owners.token(run.id);
+                // Never a run this process still runs: a copy it was taken for dead with,
+                // whose rows its lease token (the same for each claim of the run here) would
+                // let through again.
+                if inner.owners.runs_here(run.id) {
+                    continue;
+                }
                 if take(&mut tx, &run, &worker, token, &inner.owners.process, &now).await? {
                     claimed.push(run);
                 }
@@ -348,6 +357,35 @@ impl Store {
             };
             mark_ended(&pool, backend, &id.to_string(), &end).await?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Gives claimed run `id` back to the queue, due `after` from now, when it is still Pending
+    /// under this process's claim (it did not start: another process on this machine still
+    /// holds it in the result store, a worker taken for dead whose copy goes on). It keeps its
+    /// tries. True when it was given back.
+    pub(crate) async fn unclaim(
+        &self,
+        id: Uuid,
+        after: Duration,
+        why: &str,
+    ) -> Result<bool, StoreError> {
+        let token = self.inner.owners.token(id);
+        let due = ts(Utc::now() + chrono::Duration::from_std(after).unwrap_or_default());
+        let why = why.to_owned();
+        self.with_pool(move |pool, _| async move {
+            let done = sqlx::query(
+                "UPDATE flow_runs SET state = 'Scheduled', message = $1, scheduled = $2, \
+                 started = $2, worker = NULL WHERE id = $3 AND state = 'Pending' AND lease = $4",
+            )
+            .bind(why)
+            .bind(&due)
+            .bind(id.to_string())
+            .bind(token)
+            .execute(&pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
         })
         .await
     }
@@ -479,7 +517,11 @@ async fn schedule_one(
         .enumerate()
         .filter(|(i, t)| *t <= horizon || (*i == 0 && !has_future))
         .map(|(_, t)| t);
-    let wanted: Vec<_> = missed.into_iter().take(CATCH_UP_MAX).chain(coming).collect();
+    let wanted: Vec<_> = missed
+        .into_iter()
+        .take(CATCH_UP_MAX)
+        .chain(coming)
+        .collect();
     if wanted.is_empty() {
         return Ok(0);
     }
