@@ -505,6 +505,16 @@ async fn schedule_one(
     };
     let horizon = now + chrono::Duration::from_std(HORIZON).unwrap_or_default();
     let has_future = last.is_some_and(|l| l > now);
+    // At most AHEAD waiting in all: each pass only tops them up.
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM flow_runs WHERE deployment = $1 AND slot > $2 \
+         AND state = 'Scheduled'",
+    )
+    .bind(&d.name)
+    .bind(ts(now))
+    .fetch_one(pool)
+    .await?;
+    let room = AHEAD.saturating_sub(usize::try_from(waiting).unwrap_or(AHEAD));
     let (missed, coming): (Vec<_>, Vec<_>) = d
         .schedule
         .upcoming(from, CATCH_UP_MAX + AHEAD)
@@ -513,7 +523,7 @@ async fn schedule_one(
     // The next hour (at most AHEAD runs), and at least the next run when none is waiting.
     let coming = coming
         .into_iter()
-        .take(AHEAD)
+        .take(room)
         .enumerate()
         .filter(|(i, t)| *t <= horizon || (*i == 0 && !has_future))
         .map(|(_, t)| t);
@@ -745,5 +755,49 @@ impl Store {
             let _ = wake;
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DeploymentRecord, WorkPoolSpec};
+
+    /// Each pass of the scheduler tops the waiting runs up to 10; it does not add 10 more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_scheduler_keeps_at_most_ten_runs_waiting() {
+        let dir = std::env::temp_dir().join(format!("weft-queue-ahead-{}", Uuid::new_v4()));
+        let url = format!("sqlite://{}/weft.db", dir.display());
+        let store = Store::connect(&url).await.unwrap();
+        store
+            .create_work_pool(&WorkPoolSpec::new("p"))
+            .await
+            .unwrap();
+        store
+            .register_deployment(&DeploymentRecord {
+                name: "every-4s".into(),
+                flow: "f".into(),
+                schedule: Some(Schedule::interval("4s").unwrap().to_spec()),
+                parameters: serde_json::json!({}),
+                paused: false,
+                last_run: None,
+                last_run_at: None,
+                next_run_at: None,
+                updated: Utc::now(),
+            })
+            .await
+            .unwrap();
+        store
+            .place_deployment("every-4s", &PoolPlacement::new("p"))
+            .await
+            .unwrap();
+        let created: Vec<usize> = [
+            store.schedule_due().await.unwrap().created,
+            store.schedule_due().await.unwrap().created,
+            store.schedule_due().await.unwrap().created,
+        ]
+        .into();
+        assert_eq!(created, [AHEAD, 0, 0]);
+        std::fs::remove_dir_all(dir).ok();
     }
 }
