@@ -25,7 +25,8 @@ fn mark(line: &str) {
         .append(true)
         .open(Path::new(&dir).join("marks.log"))
         .unwrap();
-    writeln!(f, "{line}").unwrap();
+    // One write: processes append to the same file, and `writeln!` may write in pieces.
+    f.write_all(format!("{line}\n").as_bytes()).unwrap();
 }
 
 fn marks(dir: &Path) -> Vec<String> {

@@ -75,6 +75,9 @@ use uuid::Uuid;
 
 /// How often a worker refreshes its registry row and, when it leads, schedules and reaps.
 const BEAT: Duration = Duration::from_secs(2);
+/// When a claimed run could not start (another process holds it), how long until it is due
+/// again.
+const AGAIN_AFTER: Duration = Duration::from_secs(3);
 
 /// A worker of a work pool: runs its deployments' Scheduled runs until stopped (see the
 /// [module documentation](self)).
@@ -352,7 +355,19 @@ impl Work {
         self.cancels.insert(run.id, cancel);
         let (store, id) = (self.store.clone(), run.id);
         self.running.spawn(async move {
-            let _ = tokio::spawn(started).await;
+            let finished = tokio::spawn(started).await;
+            if finished.is_ok_and(|f| !f.started) {
+                // Another process on this machine still runs it (a worker taken for dead, its
+                // copy not cancelled yet): the run waits in the queue for that copy to end.
+                let why = "not started: another process on this machine still holds the run \
+                           (a worker taken for dead); scheduled again";
+                if let Ok(true) = store.unclaim(id, AGAIN_AFTER, why).await {
+                    tracing::warn!(
+                        target: "weft",
+                        "Flow run {id}: {why}, due in {AGAIN_AFTER:?}"
+                    );
+                }
+            }
             let _ = store.release_run(id).await;
             id
         });

@@ -101,7 +101,12 @@ impl PipelineDeployment {
                 config.cancel_grace(DEFAULT_KILL_GRACE + std::time::Duration::from_secs(5));
             Ok(Box::pin(async move {
                 let run = p.run_with(config, &values).await;
-                Finished { state: run.state }
+                // Given a store, only a run its result store's claim refused has no report.
+                let started = run.history.is_some();
+                Finished {
+                    state: run.state,
+                    started,
+                }
             }) as crate::task::BoxFuture<'static, Finished>)
         };
         let start: Arc<Start> = Arc::new(start);

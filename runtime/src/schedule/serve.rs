@@ -73,6 +73,10 @@ pub(crate) type Start =
 /// How a run of a deployment ended.
 pub(crate) struct Finished {
     pub(crate) state: State,
+    /// For a run recorded in a store (a worker's): false when it did not start at all, because
+    /// another process holds its claim in the result store (it resumes the same run), so
+    /// nothing was run nor recorded.
+    pub(crate) started: bool,
 }
 
 /// A flow with its parameters, served on a schedule and on request ([`serve`]).
@@ -140,7 +144,12 @@ impl Deployment {
             let run = (flow.run)(config, params);
             Ok(Box::pin(async move {
                 let run = run.await;
-                Finished { state: run.state }
+                // Given a store, only a run its result store's claim refused has no report.
+                let started = run.history.is_some();
+                Finished {
+                    state: run.state,
+                    started,
+                }
             }) as BoxFuture<'static, Finished>)
         };
         Deployment {

@@ -249,6 +249,27 @@ impl Owners {
         .collect()
     }
 
+    /// True while run `run` is going in this process.
+    pub(super) fn runs_here(&self, run: Uuid) -> bool {
+        self.lock().runs.contains_key(&run)
+    }
+
+    /// As [`Owners::leases`], for a batch that waited (the database was away): also the runs
+    /// that ended here meanwhile (no longer registered), which another process may have reaped
+    /// while their rows waited; not those whose first row is in the batch (`starting`: the
+    /// start row of a run resumed here sets its lease).
+    pub(crate) fn leases_after_wait(
+        &self,
+        runs: impl Iterator<Item = (Uuid, bool)>,
+    ) -> Vec<(Uuid, i64)> {
+        let reg = self.lock();
+        runs.filter_map(|(id, starting)| match reg.runs.get(&id) {
+            Some(e) => (e.since.elapsed() >= CLAIM_AFTER).then_some((id, e.token)),
+            None => (!starting).then(|| (id, self.token(id))),
+        })
+        .collect()
+    }
+
     /// Run `id` was taken from this process: another process ended it in `state` (reaped it
     /// Crashed, or cancelled it for want of a live owner) while this one was taken for dead.
     /// Cancels this process's copy, once, with a warning.
@@ -257,16 +278,27 @@ impl Owners {
         let Some(h) = handle.filter(|h| !h.is_cancelled()) else {
             return;
         };
-        let verb = match state {
-            "Crashed" => "reaped by another process".to_owned(),
-            other => format!("ended {other} by another process"),
-        };
+        let what = taken_why(state, why);
         tracing::warn!(
             target: "weft",
-            "Flow run {id} was {verb} ({why}): this process was taken for dead; cancelling its \
-             copy of the run, whose further rows are not recorded"
+            "Flow run {id} was {what}: this process was taken for dead; cancelling its copy of \
+             the run, whose further rows are not recorded"
         );
-        h.cancel(format!("the run was {verb}: {why}"));
+        h.cancel(format!("the run was {what}"));
+    }
+}
+
+/// What happened to a run taken from its process, whose row now says `state` and `message`:
+/// reaped (Crashed), cancelled for want of a live owner, or reaped and then scheduled again
+/// (a deployment's retries) and so in whatever state its re-run is, whose message is not about
+/// the taking.
+pub(super) fn taken_why(state: &str, message: &str) -> String {
+    match state {
+        "Crashed" => format!("reaped by another process ({message})"),
+        "Cancelled" => format!("ended Cancelled by another process ({message})"),
+        rerun => {
+            format!("reaped by another process and scheduled again (its re-run is {rerun} now)")
+        }
     }
 }
 

@@ -287,6 +287,12 @@ impl Store {
             let mut claimed = Vec::with_capacity(due.len());
             for run in due {
                 let token = inner.owners.token(run.id);
+                // Never a run this process still runs: a copy it was taken for dead with,
+                // whose rows its lease token (the same for each claim of the run here) would
+                // let through again.
+                if inner.owners.runs_here(run.id) {
+                    continue;
+                }
                 if take(&mut tx, &run, &worker, token, &inner.owners.process, &now).await? {
                     claimed.push(run);
                 }
@@ -376,6 +382,35 @@ impl Store {
             };
             mark_ended(&pool, backend, &id.to_string(), &end).await?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Gives claimed run `id` back to the queue, due `after` from now, when it is still Pending
+    /// under this process's claim (it did not start: another process on this machine still
+    /// holds it in the result store, a worker taken for dead whose copy goes on). It keeps its
+    /// tries. True when it was given back.
+    pub(crate) async fn unclaim(
+        &self,
+        id: Uuid,
+        after: Duration,
+        why: &str,
+    ) -> Result<bool, StoreError> {
+        let token = self.inner.owners.token(id);
+        let due = ts(Utc::now() + chrono::Duration::from_std(after).unwrap_or_default());
+        let why = why.to_owned();
+        self.with_pool(move |pool, _| async move {
+            let done = sqlx::query(
+                "UPDATE flow_runs SET state = 'Scheduled', message = $1, scheduled = $2, \
+                 started = $2, worker = NULL WHERE id = $3 AND state = 'Pending' AND lease = $4",
+            )
+            .bind(why)
+            .bind(&due)
+            .bind(id.to_string())
+            .bind(token)
+            .execute(&pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
         })
         .await
     }
@@ -495,6 +530,16 @@ async fn schedule_one(
     };
     let horizon = now + chrono::Duration::from_std(HORIZON).unwrap_or_default();
     let has_future = last.is_some_and(|l| l > now);
+    // At most AHEAD waiting in all: each pass only tops them up.
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM flow_runs WHERE deployment = $1 AND slot > $2 \
+         AND state = 'Scheduled'",
+    )
+    .bind(&d.name)
+    .bind(ts(now))
+    .fetch_one(pool)
+    .await?;
+    let room = AHEAD.saturating_sub(usize::try_from(waiting).unwrap_or(AHEAD));
     let (missed, coming): (Vec<_>, Vec<_>) = d
         .schedule
         .upcoming(from, CATCH_UP_MAX + AHEAD)
@@ -503,7 +548,7 @@ async fn schedule_one(
     // The next hour (at most AHEAD runs), and at least the next run when none is waiting.
     let coming = coming
         .into_iter()
-        .take(AHEAD)
+        .take(room)
         .enumerate()
         .filter(|(i, t)| *t <= horizon || (*i == 0 && !has_future))
         .map(|(_, t)| t);
@@ -901,3 +946,47 @@ pub async fn keep_scheduling(store: Store) {
 
 /// The scheduler's leadership, in the `leaders` table.
 pub(crate) const SCHEDULER: &str = "scheduler";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DeploymentRecord, WorkPoolSpec};
+
+    /// Each pass of the scheduler tops the waiting runs up to 10; it does not add 10 more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_scheduler_keeps_at_most_ten_runs_waiting() {
+        let dir = std::env::temp_dir().join(format!("weft-queue-ahead-{}", Uuid::new_v4()));
+        let url = format!("sqlite://{}/weft.db", dir.display());
+        let store = Store::connect(&url).await.unwrap();
+        store
+            .create_work_pool(&WorkPoolSpec::new("p"))
+            .await
+            .unwrap();
+        store
+            .register_deployment(&DeploymentRecord {
+                name: "every-4s".into(),
+                flow: "f".into(),
+                schedule: Some(Schedule::interval("4s").unwrap().to_spec()),
+                parameters: serde_json::json!({}),
+                paused: false,
+                last_run: None,
+                last_run_at: None,
+                next_run_at: None,
+                updated: Utc::now(),
+            })
+            .await
+            .unwrap();
+        store
+            .place_deployment("every-4s", &PoolPlacement::new("p"))
+            .await
+            .unwrap();
+        let created: Vec<usize> = [
+            store.schedule_due().await.unwrap().created,
+            store.schedule_due().await.unwrap().created,
+            store.schedule_due().await.unwrap().created,
+        ]
+        .into();
+        assert_eq!(created, [AHEAD, 0, 0]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

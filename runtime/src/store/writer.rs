@@ -549,7 +549,7 @@ fn write_fenced(
 ) -> Result<Refused, String> {
     let mut leases = inner.owners.leases(batch.per_run.keys());
     loop {
-        let refused = write_with_retry(inner, sink, batch, &leases)?;
+        let refused = write_with_retry(inner, sink, batch, &mut leases)?;
         if refused.fenced.is_empty() {
             return Ok(refused);
         }
@@ -557,8 +557,9 @@ fn write_fenced(
         for (run, state, why) in refused.fenced {
             inner.owners.taken(run, &state, &why);
             let reason = format!(
-                "the run was ended {state} by another process ({why}): this process was taken \
-                 for dead, and its rows about the run are refused"
+                "the run was {}: this process was taken for dead, and its rows about the run \
+                 are refused",
+                super::cancel::taken_why(&state, &why)
             );
             taken.insert(run, reason);
         }
@@ -572,11 +573,15 @@ fn write_fenced(
     }
 }
 
+/// Writes the batch, trying again while the database is away (up to `retry_for`). A batch that
+/// waited is fenced as of when it is written: before each new try `leases` is taken again, now
+/// with the runs that grew old enough to have been reaped meanwhile, and those that ended here
+/// while their rows waited.
 fn write_with_retry(
     inner: &Inner,
     sink: &mut Sink,
     batch: &Batch,
-    leases: &[(Uuid, i64)],
+    leases: &mut Vec<(Uuid, i64)>,
 ) -> Result<Refused, String> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(50);
@@ -609,6 +614,18 @@ fn write_with_retry(
                 tracing::debug!(target: "weft::store", "Run history: write failed ({e}); retrying in {delay:?}");
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_secs(2));
+                let starting: std::collections::HashSet<Uuid> = batch
+                    .runs
+                    .iter()
+                    .filter(|r| r.start.is_some())
+                    .map(|r| r.id)
+                    .collect();
+                *leases = inner.owners.leases_after_wait(
+                    batch
+                        .per_run
+                        .keys()
+                        .map(|run| (*run, starting.contains(run))),
+                );
             }
         }
     }
