@@ -129,7 +129,10 @@ fn child_worker() {
         url: std::env::var("WEFT_WORKERS_URL").unwrap(),
         schema: std::env::var("WEFT_WORKERS_SCHEMA").ok(),
     };
-    let limit: usize = std::env::var("WEFT_WORKERS_LIMIT").unwrap().parse().unwrap();
+    let limit: usize = std::env::var("WEFT_WORKERS_LIMIT")
+        .unwrap()
+        .parse()
+        .unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -308,14 +311,20 @@ async fn every_run_once_within_the_pool_limit(db: Db, n: u32) {
     ids.sort();
     assert_eq!(got, ids, "the runs are the ones scheduled, under their ids");
     let most = max_overlap(&runs);
-    assert!(most <= 6, "{most} runs of the pool ran at once; its limit is 6");
+    assert!(
+        most <= 6,
+        "{most} runs of the pool ran at once; its limit is 6"
+    );
     assert!(most >= 2, "the workers never ran in parallel ({most})");
     let by_worker: HashMap<String, usize> = runs.iter().fold(HashMap::new(), |mut m, r| {
         let w = r.placement.as_ref().unwrap().worker.clone().unwrap();
         *m.entry(w).or_default() += 1;
         m
     });
-    assert!(by_worker.len() >= 2, "one worker ran everything: {by_worker:?}");
+    assert!(
+        by_worker.len() >= 2,
+        "one worker ran everything: {by_worker:?}"
+    );
 }
 
 /// A worker SIGKILLed during the second task of a `persist` flow: the run is Crashed, scheduled
@@ -326,9 +335,16 @@ async fn a_killed_workers_run_resumes_on_another(db: Db) {
     prepare(&store, None, false).await;
     let id = store.schedule_run("halves", key(4), None).await.unwrap();
     let mut a = spawn_worker(&db, &dir, "doomed", 2);
-    wait_for(Duration::from_secs(30), "the second task to start", || async {
-        marks(&dir).iter().any(|m| m.starts_with("second-start")).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the second task to start",
+        || async {
+            marks(&dir)
+                .iter()
+                .any(|m| m.starts_with("second-start"))
+                .then_some(())
+        },
+    )
     .await;
     a.kill();
     let killed = Instant::now();
@@ -386,15 +402,19 @@ async fn the_scheduler_fails_over(db: Db) {
     };
     dead.kill();
     let killed = chrono::Utc::now();
-    wait_for(Duration::from_secs(40), "runs due after the kill", || async {
-        let runs = store.runs(&RunFilter::new().flow("counted")).await.ok()?;
-        let after = runs
-            .iter()
-            .filter(|r| r.state == StateKind::Completed)
-            .filter(|r| r.placement.as_ref().is_some_and(|p| p.scheduled > killed))
-            .count();
-        (after >= 3).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(40),
+        "runs due after the kill",
+        || async {
+            let runs = store.runs(&RunFilter::new().flow("counted")).await.ok()?;
+            let after = runs
+                .iter()
+                .filter(|r| r.state == StateKind::Completed)
+                .filter(|r| r.placement.as_ref().is_some_and(|p| p.scheduled > killed))
+                .count();
+            (after >= 3).then_some(())
+        },
+    )
     .await;
     survivor.stop();
     let runs = store.runs(&RunFilter::new().flow("counted")).await.unwrap();
@@ -419,7 +439,10 @@ async fn a_cancel_reaches_the_worker(db: Db) {
         .await
         .unwrap();
     wait_for(Duration::from_secs(30), "the run to start", || async {
-        marks(&dir).iter().any(|m| m == "long-wait started").then_some(())
+        marks(&dir)
+            .iter()
+            .any(|m| m == "long-wait started")
+            .then_some(())
     })
     .await;
     let outcome = wait_for(Duration::from_secs(10), "an owner", || async {

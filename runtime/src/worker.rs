@@ -264,7 +264,11 @@ impl Work {
             let room = limit.saturating_sub(self.running.len());
             let mut full = false;
             if room > 0 {
-                match self.store.claim_runs(&self.pool, &self.name, &names, room).await {
+                match self
+                    .store
+                    .claim_runs(&self.pool, &self.name, &names, room)
+                    .await
+                {
                     Ok(runs) => {
                         full = runs.len() == room;
                         for run in runs {
@@ -347,7 +351,10 @@ impl Work {
             Ok(()) => {}
         }
         let holder = self.id.to_string();
-        if !matches!(self.store.lead(SCHEDULER, &holder, LEAD_TTL).await, Ok(true)) {
+        if !matches!(
+            self.store.lead(SCHEDULER, &holder, LEAD_TTL).await,
+            Ok(true)
+        ) {
             return;
         }
         match self.store.schedule_due().await {

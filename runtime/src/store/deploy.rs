@@ -380,7 +380,8 @@ impl Store {
             .await?;
         match pooled {
             true => Ok(Some(
-                self.schedule_run(deployment, overrides.clone(), None).await?,
+                self.schedule_run(deployment, overrides.clone(), None)
+                    .await?,
             )),
             false => Ok(None),
         }

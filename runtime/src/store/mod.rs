@@ -60,9 +60,8 @@ pub use cancel::{CancelOutcome, RunOwner};
 pub use deploy::{DeploymentRecord, RequestState, RunRequest};
 pub use pools::{WorkPool, WorkPoolSpec, WorkerId, WorkerInfo, WorkerRecord, MAX_NAME};
 pub use query::{
-    RunPlacement,
     short_ids, CancelRequest, FlowSummary, LogRecord, NodeOutputRecord, RunDetail, RunFilter,
-    RunRecord, StateChangeRecord, TaskRunRecord, SHORT_ID,
+    RunPlacement, RunRecord, StateChangeRecord, TaskRunRecord, SHORT_ID,
 };
 pub use queue::{ClaimedRun, PoolPlacement, ScheduleReport, LATE_AFTER};
 pub use reaper::{keep_reaping, Reaped, REAP_EVERY};

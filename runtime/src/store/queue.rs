@@ -198,8 +198,8 @@ impl Store {
         let done = self
             .with_pool(move |pool, backend| async move {
                 let mut tx = pool.begin().await?;
-                let n = insert_scheduled(&mut tx, &d.name, &d.flow, &overrides, at, None, id)
-                    .await?;
+                let n =
+                    insert_scheduled(&mut tx, &d.name, &d.flow, &overrides, at, None, id).await?;
                 notify(&mut tx, backend).await?;
                 tx.commit().await?;
                 Ok(n)
@@ -256,8 +256,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let inner = self.inner.clone();
-        let (pool_name, worker, deployments) =
-            (pool_name.to_owned(), worker.to_owned(), deployments.to_vec());
+        let (pool_name, worker, deployments) = (
+            pool_name.to_owned(),
+            worker.to_owned(),
+            deployments.to_vec(),
+        );
         self.with_pool(move |pool, backend| async move {
             let now = ts(Utc::now());
             let mut tx = pool.begin().await?;
@@ -479,7 +482,11 @@ async fn schedule_one(
         .enumerate()
         .filter(|(i, t)| *t <= horizon || (*i == 0 && !has_future))
         .map(|(_, t)| t);
-    let wanted: Vec<_> = missed.into_iter().take(CATCH_UP_MAX).chain(coming).collect();
+    let wanted: Vec<_> = missed
+        .into_iter()
+        .take(CATCH_UP_MAX)
+        .chain(coming)
+        .collect();
     if wanted.is_empty() {
         return Ok(0);
     }
