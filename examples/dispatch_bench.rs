@@ -46,6 +46,9 @@
 //!    worker and of its backends, what the worker sent (statements, transactions, round trips),
 //!    and the rows written and read and the scans in the schema's tables
 //!    (`pg_stat_user_tables`), per second; then the statements sent per second, idle and busy.
+//!    The NOTIFYs on `weft_runs` in each window are counted too: the channel is the
+//!    database's, so runs scheduled in other schemas (another weft, tests) wake the worker and
+//!    each wake-up costs it a claim transaction.
 //!
 //! PostgreSQL's statistics reach `pg_stat_*` late (up to 10 s for a backend gone idle), so the
 //! heartbeat windows start 11 s after the last burst of work and their `pg_stat` figures are
@@ -60,6 +63,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weft::prelude::*;
@@ -1078,9 +1082,28 @@ fn print_lateness(inserted: &str, poll: &str, late: &[Duration]) {
     );
 }
 
+/// NOTIFYs seen on `weft_runs`, the channel that wakes idle workers: it is the database's, not
+/// the schema's, so other schemas' runs (another weft, tests) wake this benchmark's workers too.
+static NOTIFIES: AtomicU64 = AtomicU64::new(0);
+
+/// Counts the NOTIFYs on `weft_runs` into [`NOTIFIES`], for ever.
+async fn count_notifies(url: String) {
+    let Ok(mut listener) = sqlx::postgres::PgListener::connect(&url).await else {
+        return;
+    };
+    if listener.listen("weft_runs").await.is_err() {
+        return;
+    }
+    while listener.recv().await.is_ok() {
+        NOTIFIES.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Counters of the worker and the database at one moment.
 struct Sample {
     at: Instant,
+    /// NOTIFYs on the channel that wakes workers, from anyone ([`NOTIFIES`]).
+    notifies: u64,
     worker_cpu: f64,
     /// CPU seconds of each PostgreSQL backend serving the worker, by pid.
     backends: Vec<(u32, f64)>,
@@ -1115,6 +1138,7 @@ async fn sample(b: &Bench, worker: &WorkerProcess, tap: &Tap) -> Sample {
             .filter_map(|p| Some((p as u32, cpu_seconds(p as u32, b.clock_ticks)?)))
             .collect(),
         sent: tap.snapshot(),
+        notifies: NOTIFIES.load(Ordering::Relaxed),
         written: row.get(0),
         read: row.get(1),
         scans: row.get(2),
@@ -1142,7 +1166,8 @@ fn print_window(what: &str, a: &Sample, z: &Sample) -> TapCounts {
     let backend_cpu = backend_cpu(a, z);
     let sent = z.sent.since(&a.sent);
     println!(
-        "| {what} | {s:.1} s | {:.2} % | {:.2} % | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} |",
+        "| {what} | {s:.1} s | {:.2} % | {:.2} % | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} \
+         | {:.1} |",
         (z.worker_cpu - a.worker_cpu) / s * 100.0,
         backend_cpu / s * 100.0,
         sent.statements as f64 / s,
@@ -1151,20 +1176,22 @@ fn print_window(what: &str, a: &Sample, z: &Sample) -> TapCounts {
         (z.written - a.written) as f64 / s,
         (z.read - a.read) as f64 / s,
         (z.scans - a.scans) as f64 / s,
+        (z.notifies - a.notifies) as f64 / s,
     );
     sent
 }
 
 async fn heartbeats(b: &Bench) {
+    let notifies = tokio::spawn(count_notifies(b.url.clone()));
     let tap = Tap::start(upstream_of(&b.url).0);
     let mut workers = start_workers(b, &["beats"], &["--limit", "1000"], Some(&tap)).await;
     let worker = workers.pop().unwrap();
     println!(
         "| worker | window | worker CPU (of one core) | its PostgreSQL backends' CPU | \
          statements/s | transactions/s | round trips/s | rows written/s | rows read/s | \
-         scans/s |"
+         scans/s | NOTIFYs/s (from anyone) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     // Idle: its start settled, then a window as long as the busy one.
     tokio::time::sleep(SETTLE).await;
     let a = sample(b, &worker, &tap).await;
@@ -1212,6 +1239,7 @@ async fn heartbeats(b: &Bench) {
     let busy_secs = (z.at - a.at).as_secs_f64();
     wait_all_final(b, "nap", Duration::from_secs(120)).await;
     worker.stop().await;
+    notifies.abort();
     let runs = records(b, "nap", &ids).await;
     let last = runs.iter().map(|r| r.started).max().unwrap();
     let end = runs.iter().filter_map(|r| r.ended).max().unwrap();
