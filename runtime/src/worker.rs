@@ -280,6 +280,12 @@ impl Work {
                 }
                 last_beat = Some(Instant::now());
             }
+            // Every run that ended frees its slot now, so that one claim takes them all.
+            while let Some(done) = self.running.try_join_next() {
+                if let Ok(id) = done {
+                    self.cancels.remove(&id);
+                }
+            }
             let room = limit.saturating_sub(self.running.len());
             let mut full = false;
             if room > 0 {

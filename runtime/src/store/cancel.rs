@@ -207,6 +207,10 @@ impl Owners {
                 claim.push((*id, e.token));
             }
         }
+        // In the order of their ids, as the writer locks them (`ORDER BY id FOR UPDATE`): the
+        // watcher's transaction and the writer's then never hold one run each while waiting
+        // for the other's.
+        claim.sort_unstable_by_key(|(id, _)| *id);
         Some(Tick {
             claim,
             ended: std::mem::take(&mut reg.ended),

@@ -69,10 +69,10 @@ impl Kind {
 }
 
 /// Flow runs counted per flow: one row per (flow, state) of the batch's ends, the flow's name
-/// read from the run's row (written before in the same transaction).
+/// read from the run's row (written before in the same transaction); in order, as the minutes.
 const FLOW_COUNTS_TAIL: &str = " INSERT INTO flow_counts (flow, state, n) \
      SELECT f.flow, e.state, COUNT(*) FROM ends e JOIN flow_runs f ON f.id = e.id \
-     WHERE true GROUP BY f.flow, e.state \
+     WHERE true GROUP BY f.flow, e.state ORDER BY f.flow, e.state \
      ON CONFLICT (flow, state) DO UPDATE SET n = flow_counts.n + excluded.n";
 const MINUTES_HEAD: &str = "INSERT INTO run_counts (span, at, kind, state, n) VALUES ";
 const MINUTES_TAIL: &str =
@@ -104,7 +104,9 @@ impl Ends {
     }
 
     /// The rows to add, per minute and per hour, bound in order: span, start, kind, state,
-    /// count.
+    /// count. Sorted: every process's writer then locks the rows it adds to in the same order,
+    /// so two of them adding to the same rows on PostgreSQL wait for each other instead of
+    /// deadlocking (workers ending runs at the same minute did, in the order of a HashMap).
     fn minute_rows(&self) -> Vec<CountRow> {
         let mut rows: HashMap<(Span, String, Kind, StateKind), i64> = HashMap::new();
         for ((m, kind, state), n) in &self.per_minute {
@@ -113,11 +115,14 @@ impl Ends {
                 *rows.entry((span, span.key(at), *kind, *state)).or_default() += n;
             }
         }
-        rows.into_iter()
+        let mut rows: Vec<CountRow> = rows
+            .into_iter()
             .map(|((span, at, kind, state), n)| {
                 (span.as_str(), at, kind.as_str(), state.as_str(), n)
             })
-            .collect()
+            .collect();
+        rows.sort_unstable();
+        rows
     }
 
     /// Adds these ends to the counts through rusqlite (a SQLite file's writer).
@@ -265,8 +270,7 @@ mod tests {
         ends.task_runs(StateKind::Completed, at, 3);
         ends.task_runs(StateKind::Completed, at + 1, 2);
         ends.task_runs(StateKind::Retrying, at, 1);
-        let mut rows = ends.minute_rows();
-        rows.sort();
+        let rows = ends.minute_rows();
         let at = |m: &str| format!("2026-11-30T{m}");
         assert_eq!(
             rows,

@@ -1262,9 +1262,17 @@ async fn write_sqlx(
     leases: &[(Uuid, i64)],
 ) -> Result<Refused, sqlx::Error> {
     match write_sqlx_mode(inner, b, leases, false).await {
+        Err(e) if lost_race(&e) => Err(e),
         Err(sqlx::Error::Database(_)) => write_sqlx_mode(inner, b, leases, true).await,
         other => other,
     }
+}
+
+/// A deadlock or a serialization failure (PostgreSQL's 40P01 and 40001): the transaction lost
+/// a race with another, no row is at fault. The whole batch is tried again (as while the
+/// database is away), instead of the row that happened to lose being dropped as refused.
+fn lost_race(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40P01" | "40001")))
 }
 
 /// The runs among `leases` whose stored lease is another process's. On PostgreSQL their rows
@@ -1325,6 +1333,7 @@ async fn guarded(
         Ok(_) => {
             tx.execute("RELEASE SAVEPOINT weft_row").await?;
         }
+        Err(e) if lost_race(&e) => return Err(e),
         Err(sqlx::Error::Database(e)) => {
             tx.execute("ROLLBACK TO SAVEPOINT weft_row").await?;
             refused.add(run, ops, e.to_string());
