@@ -4,7 +4,6 @@
 //! SQLite (several processes on one machine) and PostgreSQL.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,27 +13,17 @@ use weft::store::{CancelOutcome, RunFilter, RunRecord, Store, StoreOptions, Work
 use weft::worker::Worker;
 
 mod common;
+use common::procs::{key, marks, wait_for};
 
 const POOL: &str = "workers-test";
 
 /// Appends `line` to the marks file of the test this process serves.
 fn mark(line: &str) {
-    let dir = std::env::var("WEFT_WORKERS_DIR").expect("a child of the workers test");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(Path::new(&dir).join("marks.log"))
-        .unwrap();
-    // One write: processes append to the same file, and `writeln!` may write in pieces.
-    f.write_all(format!("{line}\n").as_bytes()).unwrap();
+    common::procs::mark("WEFT_WORKERS_DIR", line);
 }
 
-fn marks(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("marks.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+fn scratch(tag: &str) -> PathBuf {
+    common::procs::scratch("weft-workers", tag)
 }
 
 #[task]
@@ -218,28 +207,6 @@ fn spawn(db: &Db, dir: &Path, name: &str, limit: usize, scheduled: bool) -> Work
     }
 }
 
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weft-workers-{tag}-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Polls `f` every 100 ms until it gives a value; fails saying `what` after `limit`.
-async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "waited {limit:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The most intervals open at once.
 fn max_overlap(runs: &[RunRecord]) -> usize {
     let mut edges: Vec<(chrono::DateTime<chrono::Utc>, i32)> = Vec::new();
@@ -254,12 +221,6 @@ fn max_overlap(runs: &[RunRecord]) -> usize {
         most = most.max(open);
     }
     most as usize
-}
-
-fn key(n: u32) -> serde_json::Map<String, serde_json::Value> {
-    let mut m = serde_json::Map::new();
-    m.insert("key".into(), n.into());
-    m
 }
 
 /// Creates the pool and registers the deployments (as a worker would) so that runs can be

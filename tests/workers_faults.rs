@@ -5,7 +5,6 @@
 //! or repeating a run.
 #![cfg(feature = "postgres")]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,28 +14,18 @@ use weft::store::{RunDetail, RunFilter, Store, StoreOptions, WorkPoolSpec};
 use weft::worker::Worker;
 
 mod common;
+use common::procs::{key, marks, wait_for};
 use common::{server_url, Proxy, Schema};
 
 const POOL: &str = "faults-test";
 
-/// Appends `line` to the marks file of the test this worker process serves.
+/// Appends `line` to the marks file of the test this process serves.
 fn mark(line: &str) {
-    let dir = std::env::var("WEFT_FAULTS_DIR").expect("a child of the faults test");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(Path::new(&dir).join("marks.log"))
-        .unwrap();
-    // One write: processes append to the same file, and `writeln!` may write in pieces.
-    f.write_all(format!("{line}\n").as_bytes()).unwrap();
+    common::procs::mark("WEFT_FAULTS_DIR", line);
 }
 
-fn marks(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("marks.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+fn scratch(tag: &str) -> PathBuf {
+    common::procs::scratch("weft-faults", tag)
 }
 
 fn count(marks: &[String], prefix: &str) -> usize {
@@ -196,28 +185,6 @@ fn spawn_worker(url: &str, schema: &Schema, dir: &Path, home: &Path, name: &str)
     }
 }
 
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weft-faults-{tag}-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Polls `f` every 100 ms until it gives a value; fails saying `what` after `limit`.
-async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "waited {limit:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Creates the pool and registers the deployments in it, as a worker does when it starts.
 async fn prepare(store: &Store) {
     store
@@ -228,12 +195,6 @@ async fn prepare(store: &Store) {
         .store(store.clone())
         .deployments(deployments());
     placeholder.run_until(async {}).await.unwrap();
-}
-
-fn key(n: u32) -> serde_json::Map<String, serde_json::Value> {
-    let mut m = serde_json::Map::new();
-    m.insert("key".into(), n.into());
-    m
 }
 
 /// The run's own state changes (not its tasks'), in order.

@@ -1,6 +1,9 @@
 //! Shared by the integration tests that use the PostgreSQL on 127.0.0.1:5432, and by those that
 //! rebuild an older history layout.
 
+#[allow(dead_code)] // each test file uses some of these
+pub mod procs;
+
 /// SQLite: the statements that turn a current history file's task_runs back into the table of
 /// schema versions 1 to 4 (a rowid table with a key index; no lifecycle columns), dropping the
 /// view that reads it.
