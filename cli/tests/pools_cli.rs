@@ -234,33 +234,42 @@ fn concurrency_limits_are_set_listed_and_removed() {
     assert!(out.starts_with("no concurrency limits in"), "{out}");
 }
 
+/// The history under `home`, with work pool `pool`.
+async fn history_with_pool(home: &Path, pool: &str) -> Store {
+    let url = format!("sqlite://{}/.weft/weft.db", home.display());
+    let store = Store::connect(&url).await.unwrap();
+    let spec = weft::store::WorkPoolSpec::new(pool);
+    store.create_work_pool(&spec).await.unwrap();
+    store
+}
+
+/// Registers deployment `name` of a flow `load`, placed in `pool` if given.
+async fn deployment(store: &Store, name: &str, pool: Option<&str>) {
+    let record = weft::store::DeploymentRecord {
+        name: name.into(),
+        flow: "load".into(),
+        schedule: None,
+        parameters: serde_json::json!({}),
+        paused: false,
+        last_run: None,
+        last_run_at: None,
+        next_run_at: None,
+        updated: chrono::Utc::now(),
+    };
+    store.register_deployment(&record).await.unwrap();
+    if let Some(pool) = pool {
+        let placement = weft::store::PoolPlacement::new(pool);
+        store.place_deployment(name, &placement).await.unwrap();
+    }
+}
+
 /// Runs of a pooled deployment waiting in the queue: `weft runs` shows them Late, due when, no
 /// worker yet; `weft run show` says which deployment and pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_runs_show_late_with_their_pool() {
     let home = home();
-    let url = format!("sqlite://{}/.weft/weft.db", home.display());
-    let store = Store::connect(&url).await.unwrap();
-    store
-        .create_work_pool(&weft::store::WorkPoolSpec::new("etl"))
-        .await
-        .unwrap();
-    store
-        .register_deployment(&weft::store::DeploymentRecord {
-            name: "nightly".into(),
-            flow: "load".into(),
-            schedule: None,
-            parameters: serde_json::json!({}),
-            paused: false,
-            last_run: None,
-            last_run_at: None,
-            next_run_at: None,
-            updated: chrono::Utc::now(),
-        })
-        .await
-        .unwrap();
-    let placement = weft::store::PoolPlacement::new("etl");
-    store.place_deployment("nightly", &placement).await.unwrap();
+    let store = history_with_pool(&home, "etl").await;
+    deployment(&store, "nightly", Some("etl")).await;
     let due = chrono::Utc::now() - chrono::Duration::minutes(5);
     let id = store
         .schedule_run("nightly", serde_json::Map::new(), Some(due))
@@ -283,28 +292,9 @@ async fn queued_runs_show_late_with_their_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_run_is_cancelled_before_it_starts() {
     let home = home();
-    let url = format!("sqlite://{}/.weft/weft.db", home.display());
-    let store = Store::connect(&url).await.unwrap();
-    store
-        .create_work_pool(&weft::store::WorkPoolSpec::new("etl"))
-        .await
-        .unwrap();
-    let mut record = weft::store::DeploymentRecord {
-        name: "later".into(),
-        flow: "load".into(),
-        schedule: None,
-        parameters: serde_json::json!({}),
-        paused: false,
-        last_run: None,
-        last_run_at: None,
-        next_run_at: None,
-        updated: chrono::Utc::now(),
-    };
-    store.register_deployment(&record).await.unwrap();
-    record.name = "unpooled".into();
-    store.register_deployment(&record).await.unwrap();
-    let placement = weft::store::PoolPlacement::new("etl");
-    store.place_deployment("later", &placement).await.unwrap();
+    let store = history_with_pool(&home, "etl").await;
+    deployment(&store, "later", Some("etl")).await;
+    deployment(&store, "unpooled", None).await;
     let err = store
         .schedule_run("unpooled", serde_json::Map::new(), None)
         .await

@@ -306,6 +306,7 @@ impl Work {
             if full && self.running.len() < limit {
                 continue; // more may be due
             }
+            let nap = self.until_next_due(&names, poll).await;
             tokio::select! {
                 _ = stop.as_mut() => return,
                 Some(done) = self.running.join_next(), if !self.running.is_empty() => {
@@ -314,9 +315,19 @@ impl Work {
                     }
                 }
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
+                _ = tokio::time::sleep(nap) => {}
             }
         }
+    }
+
+    /// How long to sleep before looking again: until the next run of its deployments is due,
+    /// if that is sooner than `poll` (runs made ahead by the scheduler start on time; NOTIFY
+    /// only says a run was made).
+    async fn until_next_due(&self, names: &[String], poll: Duration) -> Duration {
+        let next = self.store.next_due(&self.pool, names).await.ok().flatten();
+        let left = next.and_then(|t| (t - chrono::Utc::now()).to_std().ok());
+        // Due already (waiting on a limit or a pause): polling is what finds room.
+        left.filter(|d| !d.is_zero()).map_or(poll, |d| d.min(poll))
     }
 
     /// Starts claimed run `run` in the background.

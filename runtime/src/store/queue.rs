@@ -303,6 +303,36 @@ impl Store {
         .await
     }
 
+    /// When the next Scheduled run of `deployments` in pool `pool_name` that is not due yet is
+    /// due (None: none waits). One query on the queue's index.
+    pub async fn next_due(
+        &self,
+        pool_name: &str,
+        deployments: &[String],
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        if deployments.is_empty() {
+            return Ok(None);
+        }
+        let (pool_name, deployments) = (pool_name.to_owned(), deployments.to_vec());
+        self.with_pool(move |pool, _| async move {
+            let marks: Vec<String> = (0..deployments.len())
+                .map(|i| format!("${}", i + 3))
+                .collect();
+            let sql = format!(
+                "SELECT MIN(scheduled) FROM flow_runs WHERE pool = $1 AND state = 'Scheduled' \
+                 AND scheduled > $2 AND deployment IN ({})",
+                marks.join(", ")
+            );
+            let q = sqlx::query_scalar::<_, Option<String>>(&sql)
+                .bind(pool_name)
+                .bind(ts(Utc::now()));
+            let q = deployments.iter().fold(q, |q, d| q.bind(d.as_str()));
+            let next = q.fetch_one(&pool).await?;
+            next.as_deref().map(parse_ts).transpose()
+        })
+        .await
+    }
+
     /// Holds (or renews) leadership `name` for `holder` during `ttl`: true when `holder`
     /// leads. Another holder takes over once the lease has not been renewed for `ttl`.
     pub async fn lead(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
