@@ -17,8 +17,9 @@
 //!   deployment ([`Store::schedule_due`]), marks overdue ones Late, and reaps the runs of dead
 //!   workers ([`Store::reap`]): Crashed, or Scheduled again while their deployment has retries.
 //!
-//! On PostgreSQL an idle worker is woken at once when a run is scheduled (LISTEN/NOTIFY);
-//! otherwise it polls every [`poll_every`](Worker::poll_every).
+//! An idle worker sleeps until the next run of its deployments is due, or for
+//! [`poll_every`](Worker::poll_every) if that is sooner; on PostgreSQL a run made for now wakes
+//! it at once (LISTEN/NOTIFY).
 //!
 //! ```
 //! use std::time::Duration;
@@ -192,6 +193,7 @@ impl Worker {
             cancels: HashMap::new(),
             wake: Arc::new(Notify::new()),
             pipelines: self.pipelines.then(HashMap::new),
+            noted: HashMap::new(),
         };
         let listener = work.listen();
         tokio::pin!(stop);
@@ -260,6 +262,8 @@ struct Work {
     wake: Arc<Notify>,
     /// When serving pipelines: the pipeline deployments loaded, by name.
     pipelines: Option<HashMap<String, PipelineDeployment>>,
+    /// When each deployment's last run was last recorded.
+    noted: HashMap<String, Instant>,
 }
 
 impl Work {
@@ -320,6 +324,23 @@ impl Work {
         }
     }
 
+    /// Records the deployment's last run for `weft deployments`, at most every [`BEAT`] per
+    /// deployment: a row update per run would serialize the workers of a busy deployment.
+    async fn note_last_run(&mut self, run: &ClaimedRun) {
+        let due = self
+            .noted
+            .get(&run.deployment)
+            .is_none_or(|t| t.elapsed() >= BEAT);
+        if due {
+            self.noted.insert(run.deployment.clone(), Instant::now());
+            let now = chrono::Utc::now();
+            let _ = self
+                .store
+                .note_deployment_run(&run.deployment, run.id, now)
+                .await;
+        }
+    }
+
     /// How long to sleep before looking again: until the next run of its deployments is due,
     /// if that is sooner than `poll` (runs made ahead by the scheduler start on time; NOTIFY
     /// only says a run was made).
@@ -365,10 +386,7 @@ impl Work {
                 return;
             }
         };
-        let _ = self
-            .store
-            .note_deployment_run(&run.deployment, run.id, chrono::Utc::now())
-            .await;
+        self.note_last_run(&run).await;
         self.cancels.insert(run.id, cancel);
         let (store, id) = (self.store.clone(), run.id);
         self.running.spawn(async move {
