@@ -172,7 +172,7 @@ impl Worker {
         let name = self
             .name
             .clone()
-            .unwrap_or_else(|| format!("{}:{}", host(), std::process::id()));
+            .unwrap_or_else(|| format!("{}:{}", crate::store::host_name(), std::process::id()));
         let flows = self.deployments.iter().map(flow_label).collect();
         let info = WorkerInfo::this_process(&self.pool, &name, flows);
         let id = store.register_worker(&info).await?;
@@ -243,10 +243,6 @@ fn flow_label(d: &Deployment) -> String {
         Some(v) => format!("{}@{v}", d.flow.name),
         None => d.flow.name.to_owned(),
     }
-}
-
-fn host() -> String {
-    WorkerInfo::this_process("", "", Vec::new()).host
 }
 
 /// A started worker's state.

@@ -103,7 +103,7 @@ impl std::fmt::Display for RunOwner {
 }
 
 /// This machine's host name.
-pub(super) fn host_name() -> &'static str {
+pub(crate) fn host_name() -> &'static str {
     static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HOST.get_or_init(|| {
         let mut buf = [0u8; 256];
@@ -460,7 +460,10 @@ impl Store {
                 lease: None,
                 now,
             };
-            if !mark_ended(&pool, backend, &id.to_string(), &end).await? {
+            if !mark_ended(&pool, backend, &id.to_string(), &end)
+                .await?
+                .any()
+            {
                 // It ended meanwhile.
                 let state = run_state(&pool, id).await?.map_or(state, |(s, _)| s);
                 return Ok(CancelOutcome::AlreadyFinal { state });
@@ -486,7 +489,10 @@ async fn cancel_unstarted(
         lease: None,
         now,
     };
-    if mark_ended(pool, backend, &id.to_string(), &end).await? {
+    if mark_ended(pool, backend, &id.to_string(), &end)
+        .await?
+        .any()
+    {
         return Ok(CancelOutcome::NotStarted);
     }
     // A worker claimed it meanwhile: ask its owner, as for any running run.

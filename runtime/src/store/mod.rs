@@ -57,6 +57,7 @@ pub(crate) mod record;
 mod retention;
 mod writer;
 
+pub(crate) use cancel::host_name;
 pub use cancel::{CancelOutcome, RunOwner};
 pub use deploy::{DeploymentRecord, RequestState, RunRequest};
 pub use limits::ConcurrencyLimit;

@@ -472,6 +472,7 @@ async fn insert_scheduled(
     id: Uuid,
 ) -> Result<u64, StoreError> {
     let at = ts(at);
+    let overrides = serde_json::Value::Object(overrides.clone()).to_string();
     let done = sqlx::query(
         "INSERT INTO flow_runs (id, flow, flow_version, parameters, state, message, started, \
          deployment, pool, scheduled, slot, overrides, tries) \
@@ -480,11 +481,11 @@ async fn insert_scheduled(
     )
     .bind(id.to_string())
     .bind(flow)
-    .bind(serde_json::Value::Object(overrides.clone()).to_string())
+    .bind(&overrides)
     .bind(&at)
     .bind(&at)
     .bind(slot.map(ts))
-    .bind(serde_json::Value::Object(overrides.clone()).to_string())
+    .bind(&overrides)
     .bind(deployment)
     .execute(&mut **tx)
     .await?;
@@ -791,13 +792,13 @@ async fn take(
 }
 
 /// Schedules crashed run `id` again when it belongs to a pooled deployment with retries left
-/// (in the reaper's transaction): true when it did. The run keeps its id; its lease stays the
+/// (in the reaper's transaction): why, when it did. The run keeps its id; its lease stays the
 /// reaper's, so the process that lost it cannot write; the next claim takes a new one.
 pub(super) async fn requeue(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: &str,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<String>, StoreError> {
     let row = sqlx::query(
         "SELECT f.tries, d.retries, d.retry_delay_ms FROM flow_runs f \
          JOIN deployments d ON d.name = f.deployment WHERE f.id = $1 AND f.pool IS NOT NULL",
@@ -806,11 +807,11 @@ pub(super) async fn requeue(
     .fetch_optional(&mut **tx)
     .await?;
     let Some(row) = row else {
-        return Ok(false);
+        return Ok(None);
     };
     let (tries, retries): (i64, i64) = (row.try_get("tries")?, row.try_get("retries")?);
     if tries >= retries {
-        return Ok(false);
+        return Ok(None);
     }
     let delay = chrono::Duration::milliseconds(row.try_get("retry_delay_ms")?);
     let due = ts(now + delay);
@@ -838,7 +839,7 @@ pub(super) async fn requeue(
     .bind(id)
     .execute(&mut **tx)
     .await?;
-    Ok(true)
+    Ok(Some(why))
 }
 
 impl Store {

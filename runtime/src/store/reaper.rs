@@ -222,29 +222,17 @@ pub(super) async fn reap(
             lease: Some(c.lease),
             now,
         };
-        if mark_ended(pool, backend, &c.id, &end).await? {
+        let marked = mark_ended(pool, backend, &c.id, &end).await?;
+        if marked.any() {
             tracing::warn!(target: "weft::store", "Flow run {} CRASHED: {message}", c.id);
-            log_requeued(pool, &c.id).await;
+            if let Marked::ScheduledAgain(why) = &marked {
+                tracing::warn!(target: "weft::store", "Flow run {}: {why}", c.id);
+            }
             let id = Uuid::parse_str(&c.id).unwrap_or_default();
             reaped.push(Reaped { id, message });
         }
     }
     Ok(reaped)
-}
-
-/// Says so when reaped run `id` was scheduled again (its deployment's retries).
-async fn log_requeued(pool: &AnyPool, id: &str) {
-    let row = sqlx::query("SELECT state, message FROM flow_runs WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await;
-    if let Ok(Some(row)) = row {
-        let state: String = row.try_get("state").unwrap_or_default();
-        let message: Option<String> = row.try_get("message").unwrap_or_default();
-        if state == "Scheduled" {
-            tracing::warn!(target: "weft::store", "Flow run {id}: {}", message.unwrap_or_default());
-        }
-    }
 }
 
 /// How a run is ended by another process than its own: cancelled (no live process owned it) or
@@ -257,27 +245,48 @@ pub(super) struct Ending<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// What [`mark_ended`] did.
+pub(super) enum Marked {
+    /// Nothing: the run had ended (or was claimed again) meanwhile.
+    No,
+    /// The run ended in the state asked.
+    Ended,
+    /// The run crashed and was scheduled again (its deployment's retries), for this reason.
+    ScheduledAgain(String),
+}
+
+impl Marked {
+    /// The run was marked.
+    pub(super) fn any(&self) -> bool {
+        !matches!(self, Marked::No)
+    }
+}
+
 /// Marks run `id`, its unfinished subflow runs (at any depth: their process is the same) and
 /// their unfinished task runs in `end.state`, each with a state change and a WARN log line
-/// saying why, their leases replaced (fencing their process out); false when the run had ended
-/// (or, with `end.lease`, was claimed again) meanwhile. One transaction, the counts included.
+/// saying why, their leases replaced (fencing their process out); [`Marked::No`] when the run
+/// had ended (or, with `end.lease`, was claimed again) meanwhile. One transaction, the counts
+/// included.
 pub(super) async fn mark_ended(
     pool: &AnyPool,
     backend: Backend,
     id: &str,
     end: &Ending<'_>,
-) -> Result<bool, StoreError> {
+) -> Result<Marked, StoreError> {
     let mut tx = pool.begin().await?;
     let mut ends = Ends::default();
     let micros = end.now.timestamp_micros();
     // The run itself first: its row's lock (the write lock on SQLite) is taken before anything
     // is read.
     let Some(tasks) = mark_one(&mut tx, id, end, end.why, end.lease).await? else {
-        return Ok(false);
+        return Ok(Marked::No);
     };
     // A crashed run of a deployment with retries left is scheduled again: it has not ended.
-    let requeued = end.state == StateKind::Crashed && requeue(&mut tx, id, end.now).await?;
-    if !requeued {
+    let requeued = match end.state {
+        StateKind::Crashed => requeue(&mut tx, id, end.now).await?,
+        _ => None,
+    };
+    if requeued.is_none() {
         ends.flow_run(Uuid::parse_str(id).unwrap_or_default(), end.state, micros);
     }
     ends.task_runs(end.state, micros, tasks);
@@ -310,7 +319,7 @@ pub(super) async fn mark_ended(
     // The `run_owners` rows stay: an owner wrongly taken for dead (a frozen process that wakes
     // up) finds its run taken (or its cancel request) and cancels its copy itself.
     tx.commit().await?;
-    Ok(true)
+    Ok(requeued.map_or(Marked::Ended, Marked::ScheduledAgain))
 }
 
 /// Marks one run and its unfinished task runs: how many task runs, or None when the run had
