@@ -8,6 +8,7 @@ pub mod flow;
 pub mod graph;
 mod handlers;
 pub mod logging;
+#[cfg(feature = "pipeline")]
 pub mod pipeline;
 pub mod results;
 pub mod rules;

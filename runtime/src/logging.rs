@@ -2,7 +2,8 @@
 //! `21:07:53.123 | INFO    | Task 'extract': Starting task run...`, on stderr.
 //!
 //! A flow run installs it on first use unless a global `tracing` subscriber is already set, so
-//! users who install their own keep it. The level comes from `WEFT_LOG` (then `RUST_LOG`),
+//! users who install their own keep it. The level comes from `WEFT_LOG` (then `RUST_LOG`) as
+//! `target=level` directives (`warn`, `info,my_crate=debug`),
 //! default `info`; `WEFT_LOG=off` silences weft.
 //!
 //! The log lines of a flow run (weft's and its task bodies') also go to the run history at
@@ -24,12 +25,12 @@ use tracing::field::{Field, Visit};
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::{Context, Filter, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
 
 /// Buffered weft lines waiting for the console.
 struct Console {
@@ -242,9 +243,9 @@ pub fn init() -> bool {
     let filter = std::env::var("WEFT_LOG")
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
-        .and_then(|s| EnvFilter::try_new(s).ok())
+        .and_then(|s| s.parse::<Targets>().ok())
         // The history store's driver reports reconnects itself; weft says what matters.
-        .unwrap_or_else(|| EnvFilter::new("info,sqlx=warn"));
+        .unwrap_or_else(|| targets("info,sqlx=warn"));
     // The local offset is looked up once: asking for it on every line costs a time zone lookup.
     let offset = *chrono::Local::now().offset();
     let console = tracing_subscriber::fmt::layer()
@@ -255,8 +256,8 @@ pub fn init() -> bool {
     // The history keeps a run's INFO lines even when the console shows less.
     let history = std::env::var("WEFT_HISTORY_LOG")
         .ok()
-        .and_then(|s| EnvFilter::try_new(s).ok())
-        .unwrap_or_else(|| EnvFilter::new("info,sqlx=off"));
+        .and_then(|s| s.parse::<Targets>().ok())
+        .unwrap_or_else(|| targets("info,sqlx=off"));
     tracing_subscriber::registry()
         .with(console.with_filter(filter))
         .with(HistoryLayer.with_filter(WhileRecording(history)))
@@ -264,9 +265,15 @@ pub fn init() -> bool {
         .is_ok()
 }
 
+/// `target=level` directives (tracing-subscriber's `Targets`: what `RUST_LOG` usually holds,
+/// without `EnvFilter`'s span and field filters, whose regex engine costs every build seconds).
+fn targets(directives: &str) -> Targets {
+    directives.parse().expect("weft's default directives parse")
+}
+
 /// The history layer's filter: its own level, and only while some run is being recorded, so
 /// `WEFT_LOG=off` without history costs as little as before.
-struct WhileRecording(EnvFilter);
+struct WhileRecording(Targets);
 
 impl<S: Subscriber> Filter<S> for WhileRecording {
     fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {

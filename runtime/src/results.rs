@@ -265,7 +265,7 @@ fn write_atomically(path: &Path, bytes: &[u8], dir_known: bool) -> io::Result<()
     let tmp = path.with_extension(format!(
         "tmp.{}.{:x}",
         std::process::id(),
-        rand::random::<u64>()
+        uuid::Uuid::new_v4().as_u64_pair().0
     ));
     if let Err(e) = std::fs::write(&tmp, bytes) {
         // The directory may have been removed behind our back: make it again, once.
@@ -484,7 +484,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_local_store_writes_atomically_below_its_directory() {
-        let dir = std::env::temp_dir().join(format!("weft-test-{}", rand::random::<u64>()));
+        let dir = std::env::temp_dir().join(format!("weft-test-{}", uuid::Uuid::new_v4().simple()));
         let store = LocalStore::new(&dir);
         store.put("a/b/c.bin", vec![1]).await.unwrap();
         store.put("a/b/c.bin", vec![2]).await.unwrap();
@@ -499,7 +499,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_write_deletes_stale_temporary_files_only() {
-        let dir = std::env::temp_dir().join(format!("weft-test-{}", rand::random::<u64>()));
+        let dir = std::env::temp_dir().join(format!("weft-test-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(dir.join("runs/r1")).unwrap();
         let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
         let file = |name: &str, old: bool| {

@@ -169,7 +169,9 @@ impl TaskOptions {
     pub fn delay_before_retry(&self, retry: u32) -> Duration {
         let base = self.retry_delay.as_secs_f64() * self.retry_backoff.powi(retry as i32 - 1);
         let spread = if self.retry_jitter > 0.0 {
-            1.0 + self.retry_jitter * (rand::random::<f64>() * 2.0 - 1.0)
+            // 53 random bits (a v4 uuid's, from the OS) as a uniform float in [0, 1).
+            let unit = (uuid::Uuid::new_v4().as_u64_pair().0 >> 11) as f64 / (1u64 << 53) as f64;
+            1.0 + self.retry_jitter * (unit * 2.0 - 1.0)
         } else {
             1.0
         };

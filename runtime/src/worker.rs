@@ -62,6 +62,7 @@
 //! ```
 
 use crate::flow::{CancelHandle, RunConfig};
+#[cfg(feature = "pipeline")]
 use crate::pipeline::PipelineDeployment;
 use crate::schedule::{Deployment, Schedule, ServeError};
 use crate::store::{ClaimedRun, DeploymentRecord, PoolPlacement, Store, WorkerId, WorkerInfo};
@@ -91,6 +92,7 @@ pub struct Worker {
     limit: usize,
     poll: Duration,
     grace: Duration,
+    #[cfg(feature = "pipeline")]
     pipelines: bool,
 }
 
@@ -106,6 +108,7 @@ impl Worker {
             limit: 10,
             poll: Duration::from_secs(1),
             grace: Duration::from_secs(30),
+            #[cfg(feature = "pipeline")]
             pipelines: false,
         }
     }
@@ -119,11 +122,12 @@ impl Worker {
         self.deployments.extend(deployments);
         self
     }
-    /// Also runs the pool's pipeline deployments ([`Pipeline::deploy`]): their files are in
+    /// Also runs the pool's pipeline deployments (feature `pipeline`) ([`Pipeline::deploy`]): their files are in
     /// the store, so any worker can (what `weft worker --pool NAME` does). It looks for new or
     /// changed ones every 2 s.
     ///
     /// [`Pipeline::deploy`]: crate::pipeline::Pipeline::deploy
+    #[cfg(feature = "pipeline")]
     pub fn pipelines(mut self, on: bool) -> Self {
         self.pipelines = on;
         self
@@ -192,6 +196,7 @@ impl Worker {
             running: JoinSet::new(),
             cancels: HashMap::new(),
             wake: Arc::new(Notify::new()),
+            #[cfg(feature = "pipeline")]
             pipelines: self.pipelines.then(HashMap::new),
             noted: HashMap::new(),
         };
@@ -257,6 +262,7 @@ struct Work {
     cancels: HashMap<Uuid, CancelHandle>,
     wake: Arc<Notify>,
     /// When serving pipelines: the pipeline deployments loaded, by name.
+    #[cfg(feature = "pipeline")]
     pipelines: Option<HashMap<String, PipelineDeployment>>,
     /// When each deployment's last run was last recorded.
     noted: HashMap<String, Instant>,
@@ -406,6 +412,7 @@ impl Work {
 
     /// When serving pipelines, loads the pool's new or changed pipeline deployments: true when
     /// the deployments served changed.
+    #[cfg(feature = "pipeline")]
     async fn load_pipelines(&mut self) -> bool {
         let Some(loaded) = &self.pipelines else {
             return false;
@@ -443,6 +450,12 @@ impl Work {
             loaded.extend(fresh.into_iter().map(|p| (p.name.clone(), p)));
         }
         changed
+    }
+
+    /// Without the `pipeline` feature a worker serves its own deployments only.
+    #[cfg(not(feature = "pipeline"))]
+    async fn load_pipelines(&mut self) -> bool {
+        false
     }
 
     /// Refreshes the registry row; leads the scheduler when it can: schedules and reaps.

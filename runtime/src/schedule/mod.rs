@@ -100,19 +100,20 @@
 //! `cron */5 * * * *`, `cron 0 9 * * 1-5 in America/New_York`. The keywords `every`, `from`,
 //! `cron` and `in` are lower case when written and read in any case.
 
+mod cron;
 mod serve;
 
+pub(crate) use serve::shutdown_signal;
 pub use serve::{serve, Deployment, FlowHandle, Overlap, ServeError, Server};
-pub(crate) use serve::{shutdown_signal, Finished, Start};
+#[cfg(feature = "pipeline")]
+pub(crate) use serve::{Finished, Start};
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use chrono_tz::Tz;
-use croner::parser::{CronParser, Seconds, Year};
-use croner::Cron;
+use cron::CronTable;
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
 
@@ -159,8 +160,7 @@ enum Kind {
         /// The expression as given, its fields joined by single spaces.
         expression: String,
         /// Boxed: croner's tables are a few hundred bytes.
-        cron: Box<Cron>,
-        tz: Tz,
+        cron: Box<CronTable>,
     },
 }
 
@@ -302,25 +302,20 @@ impl Schedule {
             return Err(invalid(format!("it has {} fields", fields.len())));
         }
         let normalized = fields.join(" ");
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .year(Year::Disallowed)
-            .build()
-            .parse(&normalized)
-            .map_err(|e| {
-                invalid(if nickname {
-                    "unknown nickname: croner knows @yearly, @annually, @monthly, @weekly, @daily \
-                     and @hourly"
-                        .to_owned()
-                } else {
-                    e.to_string().trim_end_matches('.').to_owned()
-                })
-            })?;
+        let cron = CronTable::parse(&normalized).map_err(|e| match e {
+            ScheduleError::InvalidCron { reason, .. } => invalid(if nickname {
+                "unknown nickname: croner knows @yearly, @annually, @monthly, @weekly, @daily \
+                 and @hourly"
+                    .to_owned()
+            } else {
+                reason
+            }),
+            other => other,
+        })?;
         Ok(Schedule {
             kind: Kind::Cron {
                 expression: normalized,
                 cron: Box::new(cron),
-                tz: Tz::UTC,
             },
         })
     }
@@ -352,13 +347,10 @@ impl Schedule {
             Kind::Interval { .. } => Err(ScheduleError::TimeZoneOnInterval {
                 name: name.to_owned(),
             }),
-            Kind::Cron {
-                expression, cron, ..
-            } => Ok(Schedule {
+            Kind::Cron { expression, cron } => Ok(Schedule {
                 kind: Kind::Cron {
                     expression,
-                    cron,
-                    tz: parse_tz(name)?,
+                    cron: Box::new(cron.in_zone(name)?),
                 },
             }),
         }
@@ -384,19 +376,15 @@ impl Schedule {
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match &self.kind {
             Kind::Interval { every, anchor } => interval_next(*every, *anchor, t),
-            Kind::Cron { cron, tz, .. } => {
-                let next = cron_next(cron, tz, t)?;
+            Kind::Cron { cron, .. } => {
+                let next = cron.next(t)?;
                 if next > t {
                     Some(next)
                 } else {
                     // Croner searches forwards on the wall clock from `t`; should it ever
                     // answer with an instant that is not later, search again from a second on,
                     // so a scheduler never sees a fire time it has already passed.
-                    let retry = cron_next(
-                        cron,
-                        tz,
-                        t.checked_add_signed(chrono::TimeDelta::seconds(1))?,
-                    )?;
+                    let retry = cron.next(t.checked_add_signed(chrono::TimeDelta::seconds(1))?)?;
                     (retry > t).then_some(retry)
                 }
             }
@@ -495,7 +483,7 @@ impl Schedule {
     pub fn timezone(&self) -> Option<&'static str> {
         match &self.kind {
             Kind::Interval { .. } => None,
-            Kind::Cron { tz, .. } => Some(tz.name()),
+            Kind::Cron { cron, .. } => Some(cron.zone_name()),
         }
     }
 
@@ -527,11 +515,11 @@ impl Schedule {
                 }
                 spec
             }
-            Kind::Cron { expression, tz, .. } => {
-                if *tz == Tz::UTC {
+            Kind::Cron { expression, cron } => {
+                if cron.is_utc() {
                     format!("cron {expression}")
                 } else {
-                    format!("cron {expression} in {}", tz.name())
+                    format!("cron {expression} in {}", cron.zone_name())
                 }
             }
         }
@@ -645,7 +633,9 @@ impl fmt::Display for Schedule {
                 }
                 Ok(())
             }
-            Kind::Cron { expression, tz, .. } => write!(f, "cron '{expression}' ({})", tz.name()),
+            Kind::Cron { expression, cron } => {
+                write!(f, "cron '{expression}' ({})", cron.zone_name())
+            }
         }
     }
 }
@@ -703,6 +693,11 @@ pub enum ScheduleError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A cron expression given to a build of weft without its `cron` feature.
+    CronNotEnabled {
+        /// The expression as given.
+        expression: String,
+    },
     /// A cron expression that croner rejects.
     InvalidCron {
         /// The expression as given.
@@ -740,6 +735,12 @@ impl fmt::Display for ScheduleError {
             ScheduleError::InvalidCron { expression, reason } => {
                 write!(f, "invalid cron expression \"{expression}\": {reason}; {CRON_HELP}")
             }
+            ScheduleError::CronNotEnabled { expression } => write!(
+                f,
+                "cron expression \"{expression}\" cannot be read: this build of weft leaves cron \
+                 schedules out; turn on the `cron` feature (weft = {{ version = \"0.1\", \
+                 features = [\"cron\"] }}) or use an interval such as \"every 5m\""
+            ),
             ScheduleError::UnknownTimeZone { name, suggestion } => match suggestion {
                 Some(known) => write!(
                     f,
@@ -762,17 +763,6 @@ impl fmt::Display for ScheduleError {
 
 impl std::error::Error for ScheduleError {}
 
-fn parse_tz(name: &str) -> Result<Tz, ScheduleError> {
-    name.parse::<Tz>()
-        .map_err(|_| ScheduleError::UnknownTimeZone {
-            name: name.to_owned(),
-            suggestion: chrono_tz::TZ_VARIANTS
-                .iter()
-                .find(|tz| tz.name().eq_ignore_ascii_case(name))
-                .map(|tz| tz.name().to_owned()),
-        })
-}
-
 /// The first `anchor + k × every` strictly after `t`, computed in nanoseconds.
 fn interval_next(
     every: Duration,
@@ -792,13 +782,31 @@ fn nanos(t: DateTime<Utc>) -> i128 {
     i128::from(t.timestamp()) * NANOS_PER_SEC + i128::from(t.timestamp_subsec_nanos())
 }
 
-fn cron_next(cron: &Cron, tz: &Tz, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    cron.find_next_occurrence(&t.with_timezone(tz), false)
-        .ok()
-        .map(|next| next.with_timezone(&Utc))
+/// Without the `cron` feature intervals work and a cron expression says which feature to add.
+#[cfg(all(test, not(feature = "cron")))]
+mod without_cron {
+    use super::*;
+
+    #[test]
+    fn cron_expressions_name_the_feature_and_intervals_still_work() {
+        let err = Schedule::cron("*/5 * * * *").unwrap_err();
+        assert!(matches!(err, ScheduleError::CronNotEnabled { .. }));
+        assert!(err.to_string().contains("turn on the `cron` feature"), "{err}");
+        let from_spec = "cron 0 9 * * 1-5 in Europe/Berlin".parse::<Schedule>().unwrap_err();
+        assert_eq!(from_spec, err_for("0 9 * * 1-5"));
+        let every = "every 5m".parse::<Schedule>().unwrap();
+        let t = DateTime::from_timestamp(1_000, 0).unwrap();
+        assert_eq!(every.next_after(t), DateTime::from_timestamp(1_200, 0));
+    }
+
+    fn err_for(expression: &str) -> ScheduleError {
+        ScheduleError::CronNotEnabled {
+            expression: expression.to_owned(),
+        }
+    }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cron"))]
 mod tests {
     use super::*;
     use chrono::TimeZone;

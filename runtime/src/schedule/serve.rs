@@ -166,6 +166,7 @@ impl Deployment {
         }
     }
     /// A deployment of `flow` that starts its runs with `start` (a pipeline's, for workers).
+    #[cfg(feature = "pipeline")]
     pub(crate) fn from_parts(
         name: String,
         flow: &'static FlowDef,

@@ -202,7 +202,8 @@ impl RunOverview {
     pub fn node_states(&self) -> HashMap<u32, StateKind> {
         self.tasks.iter().map(|t| (t.node, t.state)).collect()
     }
-    /// SVG of the run's graph colored by its nodes' states.
+    /// SVG of the run's graph colored by its nodes' states (feature `viz`).
+    #[cfg(feature = "viz")]
     pub fn to_svg(&self) -> String {
         let graph = self.graph.clone().unwrap_or_else(|| FlowGraph {
             name: self.run.flow.clone().into(),

@@ -292,7 +292,8 @@ impl RunDetail {
         self.graph_or_empty()
             .to_mermaid_with_states(&self.node_states())
     }
-    /// SVG of the run's graph colored by state.
+    /// SVG of the run's graph colored by state (feature `viz`).
+    #[cfg(feature = "viz")]
     pub fn to_svg(&self) -> String {
         self.graph_or_empty()
             .to_svg_with_states(&self.node_states())

@@ -878,6 +878,7 @@ impl Store {
 }
 
 /// Pipeline deployments: their files are in the store, so any worker of their pool runs them.
+#[cfg(feature = "pipeline")]
 impl Store {
     /// Keeps version `version` of pipeline `name`'s file (once per version).
     pub(crate) async fn save_pipeline(

@@ -1,8 +1,13 @@
 //! The engine's side of run history: one recorder per flow run turns its events, task reports
 //! and log lines into queued rows.
 
-use super::writer::{micros, Change, FlowRow, NodeOutputRow, Op, PipelineRow, RunStart, TaskOp};
-use super::{HistoryReport, NodeOutputRecord, Store};
+use super::writer::{micros, Change, FlowRow, Op, RunStart, TaskOp};
+#[cfg(feature = "pipeline")]
+use super::{
+    writer::{NodeOutputRow, PipelineRow},
+    NodeOutputRecord,
+};
+use super::{HistoryReport, Store};
 use crate::flow::RunEvent;
 use crate::graph::FlowGraph;
 use crate::state::StateKind;
@@ -180,6 +185,7 @@ impl Recorder {
 
     /// A pipeline node's command and outcome (its last attempt's): at most `keep` bytes of each
     /// stream; `keys` say where the whole streams went when they were longer.
+    #[cfg(feature = "pipeline")]
     pub(crate) fn node_output(
         &self,
         node: u32,
@@ -210,6 +216,7 @@ impl Recorder {
     }
 
     /// The pipeline file a run runs (once per version in the store).
+    #[cfg(feature = "pipeline")]
     pub(crate) fn pipeline(&self, p: &crate::pipeline::Pipeline) {
         self.store.queue().push(Op::Pipeline(Box::new(PipelineRow {
             name: p.name.clone(),

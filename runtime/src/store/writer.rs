@@ -85,8 +85,10 @@ pub(crate) enum Op {
         message: Box<str>,
     },
     /// What a node of a pipeline run did.
+    #[cfg_attr(not(feature = "pipeline"), allow(dead_code))]
     NodeOutput(Box<NodeOutputRow>),
     /// A pipeline file's version.
+    #[cfg_attr(not(feature = "pipeline"), allow(dead_code))]
     Pipeline(Box<PipelineRow>),
     /// Answered once everything queued before it is written or given up.
     Flush {
