@@ -4,9 +4,11 @@
 
 use crate::engine;
 use crate::flow::{FlowCtx, FlowError};
+use crate::graph::{Edge, EdgeKind, Node, NodeKind};
 use crate::state::{State, StateKind, TaskRunId};
 use crate::task::{MapCall, TaskBody, TaskCall, TaskError, TaskOptions, TaskRun};
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::borrow::Cow;
 use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
 use std::pin::{pin, Pin};
@@ -121,6 +123,20 @@ macro_rules! handle_common {
                     task,
                     state: state.clone(),
                 }
+            }
+        }
+        impl<T> $ty<T> {
+            /// Stores what the node produced: its state and, if it succeeded, its value.
+            pub fn ran<R: NodeRun<Value = T>>(&self, (state, run): (State, R)) {
+                self.set(state, run.value());
+            }
+            /// Stores the state and the value or error, whatever happened (read without `?`).
+            pub fn ran_full<R: NodeRun<Full = T>>(&self, (state, run): (State, R)) {
+                self.set(state, Some(run.full()));
+            }
+            /// Stores the state alone: nobody reads the value.
+            pub fn ran_unread<R>(&self, (state, _): (State, R)) {
+                self.set(state, None);
             }
         }
         impl<T> $ty<Result<T, TaskError>> {
@@ -290,6 +306,60 @@ impl<'a> NodeSet<'a> {
 impl Default for NodeSet<'_> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Starts task node `node`: `body` awaits its inputs, runs it and stores its output in `me`.
+/// A panic in `body` (a panicking `Clone` of an input, say) records the node Crashed through
+/// `never_ran`. `keep` (the node's reader guards of borrowed outputs) is dropped only after
+/// `body`, so the flow body takes a shared output once no node holds it.
+///
+/// A function rather than generated code: each flow statement expands to one call.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_node<'a, H: Sync, K: Send + 'a>(
+    set: &NodeSet<'a>,
+    cx: &'a FlowCtx,
+    node: u32,
+    opts: &'static TaskOptions,
+    me: &'a H,
+    never_ran: fn(&H, State),
+    keep: K,
+    body: impl Future<Output = ()> + Send + 'a,
+) {
+    set.push(Box::pin(async move {
+        let _keep = keep;
+        if let Err(panic) = catch_node(body).await {
+            never_ran(me, node_crashed(cx, node, opts, panic));
+        }
+    }));
+}
+
+/// A task node of a flow's graph (generated code: one call per node).
+pub fn graph_node(
+    id: u32,
+    kind: NodeKind,
+    task: &'static str,
+    binding: Option<&'static str>,
+    statement: &'static str,
+    line: u32,
+) -> Node {
+    Node {
+        id,
+        kind,
+        task: Cow::Borrowed(task),
+        binding: binding.map(Cow::Borrowed),
+        statement: Cow::Borrowed(statement),
+        line,
+    }
+}
+
+/// An edge of a flow's graph, in a `static` (generated code).
+pub const fn graph_edge(from: u32, to: u32, kind: EdgeKind, binding: &'static str) -> Edge {
+    Edge {
+        from,
+        to,
+        kind,
+        binding: Some(Cow::Borrowed(binding)),
     }
 }
 

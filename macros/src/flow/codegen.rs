@@ -23,6 +23,11 @@ fn slot(b: usize) -> Ident {
     format_ident!("__s{}", b, span = Span::mixed_site())
 }
 
+/// The node's `&'static TaskOptions`, computed once in the driver.
+fn opts_local(i: usize) -> Ident {
+    format_ident!("__o{}", i, span = Span::mixed_site())
+}
+
 fn clone_fn(b: usize) -> Ident {
     format_ident!("__c{}", b, span = Span::mixed_site())
 }
@@ -182,7 +187,7 @@ pub fn generate(
                 let binding = match t.binding {
                     Some(b) => {
                         let name = m.bindings[b].name.to_string();
-                        quote!(::core::option::Option::Some(::weft::__private::Cow::Borrowed(#name)))
+                        quote!(::core::option::Option::Some(#name))
                     }
                     None => quote!(::core::option::Option::None),
                 };
@@ -194,16 +199,7 @@ pub fn generate(
                 quote!(::core::option::Option::None),
             ),
         };
-        quote! {
-            ::weft::__private::Node {
-                id: #id,
-                kind: #kind,
-                task: ::weft::__private::Cow::Borrowed(#task),
-                binding: #binding,
-                statement: ::weft::__private::Cow::Borrowed(#text),
-                line: #line,
-            }
-        }
+        quote!(::weft::__private::graph_node(#id, #kind, #task, #binding, #text, #line))
     });
     let edges = m.edges.iter().map(|e| {
         let (from, to) = (e.from as u32, e.to as u32);
@@ -213,14 +209,7 @@ pub fn generate(
             EdgeKind::Glue => quote!(Glue),
         };
         let b = &e.binding;
-        quote! {
-            ::weft::__private::Edge {
-                from: #from,
-                to: #to,
-                kind: ::weft::__private::EdgeKind::#kind,
-                binding: ::core::option::Option::Some(::weft::__private::Cow::Borrowed(#b)),
-            }
-        }
+        quote!(::weft::__private::graph_edge(#from, #to, ::weft::__private::EdgeKind::#kind, #b))
     });
     let fail_fast = opts.fail_fast;
     let persist = opts.persist;
@@ -259,9 +248,10 @@ pub fn generate(
             return None;
         };
         let h = handle(i);
+        let o = opts_local(i);
         let opts = task_options(t);
-        let name = quote!(#opts.name);
-        Some(match t.binding.map(|b| &m.bindings[b]) {
+        let name = quote!(#o.name);
+        let handle = match t.binding.map(|b| &m.bindings[b]) {
             Some(b) if b.shared() => {
                 let n = b.handle_readers.len() as u32;
                 quote!(let #h = ::weft::__private::Shared::new(#name, #n);)
@@ -271,7 +261,8 @@ pub fn generate(
                 quote!(let #h = ::weft::__private::Owned::new(#name, #n);)
             }
             _ => quote!(let #h = ::weft::__private::Owned::<()>::new(#name, 0);),
-        })
+        };
+        Some(quote!(let #o = #opts; #handle))
     });
     // Slots for glue locals that tasks borrow.
     let slots = m
@@ -395,6 +386,7 @@ pub fn generate(
                 // Built on first use: node names come from the tasks' options.
                 static GRAPH: ::weft::__private::OnceLock<::weft::__private::FlowGraph> = ::weft::__private::OnceLock::new();
                 static DEF: ::weft::__private::OnceLock<::weft::FlowDef> = ::weft::__private::OnceLock::new();
+                const EDGES: &[::weft::__private::Edge] = &[#(#edges),*];
                 DEF.get_or_init(|| ::weft::FlowDef {
                     name: #flow_name,
                     fail_fast: #fail_fast,
@@ -405,7 +397,7 @@ pub fn generate(
                     graph: GRAPH.get_or_init(|| ::weft::__private::FlowGraph {
                         name: ::weft::__private::Cow::Borrowed(#flow_name),
                         nodes: ::weft::__private::Cow::Owned(::std::vec![#(#nodes),*]),
-                        edges: ::weft::__private::Cow::Borrowed(&[#(#edges),*]),
+                        edges: ::weft::__private::Cow::Borrowed(EDGES),
                     }),
                 })
             }
@@ -495,7 +487,7 @@ fn node_creation(
     let mut upstream = Vec::new();
     let mut missing_names = Vec::new();
     let mut locals = TokenStream::new();
-    let mut guards = TokenStream::new(); // inside, first: release shared outputs however we end
+    let mut guards = Vec::new(); // held until the node ends, however it ends
     let mut deref = TokenStream::new(); // inside, after the missing check: `Arc<T>` -> `&T`
     let mut borrowed: BTreeSet<String> = BTreeSet::new();
     let mut refs: BTreeSet<usize> = BTreeSet::new();
@@ -542,8 +534,7 @@ fn node_creation(
                 (false, _) => quote!(take()),
             };
             if b.shared() {
-                let g = format_ident!("__g{}", p, span = Span::mixed_site());
-                guards.extend(quote!(let #g = #h.reader();));
+                guards.push(quote!(#h.reader()));
                 if input.mode == Mode::Borrow {
                     borrowed.insert(name.to_string());
                     deref.extend(quote!(let #name = &*#name;));
@@ -596,7 +587,7 @@ fn node_creation(
         prelude.extend(quote!(let #h = &#h;));
     }
 
-    let opts = task_options(t);
+    let o = opts_local(i);
     let never_ran = if t.checked
         || t.is_map
         || t.binding
@@ -606,6 +597,11 @@ fn node_creation(
     } else {
         quote!(set_never_ran_result)
     };
+    let handle_type = if t.binding.is_some_and(|b| m.bindings[b].shared()) {
+        quote!(Shared)
+    } else {
+        quote!(Owned)
+    };
     let missing_check = if missing_names.is_empty() {
         quote!()
     } else {
@@ -613,13 +609,8 @@ fn node_creation(
             .iter()
             .map(|n| quote!(::core::option::Option::Some(#n)));
         quote! {
-            let (#(#missing_names,)*) = match (#(#missing_names,)*) {
-                (#(#somes,)*) => (#(#missing_names,)*),
-                _ => {
-                    let __st = ::weft::__private::missing_input(#cx, #node, #opts, &__up);
-                    #me.#never_ran(__st);
-                    return;
-                }
+            let (#(#somes,)*) = (#(#missing_names,)*) else {
+                return #me.#never_ran(::weft::__private::missing_input(#cx, #node, #o, &__up));
             };
         }
     };
@@ -630,13 +621,16 @@ fn node_creation(
     .visit_expr_mut(&mut call);
     let reads_value = t.binding.is_some_and(|b| m.bindings[b].is_read());
     let store = match (reads_value, t.checked) {
-        (false, _) => quote!(#me.set(__st, ::core::option::Option::None)),
-        (true, true) => quote!(#me.set(__st, ::weft::__private::NodeRun::value(__run))),
-        (true, false) => {
-            quote!(#me.set(__st, ::core::option::Option::Some(::weft::__private::NodeRun::full(__run))))
-        }
+        (false, _) => quote!(ran_unread),
+        (true, true) => quote!(ran),
+        (true, false) => quote!(ran_full),
     };
-    let n_up = upstream.len();
+    // Typed only when empty: otherwise the elements say what it holds.
+    let up = if upstream.is_empty() {
+        quote!(let __up: [(&'static str, &::weft::State); 0] = [];)
+    } else {
+        quote!(let __up = [#(#upstream),*];)
+    };
     let run = if t.is_map {
         let call_span = t.call.span();
         quote_spanned! {call_span=> ::weft::__private::run_node(#cx, #node, &__up, #call) }
@@ -656,24 +650,19 @@ fn node_creation(
         {
             #prelude
             let #cx = #cx;
-            #set.push(::weft::__private::Box::pin(async move {
-                #guards
-                let __done = ::weft::__private::catch_node(async {
+            ::weft::__private::spawn_node(
+                &#set, #cx, #node, #o, #me,
+                ::weft::__private::#handle_type::#never_ran,
+                (#(#guards,)*),
+                async move {
                     #waits
-                    let __up: [(&'static str, &::weft::State); #n_up] = [#(#upstream),*];
+                    #up
                     #missing_check
                     #deref
                     #locals
-                    let (__st, __run) = #run.await;
-                    let _ = &__run;
-                    #store;
-                })
-                .await;
-                if let ::core::result::Result::Err(__panic) = __done {
-                    let __st = ::weft::__private::node_crashed(#cx, #node, #opts, __panic);
-                    #me.#never_ran(__st);
-                }
-            }));
+                    #me.#store(#run.await);
+                },
+            );
         }
     }
 }

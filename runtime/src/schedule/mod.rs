@@ -791,8 +791,13 @@ mod without_cron {
     fn cron_expressions_name_the_feature_and_intervals_still_work() {
         let err = Schedule::cron("*/5 * * * *").unwrap_err();
         assert!(matches!(err, ScheduleError::CronNotEnabled { .. }));
-        assert!(err.to_string().contains("turn on the `cron` feature"), "{err}");
-        let from_spec = "cron 0 9 * * 1-5 in Europe/Berlin".parse::<Schedule>().unwrap_err();
+        assert!(
+            err.to_string().contains("turn on the `cron` feature"),
+            "{err}"
+        );
+        let from_spec = "cron 0 9 * * 1-5 in Europe/Berlin"
+            .parse::<Schedule>()
+            .unwrap_err();
         assert_eq!(from_spec, err_for("0 9 * * 1-5"));
         let every = "every 5m".parse::<Schedule>().unwrap();
         let t = DateTime::from_timestamp(1_000, 0).unwrap();
