@@ -4,7 +4,7 @@
 # baseline measured in the same run:
 #
 #   1. a crate depending on tokio + serde (the baseline), then the same crate depending on weft
-#      (default features);
+#      (default features), and on weft with every feature (`full`);
 #   2. adding a #[flow] of N statements to the weft crate once it is built (N = 0, 50, 1000: the
 #      rebuild of the crate alone), and the size of its macro expansion per statement;
 #   3. with --cli, the size of the release `weft` binary (built in the repository's target).
@@ -68,6 +68,9 @@ struct Row { n: u32 }
 #[tokio::main]
 async fn main() { let r = Row { n: 1 }; println!("{}", r.n); }'
 
+make_crate with_full "weft = { path = \"$root\", features = [\"full\"] }
+tokio = { version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }" 'fn main() {}'
+
 make_crate with_weft "weft = { path = \"$root\" }
 tokio = { version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }" '
 use weft::prelude::*;
@@ -97,7 +100,7 @@ generate_flow() {
 generate_flow 0
 
 echo "Fetching dependencies (not counted)..." >&2
-(cd "$work/plain" && cargo fetch -q) && (cd "$work/with_weft" && cargo fetch -q)
+for crate in plain with_weft with_full; do (cd "$work/$crate" && cargo fetch -q); done
 
 # Median "CPU PEAK" of $reps clean builds of crate $1.
 clean_builds() {
@@ -119,12 +122,14 @@ read -r base base_peak < <(clean_builds plain)
 echo "| tokio + serde | $base | 1.0 | $base_peak MiB |"
 read -r weft weft_peak < <(clean_builds with_weft)
 echo "| weft (default features) + tokio | $weft | $(awk -v a="$weft" -v b="$base" 'BEGIN { printf "%.1f", a / b }') | $weft_peak MiB |"
+read -r full full_peak < <(clean_builds with_full)
+echo "| weft (features = [\"full\"]) + tokio | $full | $(awk -v a="$full" -v b="$base" 'BEGIN { printf "%.1f", a / b }') | $full_peak MiB |"
 echo
 
 echo "## Adding a #[flow] of N statements to the built weft crate (the crate's rebuild alone)"
 echo
-echo "| statements | CPU s | CPU s beyond N = 0 | peak compiler memory | expanded source | per statement |"
-echo "|---:|---:|---:|---:|---:|---:|"
+echo "| statements | CPU s | CPU s beyond N = 0 | peak compiler memory | expanded source | per statement | per statement, whitespace collapsed |"
+echo "|---:|---:|---:|---:|---:|---:|---:|"
 zero=""
 for n in $sizes; do
   generate_flow "$n"
@@ -144,10 +149,15 @@ for n in $sizes; do
   (cd "$work/with_weft" && CARGO_TARGET_DIR="$work/expand-target" RUSTC_BOOTSTRAP=1 \
     cargo rustc -q --profile check -- -Zunpretty=expanded >"$work/expanded.rs" 2>/dev/null) || true
   bytes=$(wc -c <"$work/expanded.rs")
-  if [ -z "${empty_bytes:-}" ]; then empty_bytes=$bytes; fi
-  per="-"
-  [ "$n" -gt 0 ] && per="$(( (bytes - empty_bytes) / n )) B"
-  echo "| $n | $cpu | $(awk -v a="$cpu" -v b="$zero" 'BEGIN { printf "%.1f", a - b }') | $peak MiB | $((bytes / 1024)) KiB | $per |"
+  # rustc's pretty-printer indents nested blocks deeply; the same tokens one space apart:
+  tight=$(tr -s ' \n' ' ' <"$work/expanded.rs" | wc -c)
+  if [ -z "${empty_bytes:-}" ]; then empty_bytes=$bytes empty_tight=$tight; fi
+  per="-" per_tight="-"
+  if [ "$n" -gt 0 ]; then
+    per="$(( (bytes - empty_bytes) / n )) B"
+    per_tight="$(( (tight - empty_tight) / n )) B"
+  fi
+  echo "| $n | $cpu | $(awk -v a="$cpu" -v b="$zero" 'BEGIN { printf "%.1f", a - b }') | $peak MiB | $((bytes / 1024)) KiB | $per | $per_tight |"
 done
 echo
 
