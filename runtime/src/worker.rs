@@ -64,7 +64,7 @@
 use crate::flow::{CancelHandle, RunConfig};
 #[cfg(feature = "pipeline")]
 use crate::pipeline::PipelineDeployment;
-use crate::schedule::{Deployment, Schedule, ServeError};
+use crate::schedule::{Deployment, ServeError};
 use crate::store::{ClaimedRun, DeploymentRecord, PoolPlacement, Store, WorkerId, WorkerInfo};
 use crate::store::{LEAD_TTL, SCHEDULER};
 use std::collections::HashMap;
@@ -217,19 +217,13 @@ impl Worker {
             if served.insert(d.name.clone(), d.clone()).is_some() {
                 return Err(ServeError::DuplicateName(d.name.clone()));
             }
-            let paused = store.deployment(&d.name).await.is_ok_and(|k| k.paused);
             store
-                .register_deployment(&DeploymentRecord {
-                    name: d.name.clone(),
-                    flow: d.flow.name.to_owned(),
-                    schedule: d.schedule.as_ref().map(Schedule::to_spec),
-                    parameters: d.params.clone(),
-                    paused,
-                    last_run: None,
-                    last_run_at: None,
-                    next_run_at: None,
-                    updated: chrono::Utc::now(),
-                })
+                .register_deployment(&DeploymentRecord::registered(
+                    d.name.clone(),
+                    d.flow.name.to_owned(),
+                    d.schedule.as_ref(),
+                    d.params.clone(),
+                ))
                 .await?;
             let mut placement = PoolPlacement::new(&self.pool)
                 .retries(d.retries)

@@ -59,19 +59,13 @@ impl Pipeline {
         store
             .save_pipeline(&self.name, &version, &self.text, path)
             .await?;
-        let paused = store.deployment(name).await.is_ok_and(|d| d.paused);
         store
-            .register_deployment(&DeploymentRecord {
-                name: name.to_owned(),
-                flow: self.name.clone(),
-                schedule: schedule.as_ref().map(Schedule::to_spec),
-                parameters: serde_json::Value::Object(values),
-                paused,
-                last_run: None,
-                last_run_at: None,
-                next_run_at: None,
-                updated: chrono::Utc::now(),
-            })
+            .register_deployment(&DeploymentRecord::registered(
+                name.to_owned(),
+                self.name.clone(),
+                schedule.as_ref(),
+                serde_json::Value::Object(values),
+            ))
             .await?;
         store.place_deployment(name, placement).await?;
         store.set_deployment_pipeline(name, &version).await

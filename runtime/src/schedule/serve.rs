@@ -437,15 +437,15 @@ impl Server {
                 }
                 store
                     .register_deployment(&crate::store::DeploymentRecord {
-                        name: d.name.clone(),
-                        flow: d.flow.name.to_owned(),
-                        schedule: d.schedule.as_ref().map(Schedule::to_spec),
-                        parameters: d.params.clone(),
                         paused,
-                        last_run: None,
-                        last_run_at: None,
                         next_run_at: next,
                         updated: now,
+                        ..crate::store::DeploymentRecord::registered(
+                            d.name.clone(),
+                            d.flow.name.to_owned(),
+                            d.schedule.as_ref(),
+                            d.params.clone(),
+                        )
                     })
                     .await?;
             }

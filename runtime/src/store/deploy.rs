@@ -80,6 +80,29 @@ pub struct DeploymentRecord {
     pub updated: DateTime<Utc>,
 }
 
+impl DeploymentRecord {
+    /// What a serving process registers: not paused (an existing row keeps its pause, see
+    /// [`Store::register_deployment`]), no run yet, updated now.
+    pub(crate) fn registered(
+        name: String,
+        flow: String,
+        schedule: Option<&crate::Schedule>,
+        parameters: serde_json::Value,
+    ) -> DeploymentRecord {
+        DeploymentRecord {
+            name,
+            flow,
+            schedule: schedule.map(crate::Schedule::to_spec),
+            parameters,
+            paused: false,
+            last_run: None,
+            last_run_at: None,
+            next_run_at: None,
+            updated: Utc::now(),
+        }
+    }
+}
+
 /// Where a [`RunRequest`] is: `Requested` → `Claimed` → `Started` or `Rejected`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum RequestState {
