@@ -460,14 +460,21 @@ async fn workers_ride_out(outage: Outage, tag: &str) {
             assert!(status.success(), "pg_ctlcluster restart: {status}");
         }
     }
-    let runs = wait_for(Duration::from_secs(90), "every run to end", || {
+    let all_ended = wait_for(Duration::MAX, "every run to end", || {
         let store = store.clone();
         async move {
             let (runs, ended, _) = states(store).await?;
             (ended == RUNS as usize).then_some(runs)
         }
-    })
-    .await;
+    });
+    let Ok(runs) = tokio::time::timeout(Duration::from_secs(90), all_ended).await else {
+        let (runs, _, _) = states(store.clone()).await.unwrap();
+        panic!(
+            "waited 90 s for every run to end; not ended:\n{}\nthe workers' logs:\n{}",
+            not_ended(&runs),
+            workers.iter().map(|w| w.stderr()).collect::<String>()
+        );
+    };
     assert!(
         at_cut < RUNS as usize && going > 0,
         "no run was going at the cut"
@@ -500,6 +507,20 @@ async fn workers_ride_out(outage: Outage, tag: &str) {
     schema.drop().await;
 }
 
+/// One line per run of `runs` that has not ended: id, state, worker, message.
+fn not_ended(runs: &[weft::store::RunRecord]) -> String {
+    runs.iter()
+        .filter(|r| !r.state.is_final())
+        .map(|r| {
+            let worker = r.placement.as_ref().and_then(|p| p.worker.clone());
+            format!(
+                "{} {:?} worker {worker:?}: {:?}\n",
+                r.id, r.state, r.message
+            )
+        })
+        .collect()
+}
+
 /// The Debian cluster (version, name) listening on the port of `url` (`pg_lsclusters`).
 fn cluster_of(url: &str) -> (String, String) {
     let port = url
@@ -518,6 +539,39 @@ fn cluster_of(url: &str) -> (String, String) {
         .find(|f| f.len() > 2 && f[2] == port)
         .map(|f| (f[0].to_owned(), f[1].to_owned()))
         .unwrap_or_else(|| panic!("no cluster listens on port {port}"))
+}
+
+/// A claim whose COMMIT reached the server but whose answer was lost (the connection dropped
+/// in between): the worker saw an error, yet the run is Pending and owned by the worker's live
+/// process, which the reaper leaves alone. The worker's next claim takes it, once, instead of
+/// leaving it Pending for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_answer_was_lost_is_taken_by_the_next_claim() {
+    let proxy = Proxy::start().await;
+    let schema = Schema::new("lostclaim").await;
+    let store = schema.store().await;
+    prepare(&store).await;
+    let id = store.schedule_run("short", key(1), None).await.unwrap();
+    let cut = schema.options(&proxy.url()).connect().await.unwrap();
+    let names = ["short".to_owned()];
+    proxy.lose_answer_to(b"COMMIT");
+    let lost = cut.claim_runs(POOL, "w1", &names, 4).await;
+    assert!(lost.is_err(), "the answer was to be lost: {lost:?}");
+    let run = store.run_record(id).await.unwrap();
+    assert_eq!(run.state, StateKind::Pending, "the claim committed");
+    assert!(
+        store
+            .claim_runs(POOL, "w2", &names, 4)
+            .await
+            .unwrap()
+            .is_empty(),
+        "another worker finds the run claimed"
+    );
+    let again = cut.claim_runs(POOL, "w1", &names, 4).await.unwrap();
+    assert_eq!(again.iter().map(|r| r.id).collect::<Vec<_>>(), [id]);
+    let third = cut.claim_runs(POOL, "w1", &names, 4).await.unwrap();
+    assert!(third.is_empty(), "taken once: {third:?}");
+    schema.drop().await;
 }
 
 /// The restart as the workers see it, through the proxy: every connection dropped at once and

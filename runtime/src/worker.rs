@@ -244,6 +244,24 @@ fn flow_label(d: &Deployment) -> String {
     }
 }
 
+/// Does `write` until it succeeds, every second for up to a minute: a run the worker gives
+/// up must not stay Pending under its live process because the database was away a moment.
+/// The writes it is used for are guarded, so doing one again is harmless.
+async fn until_done<T, F, Fut>(mut write: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, crate::store::StoreError>>,
+{
+    for _ in 0..60 {
+        match write().await {
+            Ok(done) => return Some(done),
+            Err(e) => tracing::debug!(target: "weft", "Worker: {e}; trying again in 1 s"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    None
+}
+
 /// A started worker's state.
 struct Work {
     store: Store,
@@ -378,7 +396,11 @@ impl Work {
             Err(why) => {
                 let why = format!("its parameters do not fit flow '{}': {why}", d.flow.name);
                 tracing::warn!(target: "weft", "Flow run {}: {why}", run.id);
-                let _ = self.store.reject_claimed(run.id, &why).await;
+                let (store, id) = (self.store.clone(), run.id);
+                tokio::spawn(until_done(move || {
+                    let (store, why) = (store.clone(), why.clone());
+                    async move { store.reject_claimed(id, &why).await }
+                }));
                 return;
             }
         };
@@ -392,14 +414,14 @@ impl Work {
                 // copy not cancelled yet): the run waits in the queue for that copy to end.
                 let why = "not started: another process on this machine still holds the run \
                            (a worker taken for dead); scheduled again";
-                if let Ok(true) = store.unclaim(id, AGAIN_AFTER, why).await {
+                if let Some(true) = until_done(|| store.unclaim(id, AGAIN_AFTER, why)).await {
                     tracing::warn!(
                         target: "weft",
                         "Flow run {id}: {why}, due in {AGAIN_AFTER:?}"
                     );
                 }
             }
-            let _ = store.release_run(id).await;
+            until_done(|| store.release_run(id)).await;
             id
         });
     }

@@ -104,6 +104,51 @@ pub struct Proxy {
     port: u16,
     up: std::sync::Arc<std::sync::atomic::AtomicBool>,
     cut: tokio::sync::watch::Sender<u64>,
+    /// When set: the next message from a client that holds these bytes reaches the server, and
+    /// then its connection is closed without the server's answer (see [`Proxy::lose_answer_to`]).
+    lose: std::sync::Arc<std::sync::Mutex<Option<&'static [u8]>>>,
+}
+
+/// Relays bytes both ways between `client` and `server` until either closes; one task, so
+/// that a message whose answer is to be lost ([`Proxy::lose_answer_to`]) is never answered.
+#[cfg(feature = "postgres")]
+async fn relay(
+    client: &mut tokio::net::TcpStream,
+    mut server: tokio::net::TcpStream,
+    lose: &std::sync::Mutex<Option<&'static [u8]>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut up, mut down) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        tokio::select! {
+            n = client.read(&mut up) => {
+                let Ok(n @ 1..) = n else { return };
+                let chunk = &up[..n];
+                let lost = {
+                    let mut lose = lose.lock().unwrap();
+                    let hit = lose.is_some_and(|b| chunk.windows(b.len()).any(|w| w == b));
+                    if hit {
+                        *lose = None; // once
+                    }
+                    hit
+                };
+                if server.write_all(chunk).await.is_err() {
+                    return;
+                }
+                if lost {
+                    // Time for the server to act on it; the answer is never relayed.
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    return;
+                }
+            }
+            n = server.read(&mut down) => {
+                let Ok(n @ 1..) = n else { return };
+                if client.write_all(&down[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(feature = "postgres")]
@@ -115,6 +160,8 @@ impl Proxy {
         let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let (cut, cuts) = tokio::sync::watch::channel(0u64);
         let up2 = up.clone();
+        let lose = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let lose2 = lose.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
@@ -126,19 +173,30 @@ impl Proxy {
                 }
                 let mut cuts = cuts.clone();
                 cuts.borrow_and_update(); // only later cuts stop this connection
+                let lose = lose2.clone();
                 tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await
-                    else {
+                    let Ok(server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await else {
                         return;
                     };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = relay(&mut client, server, &lose) => {}
                         _ = cuts.changed() => {}
                     }
                 });
             }
         });
-        Proxy { port, up, cut }
+        Proxy {
+            port,
+            up,
+            cut,
+            lose,
+        }
+    }
+    /// The next message a client sends that holds `bytes` (say `b"COMMIT"`) reaches the server,
+    /// which acts on it, and then the client's connection is closed before the answer comes
+    /// back: the client cannot know whether it was done.
+    pub fn lose_answer_to(&self, bytes: &'static [u8]) {
+        *self.lose.lock().unwrap() = Some(bytes);
     }
     pub fn url(&self) -> String {
         server_url().replace(":5432", &format!(":{}", self.port))

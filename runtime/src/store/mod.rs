@@ -49,6 +49,7 @@ mod checkpoint;
 mod counts;
 mod deploy;
 mod limits;
+mod lost_claims;
 mod pools;
 mod query;
 mod queue;
@@ -527,6 +528,8 @@ pub(crate) struct Inner {
     owners: cancel::Owners,
     /// The concurrency limits this process read last.
     limits: limits::Cache,
+    /// Claims that failed and may have committed all the same.
+    lost_claims: lost_claims::LostClaims,
 }
 
 impl fmt::Debug for Store {
@@ -623,6 +626,7 @@ impl Store {
                         runtime: tokio::runtime::Handle::current(),
                         owners: cancel::Owners::new(),
                         limits: limits::Cache::default(),
+                        lost_claims: lost_claims::LostClaims::default(),
                     });
                     let store = Store {
                         inner: inner.clone(),

@@ -53,6 +53,8 @@
 //! # Ok(()) }
 //! ```
 
+use super::cancel::Owners;
+use super::lost_claims::recover;
 use super::pools::pool_exists;
 use super::reaper::{mark_ended, Ending};
 use super::{parse_ts, ts, Backend, Store, StoreError};
@@ -274,31 +276,32 @@ impl Store {
         );
         self.with_pool(move |pool, backend| async move {
             let now = ts(Utc::now());
-            let mut tx = pool.begin().await?;
-            // A write first: on SQLite it takes the write lock, so claimers take turns.
-            inner.owners.beat(&mut tx, &now).await?;
-            let Some(room) = pool_room(&mut tx, backend, &pool_name).await? else {
-                drop(tx);
-                return Err(super::pools::pool_not_found(&pool, pool_name).await);
+            let lost = inner.lost_claims.stamps(&pool_name, &worker);
+            let claim = async {
+                let mut tx = pool.begin().await?;
+                // A write first: on SQLite it takes the write lock, so claimers take turns.
+                inner.owners.beat(&mut tx, &now).await?;
+                let Some(room) = pool_room(&mut tx, backend, &pool_name).await? else {
+                    drop(tx);
+                    return Err(super::pools::pool_not_found(&pool, pool_name.clone()).await);
+                };
+                let process = &inner.owners.process;
+                let mut claimed = recover(&mut tx, process, &pool_name, &lost, &now).await?;
+                claimed.retain(|r| !inner.owners.runs_here(r.id));
+                let max = room.map_or(max, |r| r.min(max));
+                let max = max.saturating_sub(claimed.len());
+                let due = due_runs(&mut tx, backend, &pool_name, &deployments, &now, max).await?;
+                let due = within_deployment_limits(&mut tx, backend, due).await?;
+                take_all(&mut tx, &inner.owners, due, &worker, &now, &mut claimed).await?;
+                tx.commit().await?;
+                Ok(claimed)
             };
-            let max = room.map_or(max, |r| r.min(max));
-            let due = due_runs(&mut tx, backend, &pool_name, &deployments, &now, max).await?;
-            let due = within_deployment_limits(&mut tx, backend, due).await?;
-            let mut claimed = Vec::with_capacity(due.len());
-            for run in due {
-                let token = inner.owners.token(run.id);
-                // Never a run this process still runs: a copy it was taken for dead with,
-                // whose rows its lease token (the same for each claim of the run here) would
-                // let through again.
-                if inner.owners.runs_here(run.id) {
-                    continue;
-                }
-                if take(&mut tx, &run, &worker, token, &inner.owners.process, &now).await? {
-                    claimed.push(run);
-                }
+            let claimed = claim.await;
+            if claimed.is_err() {
+                // It may have committed all the same: the next claim looks.
+                inner.lost_claims.failed(&pool_name, &worker, &now);
             }
-            tx.commit().await?;
-            Ok(claimed)
+            claimed
         })
         .await
     }
@@ -685,21 +688,24 @@ async fn due_runs(
     q.fetch_all(&mut **tx)
         .await?
         .iter()
-        .map(|r| {
-            let overrides: Option<String> = r.try_get("overrides")?;
-            let overrides = overrides
-                .and_then(|o| serde_json::from_str::<Overrides>(&o).ok())
-                .unwrap_or_default();
-            Ok(ClaimedRun {
-                id: Uuid::parse_str(&r.try_get::<String, _>("id")?)
-                    .map_err(|e| StoreError::Query(format!("a bad run id in the queue: {e}")))?,
-                deployment: r.try_get("deployment")?,
-                overrides,
-                scheduled: parse_ts(&r.try_get::<String, _>("scheduled")?)?,
-                tries: u32::try_from(r.try_get::<i64, _>("tries")?).unwrap_or(0),
-            })
-        })
+        .map(claimed_run)
         .collect()
+}
+
+/// A run to claim, from a row of `flow_runs` (id, deployment, overrides, scheduled, tries).
+pub(super) fn claimed_run(r: &sqlx::any::AnyRow) -> Result<ClaimedRun, StoreError> {
+    let overrides: Option<String> = r.try_get("overrides")?;
+    let overrides = overrides
+        .and_then(|o| serde_json::from_str::<Overrides>(&o).ok())
+        .unwrap_or_default();
+    Ok(ClaimedRun {
+        id: Uuid::parse_str(&r.try_get::<String, _>("id")?)
+            .map_err(|e| StoreError::Query(format!("a bad run id in the queue: {e}")))?,
+        deployment: r.try_get("deployment")?,
+        overrides,
+        scheduled: parse_ts(&r.try_get::<String, _>("scheduled")?)?,
+        tries: u32::try_from(r.try_get::<i64, _>("tries")?).unwrap_or(0),
+    })
 }
 
 /// The runs among `due` their deployments' `max_active` leaves room for, in order. On
@@ -758,6 +764,29 @@ async fn deployment_room(
 
 /// Makes `run` Pending, owned by `process` with lease `token`, run by `worker`: false when
 /// another claim took it first.
+/// Claims each run of `due` for `worker` in `tx`, onto `claimed`.
+async fn take_all(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    owners: &Owners,
+    due: Vec<ClaimedRun>,
+    worker: &str,
+    now: &str,
+    claimed: &mut Vec<ClaimedRun>,
+) -> Result<(), StoreError> {
+    for run in due {
+        // Never a run this process still runs: a copy it was taken for dead with, whose rows
+        // its lease token (the same for each claim of the run here) would let through again.
+        if owners.runs_here(run.id) {
+            continue;
+        }
+        let token = owners.token(run.id);
+        if take(tx, &run, worker, token, &owners.process, now).await? {
+            claimed.push(run);
+        }
+    }
+    Ok(())
+}
+
 async fn take(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run: &ClaimedRun,
