@@ -4,7 +4,8 @@
 # baseline measured in the same run:
 #
 #   1. a crate depending on tokio + serde (the baseline), then the same crate depending on weft
-#      (default features), and on weft with every feature (`full`);
+#      without default features (the macros and the engine), with its default features (and
+#      so SQLite run history), and with every feature (`full`);
 #   2. adding a #[flow] of N statements to the weft crate once it is built (N = 0, 50, 1000: the
 #      rebuild of the crate alone), and the size of its macro expansion per statement;
 #   3. with --cli, the size of the release `weft` binary (built in the repository's target).
@@ -71,6 +72,14 @@ async fn main() { let r = Row { n: 1 }; println!("{}", r.n); }'
 make_crate with_full "weft = { path = \"$root\", features = [\"full\"] }
 tokio = { version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }" 'fn main() {}'
 
+make_crate engine_only "weft = { path = \"$root\", default-features = false }
+tokio = { version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }" '
+use weft::prelude::*;
+#[task] fn one() -> u32 { 1 }
+#[flow] async fn hello() -> u32 { let x = one()?; x }
+#[tokio::main]
+async fn main() { let _ = hello().await; }'
+
 make_crate with_weft "weft = { path = \"$root\" }
 tokio = { version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }" '
 use weft::prelude::*;
@@ -100,7 +109,7 @@ generate_flow() {
 generate_flow 0
 
 echo "Fetching dependencies (not counted)..." >&2
-for crate in plain with_weft with_full; do (cd "$work/$crate" && cargo fetch -q); done
+for crate in plain engine_only with_weft with_full; do (cd "$work/$crate" && cargo fetch -q); done
 
 # Median "CPU PEAK" of $reps clean builds of crate $1.
 clean_builds() {
@@ -120,6 +129,8 @@ echo "| crate | CPU s | × tokio + serde | peak compiler memory |"
 echo "|---|---:|---:|---:|"
 read -r base base_peak < <(clean_builds plain)
 echo "| tokio + serde | $base | 1.0 | $base_peak MiB |"
+read -r engine engine_peak < <(clean_builds engine_only)
+echo "| weft (default-features = false: macros + engine) + tokio | $engine | $(awk -v a="$engine" -v b="$base" 'BEGIN { printf "%.1f", a / b }') | $engine_peak MiB |"
 read -r weft weft_peak < <(clean_builds with_weft)
 echo "| weft (default features) + tokio | $weft | $(awk -v a="$weft" -v b="$base" 'BEGIN { printf "%.1f", a / b }') | $weft_peak MiB |"
 read -r full full_peak < <(clean_builds with_full)

@@ -428,8 +428,15 @@ impl<T> Outcome<T> {
     }
 }
 
+/// Without the `history` feature no tag is limited.
+#[cfg(not(feature = "history"))]
+async fn tag_slots(_: &FlowCtx, _: TaskRunId, _: &TaskOptions) -> Result<Option<()>, ()> {
+    Ok(None)
+}
+
 /// The slots of task run `id`'s limited tags, once it holds them (None without a history
 /// store or a limited tag); Err when the run was cancelled while waiting.
+#[cfg(feature = "history")]
 async fn tag_slots(
     cx: &FlowCtx,
     id: TaskRunId,

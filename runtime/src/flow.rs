@@ -5,6 +5,7 @@ use crate::handlers;
 use crate::results::ResultStore;
 use crate::state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
 use crate::store::record::Recorder;
+#[cfg(feature = "history")]
 use crate::store::{HistoryReport, Store};
 use crate::task::TaskRunReport;
 use chrono::{DateTime, Utc};
@@ -155,6 +156,7 @@ pub(crate) enum HistoryChoice {
     #[default]
     Default,
     Off,
+    #[cfg(feature = "history")]
     To(Store),
 }
 
@@ -225,6 +227,7 @@ impl RunConfig {
         self.sinks.push(sink);
         self
     }
+    #[cfg(feature = "history")]
     /// Record the run into `store` instead of the default one (`WEFT_DATABASE_URL`, else
     /// `$WEFT_HOME/.weft/weft.db`); see [`crate::store`].
     pub fn history(mut self, store: Store) -> Self {
@@ -255,9 +258,11 @@ impl RunConfig {
     #[doc(hidden)]
     pub fn records_history(&self) -> bool {
         match self.history {
+            #[cfg(feature = "history")]
             HistoryChoice::Default => crate::store::enabled_by_env(),
-            HistoryChoice::Off => false,
+            #[cfg(feature = "history")]
             HistoryChoice::To(_) => true,
+            _ => false,
         }
     }
     /// The flow's parameters as a JSON object, for the run history (set by generated code).
@@ -427,6 +432,7 @@ pub(crate) fn scoped_to_current<F: Future>(fut: F) -> impl Future<Output = F::Ou
 }
 
 /// The history recorder of the flow run being driven on this tokio task, if any.
+#[cfg(feature = "history")]
 pub(crate) fn current_history() -> Option<Arc<Recorder>> {
     CURRENT_FLOW
         .try_with(|cx| cx.history.clone())
@@ -627,6 +633,7 @@ impl FlowCtx {
         self.results.clone()
     }
     /// The store this run is recorded into, if any.
+    #[cfg(feature = "history")]
     pub(crate) fn history_store(&self) -> Option<Store> {
         self.history.as_ref().map(|h| h.store().clone())
     }
@@ -846,6 +853,7 @@ pub struct FlowRun<R> {
     /// The compile-time graph of the flow.
     pub graph: &'static FlowGraph,
     /// How much of the run reached the run history (None: history was off).
+    #[cfg(feature = "history")]
     pub history: Option<HistoryReport>,
     /// For a subflow's run: the parent run's id and the parent's node that ran it.
     pub parent: Option<(Uuid, u32)>,
@@ -935,6 +943,7 @@ impl<R> FlowRun<R> {
             started: self.started,
             ended: self.ended,
             graph: self.graph,
+            #[cfg(feature = "history")]
             history: self.history,
             parent: self.parent,
             subflows: self.subflows,
@@ -952,6 +961,7 @@ impl<R> FlowRun<R> {
             started: self.started,
             ended: self.ended,
             graph: self.graph,
+            #[cfg(feature = "history")]
             history: self.history.clone(),
             parent: self.parent,
             subflows: self.subflows.clone(),
@@ -1025,6 +1035,7 @@ where
     let history = start_history(def, &mut config, run_id, &mut unrecorded).await;
     let cx = Arc::new(FlowCtx::new(def, config, history));
     // Until the report is built: a cancel request in the store cancels this run.
+    #[cfg(feature = "history")]
     let _owned = match (&cx.history, &cx.requested) {
         (Some(h), Some(handle)) => Some(h.store().own(cx.run_id, handle.clone())),
         _ => None,
@@ -1207,6 +1218,7 @@ where
         }
     });
     let ended = Utc::now();
+    #[cfg(feature = "history")]
     let history = match &cx.history {
         Some(h) => {
             let report = h.finish().await;
@@ -1236,6 +1248,7 @@ where
         started,
         ended,
         graph: def.graph,
+        #[cfg(feature = "history")]
         history,
         parent,
         subflows,
@@ -1318,6 +1331,7 @@ fn claim_resumed_run<R>(
                 started: now,
                 ended: now,
                 graph: def.graph,
+                #[cfg(feature = "history")]
                 history: None,
                 parent: config.parent,
                 subflows: Vec::new(),
@@ -1334,6 +1348,7 @@ fn claim_resumed_run<R>(
     }
 }
 
+#[cfg(feature = "history")]
 /// Opens the run's history store and records its start; None when history is off or the store
 /// cannot be opened (the run goes on, and says so: in the log, and in `unrecorded`, the run's
 /// [`FlowRun::history`] with the reason).
@@ -1370,6 +1385,17 @@ async fn start_history(
         params,
         config.parent,
     ))
+}
+
+/// Without the `history` feature nothing is recorded.
+#[cfg(not(feature = "history"))]
+async fn start_history(
+    _: &'static FlowDef,
+    _: &mut RunConfig,
+    _: Uuid,
+    _: &mut Option<std::convert::Infallible>,
+) -> Option<Arc<Recorder>> {
+    None
 }
 
 fn flow_transition(cx: &FlowCtx, def: &'static FlowDef, old: State, new: State) -> State {
@@ -1411,6 +1437,7 @@ impl FlowCtx {
     /// A context for a task (or a mapped task) awaited outside any flow: recorded in the run
     /// history as a run of its own, named after the task, as Prefect records a task called
     /// outside a flow (unless history is off).
+    #[cfg(feature = "history")]
     pub(crate) async fn standalone_recorded(task: &'static str, mapped: bool) -> Self {
         let mut cx = FlowCtx::standalone();
         if !crate::store::enabled_by_env() {
@@ -1438,8 +1465,15 @@ impl FlowCtx {
         cx
     }
 
+    /// Without the `history` feature: a context recorded nowhere.
+    #[cfg(not(feature = "history"))]
+    pub(crate) async fn standalone_recorded(_: &'static str, _: bool) -> Self {
+        FlowCtx::standalone()
+    }
+
     /// Ends a standalone run's record with the task's final state and waits for it to be
     /// confirmed (at most the store's flush timeout).
+    #[cfg(feature = "history")]
     pub(crate) async fn finish_standalone(&self, state: State) {
         let Some(h) = &self.history else {
             return;
@@ -1458,6 +1492,11 @@ impl FlowCtx {
         }
     }
 
+    /// Without the `history` feature: nothing to end.
+    #[cfg(not(feature = "history"))]
+    pub(crate) async fn finish_standalone(&self, _: State) {}
+
+    #[cfg(feature = "history")]
     fn emit_run_state(&self, state: State) {
         self.emit(&RunEvent {
             flow_run_id: self.run_id,
@@ -1470,6 +1509,7 @@ impl FlowCtx {
     }
 }
 
+#[cfg(feature = "history")]
 /// The one-node graph of a task run awaited outside any flow (one per task, kept for the
 /// process's life like a `#[flow]`'s).
 fn standalone_graph(task: &'static str, mapped: bool) -> &'static FlowGraph {

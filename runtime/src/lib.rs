@@ -14,10 +14,15 @@ pub mod results;
 pub mod rules;
 pub mod schedule;
 pub mod state;
+#[cfg(feature = "history")]
 pub mod store;
+#[cfg(not(feature = "history"))]
+#[path = "no_history.rs"]
+mod store;
 mod subflow;
 pub mod task;
 pub mod viz;
+#[cfg(feature = "history")]
 pub mod worker;
 
 mod driver;
@@ -43,6 +48,7 @@ pub use flow::{
 pub use graph::{CycleError, Edge, EdgeKind, FlowGraph, Node, NodeKind};
 pub use schedule::{Schedule, ScheduleError};
 pub use state::{RunKind, State, StateChange, StateHandler, StateKind, TaskRunId};
+#[cfg(feature = "history")]
 pub use store::{HistoryReport, Store, StoreError};
 pub use subflow::{FlowCall, FlowFn};
 pub use task::{

@@ -229,6 +229,7 @@ impl FlowCtx {
         if config.results.is_none() {
             config.results = Some(self.results_arc());
         }
+        #[cfg(feature = "history")]
         if matches!(config.history, crate::flow::HistoryChoice::Default) {
             config.history = match self.history_store() {
                 Some(store) => crate::flow::HistoryChoice::To(store),

@@ -101,10 +101,16 @@
 //! `cron` and `in` are lower case when written and read in any case.
 
 mod cron;
+mod handle;
+#[cfg(feature = "history")]
 mod serve;
 
+pub use handle::FlowHandle;
+
+#[cfg(feature = "history")]
 pub(crate) use serve::shutdown_signal;
-pub use serve::{serve, Deployment, FlowHandle, Overlap, ServeError, Server};
+#[cfg(feature = "history")]
+pub use serve::{serve, Deployment, Overlap, ServeError, Server};
 #[cfg(feature = "pipeline")]
 pub(crate) use serve::{Finished, Start};
 

@@ -1,8 +1,8 @@
 //! Deployments and `serve`: flows run on their schedules, and on request, until the process is
 //! told to stop (Prefect's `flow.serve(...)` and `serve(a, b, c)`).
 
-use super::Schedule;
-use crate::flow::{CancelHandle, FlowDef, FlowRun, RunConfig};
+use super::{FlowHandle, Schedule};
+use crate::flow::{CancelHandle, FlowDef, RunConfig};
 use crate::state::{State, StateKind};
 use crate::store::{RequestState, RunRequest, Store};
 use crate::task::BoxFuture;
@@ -15,44 +15,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 
 type Overrides = serde_json::Map<String, serde_json::Value>;
-
-/// A `#[flow]` as a value, with typed parameters `P` (a tuple of the flow's parameters) and
-/// return type `R`: what `my_flow::flow()` returns, for [`Deployment::new`].
-pub struct FlowHandle<P, R> {
-    def: &'static FlowDef,
-    run: fn(RunConfig, P) -> BoxFuture<'static, FlowRun<R>>,
-    with_overrides: fn(&P, &Overrides) -> Result<P, String>,
-    params_json: fn(&P) -> serde_json::Value,
-}
-
-impl<P, R> FlowHandle<P, R> {
-    /// Built by `#[flow]`.
-    #[doc(hidden)]
-    pub fn __new(
-        def: &'static FlowDef,
-        run: fn(RunConfig, P) -> BoxFuture<'static, FlowRun<R>>,
-        with_overrides: fn(&P, &Overrides) -> Result<P, String>,
-        params_json: fn(&P) -> serde_json::Value,
-    ) -> Self {
-        FlowHandle {
-            def,
-            run,
-            with_overrides,
-            params_json,
-        }
-    }
-    /// The flow's definition.
-    pub fn definition(&self) -> &'static FlowDef {
-        self.def
-    }
-}
-
-impl<P, R> Clone for FlowHandle<P, R> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<P, R> Copy for FlowHandle<P, R> {}
 
 /// What a deployment does when a run is due while its previous run is still going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
