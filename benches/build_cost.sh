@@ -10,7 +10,7 @@
 #      rebuild of the crate alone), and the size of its macro expansion per statement;
 #   3. with --cli, the size of the release `weft` binary (built in the repository's target).
 #
-#   bash benches/build_cost.sh [--reps K] [--sizes "0 50 1000"] [--cli]
+#   bash benches/build_cost.sh [--reps K] [--sizes "0 50 1000"] [--cli] [--flows-only]
 #
 # Every build of a crate is clean (its own target directory, removed before each repetition);
 # registry downloads are not counted (fetched once first). Medians of K repetitions (default 1).
@@ -19,12 +19,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 reps=1
 sizes="0 50 1000"
 cli=false
+crates=true
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) reps=$2; shift 2 ;;
     --sizes) sizes=$2; shift 2 ;;
     --cli) cli=true; shift ;;
-    *) echo "usage: $0 [--reps K] [--sizes \"0 50 1000\"] [--cli]" >&2; exit 2 ;;
+    --flows-only) crates=false; shift ;;
+    *) echo "usage: $0 [--reps K] [--sizes \"0 50 1000\"] [--cli] [--flows-only]" >&2; exit 2 ;;
   esac
 done
 work=$(mktemp -d /tmp/weft-build-cost.XXXXXX)
@@ -123,6 +125,7 @@ clean_builds() {
   echo "$(tr ' ' '\n' <<<"$cpus" | grep . | median) $(tr ' ' '\n' <<<"$peaks" | grep . | median)"
 }
 
+if $crates; then
 echo "## A user crate's clean dev build (CPU s = user + system; $reps repetition(s), median)"
 echo
 echo "| crate | CPU s | × tokio + serde | peak compiler memory |"
@@ -136,6 +139,12 @@ echo "| weft (default features) + tokio | $weft | $(awk -v a="$weft" -v b="$base
 read -r full full_peak < <(clean_builds with_full)
 echo "| weft (features = [\"full\"]) + tokio | $full | $(awk -v a="$full" -v b="$base" 'BEGIN { printf "%.1f", a / b }') | $full_peak MiB |"
 echo
+fi
+
+if ! $crates; then
+  # The crate built once, not measured: the rows below are its rebuilds.
+  (cd "$work/with_weft" && cargo build -q)
+fi
 
 echo "## Adding a #[flow] of N statements to the built weft crate (the crate's rebuild alone)"
 echo

@@ -286,7 +286,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     if let Some(c) = &sig.constness {
         errors.at(c.span(), "a task can't be a `const fn`");
     }
-    if let Some(u) = &sig.unsafety {
+    if let syn::Safety::Unsafe(u) = &sig.safety {
         errors.at(
             u.span(),
             "a task can't be an `unsafe fn`: wrap the unsafe code in a safe function",

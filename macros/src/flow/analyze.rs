@@ -574,7 +574,7 @@ pub fn analyze(params: &[Ident], body: Vec<Stmt>) -> syn::Result<FlowModel> {
             let is_map = path.segments.len() >= 2 && path.segments.last().unwrap().ident == "map";
             if is_map {
                 path.segments.pop();
-                let last = path.segments.pop().unwrap().into_value();
+                let last = path.segments.pop().unwrap();
                 path.segments.push(last);
             }
             for seg in path.segments.iter_mut() {

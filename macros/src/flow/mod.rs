@@ -90,7 +90,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             "a flow can't be generic: give its parameters concrete types",
         );
     }
-    if let Some(u) = &sig.unsafety {
+    if let syn::Safety::Unsafe(u) = &sig.safety {
         errors.at(u.span(), "a flow can't be an `unsafe fn`");
     }
     let mut params = Vec::new();
