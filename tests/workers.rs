@@ -223,6 +223,28 @@ fn max_overlap(runs: &[RunRecord]) -> usize {
     most as usize
 }
 
+/// The runs in the order they started: id, start, end, worker, state (for failure messages).
+fn timeline(runs: &[RunRecord]) -> String {
+    let mut runs: Vec<_> = runs.iter().collect();
+    runs.sort_by_key(|r| r.started);
+    runs.iter()
+        .map(|r| {
+            let (worker, tries) = r
+                .placement
+                .as_ref()
+                .map_or((None, 0), |p| (p.worker.clone(), p.tries));
+            let ended = r.ended.map(|e| e.format("%H:%M:%S%.6f").to_string());
+            format!(
+                "{} {} .. {ended:?} {worker:?} {:?} tries {tries} {:?}\n",
+                r.id,
+                r.started.format("%H:%M:%S%.6f"),
+                r.state,
+                r.message
+            )
+        })
+        .collect()
+}
+
 /// Creates the pool and registers the deployments (as a worker would) so that runs can be
 /// scheduled before any worker starts.
 async fn prepare(store: &Store, limit: Option<u32>, scheduled: bool) {
@@ -312,7 +334,12 @@ async fn max_active_runs_holds_across_workers(db: Db) {
     for w in workers {
         w.stop();
     }
-    assert_eq!(max_overlap(&runs), 1, "runs of the deployment overlapped");
+    assert_eq!(
+        max_overlap(&runs),
+        1,
+        "runs of the deployment overlapped:\n{}",
+        timeline(&runs)
+    );
     assert_eq!(marks(&dir).len(), 12);
 }
 

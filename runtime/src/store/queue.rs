@@ -762,8 +762,6 @@ async fn deployment_room(
     Ok(Some(max - active))
 }
 
-/// Makes `run` Pending, owned by `process` with lease `token`, run by `worker`: false when
-/// another claim took it first.
 /// Claims each run of `due` for `worker` in `tx`, onto `claimed`.
 async fn take_all(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -787,6 +785,8 @@ async fn take_all(
     Ok(())
 }
 
+/// Makes `run` Pending, owned by `process` with lease `token`, run by `worker`: false when
+/// another claim took it first.
 async fn take(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run: &ClaimedRun,
