@@ -155,6 +155,11 @@ handle_common!(Owned);
 handle_common!(Shared);
 
 impl<T> Owned<T> {
+    /// [`Owned::new`] with its type named by the producer (`TaskFn::value_type`): a handle typed
+    /// where it is declared leaves rustc no inference to carry through the rest of the body.
+    pub fn typed(_: PhantomData<T>, task: &'static str, readers: u32) -> Self {
+        Self::new(task, readers)
+    }
     /// A handle for the output of `task`, read by `readers` nodes.
     pub fn new(task: &'static str, readers: u32) -> Self {
         Owned {
@@ -194,6 +199,11 @@ impl<T> Owned<T> {
 }
 
 impl<T> Shared<T> {
+    /// [`Shared::new`] with its type named by the producer (`TaskFn::value_type`): a handle typed
+    /// where it is declared leaves rustc no inference to carry through the rest of the body.
+    pub fn typed(_: PhantomData<T>, task: &'static str, readers: u32) -> Self {
+        Self::new(task, readers)
+    }
     /// A handle for the output of `task`, read by `readers` task nodes.
     pub fn new(task: &'static str, readers: u32) -> Self {
         Shared {
@@ -325,6 +335,23 @@ pub fn spawn_node<'a, H: Sync, K: Send + 'a>(
     never_ran: fn(&H, State),
     keep: K,
     body: impl Future<Output = ()> + Send + 'a,
+) {
+    spawn_boxed(set, cx, node, opts, me, never_ran, keep, Box::pin(body));
+}
+
+/// The part of [`spawn_node`] that is not generic over the node's body: compiled once per
+/// handle and guard type instead of once per flow statement (half the machine code of a large
+/// flow).
+#[allow(clippy::too_many_arguments)]
+fn spawn_boxed<'a, H: Sync, K: Send + 'a>(
+    set: &NodeSet<'a>,
+    cx: &'a FlowCtx,
+    node: u32,
+    opts: &'static TaskOptions,
+    me: &'a H,
+    never_ran: fn(&H, State),
+    keep: K,
+    body: NodeFuture<'a>,
 ) {
     set.push(Box::pin(async move {
         let _keep = keep;

@@ -2,7 +2,7 @@
 //! broken rule is one compile error at the token that breaks it, in these words. You never
 //! implement or call them; they are public so that the errors name something you can look up.
 
-use crate::driver::IntoNode;
+use crate::driver::{IntoNode, NodeRun};
 use crate::graph::NodeKind;
 use crate::task::TaskOptions;
 use std::marker::PhantomData;
@@ -44,6 +44,16 @@ pub trait TaskFn<Args> {
     /// Calls it.
     #[doc(hidden)]
     fn call(&self, args: Args) -> Self::Call;
+    /// The type dependents get through `?`, for the handle of its output.
+    #[doc(hidden)]
+    fn value_type(&self) -> PhantomData<<<Self::Call as IntoNode>::Run as NodeRun>::Value> {
+        PhantomData
+    }
+    /// The type dependents get without `?` (the value or the task's error).
+    #[doc(hidden)]
+    fn full_type(&self) -> PhantomData<<<Self::Call as IntoNode>::Run as NodeRun>::Full> {
+        PhantomData
+    }
 }
 
 macro_rules! task_fn {

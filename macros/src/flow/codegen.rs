@@ -23,9 +23,60 @@ fn slot(b: usize) -> Ident {
     format_ident!("__s{}", b, span = Span::mixed_site())
 }
 
-/// The node's `&'static TaskOptions`, computed once in the driver.
+/// The node's `&'static TaskOptions`, read from the driver's array inside the node's block.
 fn opts_local(i: usize) -> Ident {
     format_ident!("__o{}", i, span = Span::mixed_site())
+}
+
+/// Handles per tuple local of the driver. A coroutine's layout pass compares every local held
+/// across an `.await` with every other (quadratic): a thousand handle locals made rustc spend
+/// most of a 1,000-statement flow's build there; a few dozen tuples keep it small, while
+/// tuples short enough keep type inference from refolding one huge tuple type.
+const HANDLES_PER_LOCAL: usize = 32;
+
+/// Where the driver keeps each task node's handle and options: the `k`-th task node's handle
+/// is field `k % HANDLES_PER_LOCAL` of tuple local `k / HANDLES_PER_LOCAL`, its options
+/// element `k` of one array local.
+struct Places {
+    /// Per node: its index among task nodes (`None` for glue).
+    task_index: Vec<Option<usize>>,
+}
+
+impl Places {
+    fn new(m: &FlowModel) -> Self {
+        let mut k = 0;
+        let task_index = m
+            .nodes
+            .iter()
+            .map(|n| match n.stmt {
+                NodeStmt::Task(_) => {
+                    k += 1;
+                    Some(k - 1)
+                }
+                NodeStmt::Glue(_) => None,
+            })
+            .collect();
+        Places { task_index }
+    }
+
+    fn index(&self, node: usize) -> usize {
+        self.task_index[node].expect("handles belong to task nodes")
+    }
+
+    /// The place of node `i`'s handle, `__hc3.7`.
+    fn handle(&self, i: usize) -> TokenStream {
+        let k = self.index(i);
+        let local = format_ident!("__hc{}", k / HANDLES_PER_LOCAL, span = Span::mixed_site());
+        let field = syn::Index::from(k % HANDLES_PER_LOCAL);
+        quote!(#local.#field)
+    }
+
+    /// Node `i`'s `&'static TaskOptions`, `__o[12]`.
+    fn opts(&self, i: usize) -> TokenStream {
+        let k = self.index(i);
+        let all = hidden("__o");
+        quote!(#all[#k])
+    }
 }
 
 fn clone_fn(b: usize) -> Ident {
@@ -70,7 +121,7 @@ fn task_kind(t: &TaskStmt) -> TokenStream {
 
 /// Where a task output taken by value needs a clone check, and which: the second taker of an
 /// output taken twice, or the first taker of an output others borrow.
-fn clone_checks(m: &FlowModel) -> TokenStream {
+fn clone_checks(m: &FlowModel, places: &Places) -> TokenStream {
     let mut out = TokenStream::new();
     for (b, bind) in m.bindings.iter().enumerate() {
         let BindingKind::Task { stmt: p, .. } = bind.kind else {
@@ -93,7 +144,7 @@ fn clone_checks(m: &FlowModel) -> TokenStream {
             takers.push((g, bind.name.span()));
         }
         takers.sort_by_key(|(node, _)| *node);
-        let h = handle(p);
+        let h = places.handle(p);
         let c = clone_fn(b);
         let check = if bind.shared() {
             // Glue takes a shared output after its readers: only node takers clone.
@@ -240,30 +291,10 @@ pub fn generate(
         }
     });
     let items = &m.items;
-    let clone_checks = clone_checks(m);
+    let places = Places::new(m);
+    let clone_checks = clone_checks(m, &places);
 
-    // Handles: one per task node; `()` when nobody reads the value.
-    let handles = m.nodes.iter().enumerate().filter_map(|(i, n)| {
-        let NodeStmt::Task(t) = &n.stmt else {
-            return None;
-        };
-        let h = handle(i);
-        let o = opts_local(i);
-        let opts = task_options(t);
-        let name = quote!(#o.name);
-        let handle = match t.binding.map(|b| &m.bindings[b]) {
-            Some(b) if b.shared() => {
-                let n = b.handle_readers.len() as u32;
-                quote!(let #h = ::weft::__private::Shared::new(#name, #n);)
-            }
-            Some(b) if b.owned_readers() > 0 => {
-                let n = b.owned_readers();
-                quote!(let #h = ::weft::__private::Owned::new(#name, #n);)
-            }
-            _ => quote!(let #h = ::weft::__private::Owned::<()>::new(#name, 0);),
-        };
-        Some(quote!(let #o = #opts; #handle))
-    });
+    let handles = handle_locals(m, &places);
     // Slots for glue locals that tasks borrow.
     let slots = m
         .bindings
@@ -291,7 +322,7 @@ pub fn generate(
     let emit_creations =
         |point: Option<usize>, seq: &mut TokenStream, put_done: &mut BTreeSet<usize>| {
             for (i, t) in creations_after(point) {
-                let node = node_creation(m, i, t, &cx, &set, put_done, seq);
+                let node = node_creation(m, &places, i, t, &cx, &set, put_done, seq);
                 seq.extend(node);
             }
         };
@@ -304,7 +335,7 @@ pub fn generate(
             let BindingKind::Task { stmt: p, .. } = bind.kind else {
                 continue;
             };
-            let h = handle(p);
+            let h = places.handle(p);
             let name = &bind.name;
             let name_str = name.to_string();
             let read = if bind.shared() {
@@ -429,7 +460,7 @@ pub fn generate(
                     let #cx: &::weft::__private::FlowCtx = &#cx_arc;
                     #(#rebind_params)*
                     #(#items)*
-                    #(#handles)*
+                    #handles
                     #clone_checks
                     #(#slots)*
                     let #stop = ::weft::__private::BodyStop::new();
@@ -470,9 +501,63 @@ pub fn generate(
     }
 }
 
+/// The driver's options array and handle tuples (see [`Places`]): a handle per task node,
+/// `Owned<()>` when nobody reads the value.
+fn handle_locals(m: &FlowModel, places: &Places) -> TokenStream {
+    let tasks: Vec<(usize, &TaskStmt)> = m
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| match &n.stmt {
+            NodeStmt::Task(t) => Some((i, t)),
+            NodeStmt::Glue(_) => None,
+        })
+        .collect();
+    if tasks.is_empty() {
+        return TokenStream::new();
+    }
+    let all = hidden("__o");
+    let n = tasks.len();
+    let opts = tasks.iter().map(|(_, t)| task_options(t));
+    let mut out = quote! {
+        let #all: [&'static ::weft::__private::TaskOptions; #n] = [#(#opts),*];
+    };
+    for (c, chunk) in tasks.chunks(HANDLES_PER_LOCAL).enumerate() {
+        let local = format_ident!("__hc{}", c, span = Span::mixed_site());
+        let handles = chunk.iter().map(|(i, t)| {
+            let o = places.opts(*i);
+            let name = quote!(#o.name);
+            let (kind, readers) = match t.binding.map(|b| &m.bindings[b]) {
+                Some(b) if b.shared() => (quote!(Shared), b.handle_readers.len() as u32),
+                Some(b) if b.owned_readers() > 0 => (quote!(Owned), b.owned_readers()),
+                _ => return quote!(::weft::__private::Owned::<()>::new(#name, 0)),
+            };
+            if t.is_map {
+                return quote!(::weft::__private::#kind::new(#name, #readers));
+            }
+            // Typed by the producer: rustc then has nothing left to infer about the handle
+            // when it checks the statements after this one (typing it is half the time of the
+            // type check of a large flow).
+            let (func, n) = callee(t);
+            let args = args_tuple(n);
+            let of = Ident::new(
+                if t.checked { "value_type" } else { "full_type" },
+                func.span(),
+            );
+            // All at the function's name: for a plain function, the one error there says it all.
+            quote_spanned!(func.span()=>
+                ::weft::__private::#kind::typed(::weft::__private::TaskFn::<#args>::#of(&#func), #name, #readers))
+        });
+        out.extend(quote!(let #local = (#(#handles,)*);));
+    }
+    out
+}
+
 /// Creates the future of task node `i` and starts it.
+#[allow(clippy::too_many_arguments)]
 fn node_creation(
     m: &FlowModel,
+    places: &Places,
     i: usize,
     t: &TaskStmt,
     cx: &Ident,
@@ -584,10 +669,13 @@ fn node_creation(
     }
     for p in &refs {
         let h = handle(*p);
-        prelude.extend(quote!(let #h = &#h;));
+        let place = places.handle(*p);
+        prelude.extend(quote!(let #h = &#place;));
     }
-
     let o = opts_local(i);
+    let o_place = places.opts(i);
+    prelude.extend(quote!(let #o = #o_place;));
+
     let never_ran = if t.checked
         || t.is_map
         || t.binding
