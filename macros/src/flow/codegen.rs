@@ -73,7 +73,7 @@ impl Places {
 
     /// Node `i`'s `&'static TaskOptions`, `__o[12]`.
     fn opts(&self, i: usize) -> TokenStream {
-        let k = self.index(i);
+        let k = proc_macro2::Literal::usize_unsuffixed(self.index(i));
         let all = hidden("__o");
         quote!(#all[#k])
     }
@@ -102,21 +102,21 @@ fn args_tuple(n: usize) -> TokenStream {
 fn task_options(t: &TaskStmt) -> TokenStream {
     let comp = &t.companion;
     if t.is_map {
-        return quote_spanned!(comp.span()=> &<#comp as ::weft::__private::Task>::OPTIONS);
+        return quote_spanned!(comp.span()=> &<#comp as __weft::Task>::OPTIONS);
     }
     let (func, n) = callee(t);
     let args = args_tuple(n);
-    quote_spanned!(func.span()=> ::weft::__private::TaskFn::<#args>::options(&#func))
+    quote_spanned!(func.span()=> __weft::TaskFn::<#args>::options(&#func))
 }
 
 /// What the node is: a task, a mapped task or a subflow.
 fn task_kind(t: &TaskStmt) -> TokenStream {
     if t.is_map {
-        return quote!(::weft::__private::NodeKind::Map);
+        return quote!(__weft::NodeKind::Map);
     }
     let (func, n) = callee(t);
     let args = args_tuple(n);
-    quote_spanned!(func.span()=> ::weft::__private::TaskFn::<#args>::kind(&#func))
+    quote_spanned!(func.span()=> __weft::TaskFn::<#args>::kind(&#func))
 }
 
 /// Where a task output taken by value needs a clone check, and which: the second taker of an
@@ -153,11 +153,11 @@ fn clone_checks(m: &FlowModel, places: &Places) -> TokenStream {
                 continue;
             };
             let at = Span::mixed_site().located_at(*span);
-            quote_spanned!(at=> <_ as ::weft::__private::BorrowedAndTaken>::clone_fn(::weft::__private::shared_type(&#h)))
+            quote_spanned!(at=> <_ as __weft::BorrowedAndTaken>::clone_fn(__weft::shared_type(&#h)))
         } else if takers.len() >= 2 {
             // At the user's token, but marked as generated: rustc suggests no edit of it.
             let at = Span::mixed_site().located_at(takers[1].1);
-            quote_spanned!(at=> <_ as ::weft::__private::TakenTwice>::clone_fn(::weft::__private::output_type(&#h)))
+            quote_spanned!(at=> <_ as __weft::TakenTwice>::clone_fn(__weft::output_type(&#h)))
         } else {
             continue;
         };
@@ -245,12 +245,12 @@ pub fn generate(
                 (kind, task, binding)
             }
             NodeStmt::Glue(_) => (
-                quote!(::weft::__private::NodeKind::Glue),
+                quote!(__weft::NodeKind::Glue),
                 quote!(""),
                 quote!(::core::option::Option::None),
             ),
         };
-        quote!(::weft::__private::graph_node(#id, #kind, #task, #binding, #text, #line))
+        quote!(__weft::graph_node(#id, #kind, #task, #binding, #text, #line))
     });
     let edges = m.edges.iter().map(|e| {
         let (from, to) = (e.from as u32, e.to as u32);
@@ -260,7 +260,7 @@ pub fn generate(
             EdgeKind::Glue => quote!(Glue),
         };
         let b = &e.binding;
-        quote!(::weft::__private::graph_edge(#from, #to, ::weft::__private::EdgeKind::#kind, #b))
+        quote!(__weft::graph_edge(#from, #to, __weft::EdgeKind::#kind, #b))
     });
     let fail_fast = opts.fail_fast;
     let persist = opts.persist;
@@ -303,7 +303,7 @@ pub fn generate(
         .filter(|(_, bind)| bind.kind != BindingKind::Param && !bind.local_borrowers.is_empty())
         .map(|(b, _)| {
             let s = slot(b);
-            quote!(let #s = ::weft::__private::Slot::new();)
+            quote!(let #s = __weft::Slot::new();)
         });
 
     // The sequence: node creations at their start points, interleaved with glue.
@@ -351,7 +351,7 @@ pub fn generate(
                 let #mutability #name = match #h.#read.await {
                     ::core::option::Option::Some(__v) => __v,
                     ::core::option::Option::None => {
-                        match ::weft::__private::stop_body(&#stop, #h.missing(#name_str)).await {}
+                        match __weft::stop_body(&#stop, #h.missing(#name_str)).await {}
                     }
                 };
             });
@@ -414,6 +414,7 @@ pub fn generate(
 
             /// The flow's definition: name, options and graph.
             #vis fn definition() -> &'static ::weft::FlowDef {
+                use ::weft::__private as __weft;
                 // Built on first use: node names come from the tasks' options.
                 static GRAPH: ::weft::__private::OnceLock<::weft::__private::FlowGraph> = ::weft::__private::OnceLock::new();
                 static DEF: ::weft::__private::OnceLock<::weft::FlowDef> = ::weft::__private::OnceLock::new();
@@ -437,6 +438,8 @@ pub fn generate(
             /// event sinks).
             #[allow(clippy::all, unused_braces, unreachable_code)]
             #vis async fn run_with(#config: ::weft::RunConfig, #(#param_idents: #param_types),*) -> ::weft::FlowRun<#ret_ty> {
+                // Shorter paths in the code of every statement (a large flow's source is mostly paths).
+                use ::weft::__private as __weft;
                 let #config = #config.with_params(::std::vec![#((
                     #param_names,
                     {
@@ -520,7 +523,7 @@ fn handle_locals(m: &FlowModel, places: &Places) -> TokenStream {
     let n = tasks.len();
     let opts = tasks.iter().map(|(_, t)| task_options(t));
     let mut out = quote! {
-        let #all: [&'static ::weft::__private::TaskOptions; #n] = [#(#opts),*];
+        let #all: [&'static __weft::TaskOptions; #n] = [#(#opts),*];
     };
     for (c, chunk) in tasks.chunks(HANDLES_PER_LOCAL).enumerate() {
         let local = format_ident!("__hc{}", c, span = Span::mixed_site());
@@ -530,10 +533,10 @@ fn handle_locals(m: &FlowModel, places: &Places) -> TokenStream {
             let (kind, readers) = match t.binding.map(|b| &m.bindings[b]) {
                 Some(b) if b.shared() => (quote!(Shared), b.handle_readers.len() as u32),
                 Some(b) if b.owned_readers() > 0 => (quote!(Owned), b.owned_readers()),
-                _ => return quote!(::weft::__private::Owned::<()>::new(#name, 0)),
+                _ => return quote!(__weft::Owned::<()>::new(#name, 0)),
             };
             if t.is_map {
-                return quote!(::weft::__private::#kind::new(#name, #readers));
+                return quote!(__weft::#kind::new(#name, #readers));
             }
             // Typed by the producer: rustc then has nothing left to infer about the handle
             // when it checks the statements after this one (typing it is half the time of the
@@ -546,7 +549,7 @@ fn handle_locals(m: &FlowModel, places: &Places) -> TokenStream {
             );
             // All at the function's name: for a plain function, the one error there says it all.
             quote_spanned!(func.span()=>
-                ::weft::__private::#kind::typed(::weft::__private::TaskFn::<#args>::#of(&#func), #name, #readers))
+                __weft::#kind::typed(__weft::TaskFn::<#args>::#of(&#func), #name, #readers))
         });
         out.extend(quote!(let #local = (#(#handles,)*);));
     }
@@ -698,7 +701,7 @@ fn node_creation(
             .map(|n| quote!(::core::option::Option::Some(#n)));
         quote! {
             let (#(#somes,)*) = (#(#missing_names,)*) else {
-                return #me.#never_ran(::weft::__private::missing_input(#cx, #node, #o, &__up));
+                return #me.#never_ran(__weft::missing_input(#cx, #node, #o, &__up));
             };
         }
     };
@@ -721,7 +724,7 @@ fn node_creation(
     };
     let run = if t.is_map {
         let call_span = t.call.span();
-        quote_spanned! {call_span=> ::weft::__private::run_node(#cx, #node, &__up, #call) }
+        quote_spanned! {call_span=> __weft::run_node(#cx, #node, &__up, #call) }
     } else {
         // Through `TaskFn`, so that a plain function is one error, at its name.
         let Expr::Call(c) = &call else {
@@ -731,16 +734,16 @@ fn node_creation(
         let holes = args_tuple(c.args.len());
         let span = func.span();
         quote_spanned! {span=>
-            ::weft::__private::run_node(#cx, #node, &__up, ::weft::__private::TaskFn::<#holes>::call(&#func, (#(#args,)*)))
+            __weft::run_node(#cx, #node, &__up, __weft::TaskFn::<#holes>::call(&#func, (#(#args,)*)))
         }
     };
     quote! {
         {
             #prelude
             let #cx = #cx;
-            ::weft::__private::spawn_node(
+            __weft::spawn_node(
                 &#set, #cx, #node, #o, #me,
-                ::weft::__private::#handle_type::#never_ran,
+                __weft::#handle_type::#never_ran,
                 (#(#guards,)*),
                 async move {
                     #waits
