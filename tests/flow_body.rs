@@ -527,3 +527,101 @@ async fn a_body_stopped_by_a_skip_skips_the_rest_and_fails_nothing() {
     assert!(run.result.is_err());
     assert_eq!(stops_on_a_skip(false).await.result, Ok(4));
 }
+
+#[task]
+fn plus_one(x: u64) -> u64 {
+    x + 1
+}
+
+#[task]
+async fn total_len(xs: &[u64]) -> usize {
+    xs.len()
+}
+
+#[task]
+fn range_to(n: u64) -> Vec<u64> {
+    (0..n).collect()
+}
+
+/// More statements than the driver keeps handles per local (32): handles in three tuples, a
+/// borrowed output, and an output read without `?` in the last one.
+#[flow]
+async fn long_chain(start: u64) -> (u64, usize, bool) {
+    let xs = range_to(start)?;
+    let n = total_len(&xs)?;
+    let v0 = plus_one(start)?;
+    let v1 = plus_one(v0)?;
+    let v2 = plus_one(v1)?;
+    let v3 = plus_one(v2)?;
+    let v4 = plus_one(v3)?;
+    let v5 = plus_one(v4)?;
+    let v6 = plus_one(v5)?;
+    let v7 = plus_one(v6)?;
+    let v8 = plus_one(v7)?;
+    let v9 = plus_one(v8)?;
+    let v10 = plus_one(v9)?;
+    let v11 = plus_one(v10)?;
+    let v12 = plus_one(v11)?;
+    let v13 = plus_one(v12)?;
+    let v14 = plus_one(v13)?;
+    let v15 = plus_one(v14)?;
+    let v16 = plus_one(v15)?;
+    let v17 = plus_one(v16)?;
+    let v18 = plus_one(v17)?;
+    let v19 = plus_one(v18)?;
+    let v20 = plus_one(v19)?;
+    let v21 = plus_one(v20)?;
+    let v22 = plus_one(v21)?;
+    let v23 = plus_one(v22)?;
+    let v24 = plus_one(v23)?;
+    let v25 = plus_one(v24)?;
+    let v26 = plus_one(v25)?;
+    let v27 = plus_one(v26)?;
+    let v28 = plus_one(v27)?;
+    let v29 = plus_one(v28)?;
+    let v30 = plus_one(v29)?;
+    let v31 = plus_one(v30)?;
+    let v32 = plus_one(v31)?;
+    let v33 = plus_one(v32)?;
+    let v34 = plus_one(v33)?;
+    let v35 = plus_one(v34)?;
+    let v36 = plus_one(v35)?;
+    let v37 = plus_one(v36)?;
+    let v38 = plus_one(v37)?;
+    let v39 = plus_one(v38)?;
+    let v40 = plus_one(v39)?;
+    let v41 = plus_one(v40)?;
+    let v42 = plus_one(v41)?;
+    let v43 = plus_one(v42)?;
+    let v44 = plus_one(v43)?;
+    let v45 = plus_one(v44)?;
+    let v46 = plus_one(v45)?;
+    let v47 = plus_one(v46)?;
+    let v48 = plus_one(v47)?;
+    let v49 = plus_one(v48)?;
+    let v50 = plus_one(v49)?;
+    let v51 = plus_one(v50)?;
+    let v52 = plus_one(v51)?;
+    let v53 = plus_one(v52)?;
+    let v54 = plus_one(v53)?;
+    let v55 = plus_one(v54)?;
+    let v56 = plus_one(v55)?;
+    let v57 = plus_one(v56)?;
+    let v58 = plus_one(v57)?;
+    let v59 = plus_one(v58)?;
+    let v60 = plus_one(v59)?;
+    let v61 = plus_one(v60)?;
+    let v62 = plus_one(v61)?;
+    let last = plus_one(v62);
+    let same = xs.len() == n;
+    (last.unwrap_or(0), n, same)
+}
+
+#[tokio::test]
+async fn a_flow_longer_than_a_handle_tuple_runs_every_statement() {
+    let run = long_chain::run_with(RunConfig::new().no_history(), 5).await;
+    assert_eq!(run.result.unwrap(), (5 + 64, 5, true));
+    assert_eq!(run.task_runs.len(), 66);
+    // 66 task statements, the glue `let same` and the tail.
+    assert_eq!(long_chain::graph().nodes.len(), 68);
+}
