@@ -288,7 +288,8 @@ impl<T> Default for Slot<T> {
     }
 }
 
-type NodeFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+/// A node's boxed body.
+pub type NodeFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// The running nodes of a flow run. The flow body pushes nodes into it while [`drive_flow`]
 /// polls them next to the body, so whatever the body awaits (a task output, a timer, a
@@ -319,31 +320,16 @@ impl Default for NodeSet<'_> {
     }
 }
 
-/// Starts task node `node`: `body` awaits its inputs, runs it and stores its output in `me`.
-/// A panic in `body` (a panicking `Clone` of an input, say) records the node Crashed through
-/// `never_ran`. `keep` (the node's reader guards of borrowed outputs) is dropped only after
-/// `body`, so the flow body takes a shared output once no node holds it.
+/// Starts task node `node`: `body` (from [`node_body`]) awaits its inputs, runs it and stores
+/// its output in `me`. A panic in `body` (a panicking `Clone` of an input, say) records the
+/// node Crashed through `never_ran`. `keep` (the node's reader guards of borrowed outputs) is
+/// dropped only after `body`, so the flow body takes a shared output once no node holds it.
 ///
-/// A function rather than generated code: each flow statement expands to one call.
+/// A function rather than generated code: each flow statement expands to one call. Not
+/// generic over the body, so it is compiled once per handle and guard type instead of once per
+/// flow statement (half the machine code of a large flow).
 #[allow(clippy::too_many_arguments)]
 pub fn spawn_node<'a, H: Sync, K: Send + 'a>(
-    set: &NodeSet<'a>,
-    cx: &'a FlowCtx,
-    node: u32,
-    opts: &'static TaskOptions,
-    me: &'a H,
-    never_ran: fn(&H, State),
-    keep: K,
-    body: impl Future<Output = ()> + Send + 'a,
-) {
-    spawn_boxed(set, cx, node, opts, me, never_ran, keep, Box::pin(body));
-}
-
-/// The part of [`spawn_node`] that is not generic over the node's body: compiled once per
-/// handle and guard type instead of once per flow statement (half the machine code of a large
-/// flow).
-#[allow(clippy::too_many_arguments)]
-fn spawn_boxed<'a, H: Sync, K: Send + 'a>(
     set: &NodeSet<'a>,
     cx: &'a FlowCtx,
     node: u32,
@@ -359,6 +345,12 @@ fn spawn_boxed<'a, H: Sync, K: Send + 'a>(
             never_ran(me, node_crashed(cx, node, opts, panic));
         }
     }));
+}
+
+/// A node's generated body, boxed for [`spawn_node`] (a generic function, not a coercion in
+/// the flow's code, keeps rustc's type check of a large flow shorter).
+pub fn node_body<'a>(body: impl Future<Output = ()> + Send + 'a) -> NodeFuture<'a> {
+    Box::pin(body)
 }
 
 /// A task node of a flow's graph (generated code: one call per node).

@@ -745,14 +745,14 @@ fn node_creation(
                 &#set, #cx, #node, #o, #me,
                 __weft::#handle_type::#never_ran,
                 (#(#guards,)*),
-                async move {
+                __weft::node_body(async move {
                     #waits
                     #up
                     #missing_check
                     #deref
                     #locals
                     #me.#store(#run.await);
-                },
+                }),
             );
         }
     }
