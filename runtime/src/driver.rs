@@ -107,6 +107,11 @@ pub fn type_of<T>(_: &T) -> PhantomData<T> {
 macro_rules! handle_common {
     ($ty:ident) => {
         impl<T> $ty<T> {
+            /// `new` with its type named by the producer (`TaskFn::value_type`): a handle typed
+            /// where it is declared leaves rustc no inference to carry through the rest of the body.
+            pub fn typed(_: PhantomData<T>, task: &'static str, readers: u32) -> Self {
+                Self::new(task, readers)
+            }
             /// Waits until the producing node finished.
             pub async fn finished(&self) -> &State {
                 self.done.wait().await
@@ -155,11 +160,6 @@ handle_common!(Owned);
 handle_common!(Shared);
 
 impl<T> Owned<T> {
-    /// [`Owned::new`] with its type named by the producer (`TaskFn::value_type`): a handle typed
-    /// where it is declared leaves rustc no inference to carry through the rest of the body.
-    pub fn typed(_: PhantomData<T>, task: &'static str, readers: u32) -> Self {
-        Self::new(task, readers)
-    }
     /// A handle for the output of `task`, read by `readers` nodes.
     pub fn new(task: &'static str, readers: u32) -> Self {
         Owned {
@@ -199,11 +199,6 @@ impl<T> Owned<T> {
 }
 
 impl<T> Shared<T> {
-    /// [`Shared::new`] with its type named by the producer (`TaskFn::value_type`): a handle typed
-    /// where it is declared leaves rustc no inference to carry through the rest of the body.
-    pub fn typed(_: PhantomData<T>, task: &'static str, readers: u32) -> Self {
-        Self::new(task, readers)
-    }
     /// A handle for the output of `task`, read by `readers` task nodes.
     pub fn new(task: &'static str, readers: u32) -> Self {
         Shared {
