@@ -36,8 +36,8 @@ use super::{ts, NodeOutputRecord, RunRecord, Store, StoreError, TaskRunRecord};
 use crate::graph::FlowGraph;
 use crate::state::StateKind;
 use chrono::{DateTime, DurationRound, Utc};
-use sqlx::any::AnyRow;
-use sqlx::Row;
+
+use super::db;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
@@ -324,7 +324,7 @@ pub struct Stats {
     pub buckets: Buckets,
 }
 
-fn count_of(row: &AnyRow) -> Result<u64, StoreError> {
+fn count_of(row: &db::Row) -> Result<u64, StoreError> {
     Ok(row.try_get::<i64, _>("n")?.max(0) as u64)
 }
 
@@ -340,7 +340,7 @@ impl Store {
         let limit = page_size(q.limit);
         self.with_pool(move |pool, _| async move {
             let (sql, binds) = runs_sql(&q, limit);
-            let mut query = sqlx::query(&sql);
+            let mut query = db::query(&sql);
             for b in binds {
                 query = query.bind(b);
             }
@@ -367,7 +367,7 @@ impl Store {
     pub async fn run_record(&self, id: Uuid) -> Result<RunRecord, StoreError> {
         self.with_pool(move |pool, _| async move {
             let id_text = id.to_string();
-            let row = sqlx::query(&format!("SELECT {RUN_COLS} FROM flow_runs WHERE id = $1"))
+            let row = db::query(&format!("SELECT {RUN_COLS} FROM flow_runs WHERE id = $1"))
                 .bind(&id_text)
                 .fetch_optional(&pool)
                 .await?
@@ -382,13 +382,13 @@ impl Store {
     pub async fn run_overview(&self, id: Uuid) -> Result<RunOverview, StoreError> {
         self.with_pool(move |pool, backend| async move {
             let id_text = id.to_string();
-            let row = sqlx::query(&format!("SELECT {RUN_COLS} FROM flow_runs WHERE id = $1"))
+            let row = db::query(&format!("SELECT {RUN_COLS} FROM flow_runs WHERE id = $1"))
                 .bind(&id_text)
                 .fetch_optional(&pool)
                 .await?
                 .ok_or_else(|| StoreError::RunNotFound(id_text.clone()))?;
             let run = run_of(&row)?;
-            let children = sqlx::query(&children_sql())
+            let children = db::query(&children_sql())
                 .bind(&id_text)
                 .fetch_all(&pool)
                 .await?
@@ -424,7 +424,7 @@ impl Store {
         self.with_pool(move |pool, _| async move {
             let state_cond = state.is_some();
             let sql = elements_sql(state_cond, limit);
-            let mut q = sqlx::query(&sql)
+            let mut q = db::query(&sql)
                 .bind(id.to_string())
                 .bind(i64::from(node))
                 .bind(after.map_or(-1, i64::from));
@@ -452,7 +452,7 @@ impl Store {
         let limit = page_size(q.limit);
         self.with_pool(move |pool, _| async move {
             let (sql, binds) = logs_sql(&q, limit);
-            let mut query = sqlx::query(&sql).bind(id.to_string());
+            let mut query = db::query(&sql).bind(id.to_string());
             for b in binds {
                 query = query.bind(b);
             }
@@ -491,7 +491,7 @@ impl Store {
         let (flow, version) = (flow.to_owned(), version.to_owned());
         self.with_pool(move |pool, _| async move {
             let graph: Option<String> =
-                sqlx::query_scalar("SELECT graph FROM flows WHERE name = $1 AND version = $2")
+                db::query_scalar("SELECT graph FROM flows WHERE name = $1 AND version = $2")
                     .bind(flow)
                     .bind(version)
                     .fetch_optional(&pool)
@@ -504,7 +504,7 @@ impl Store {
     /// Every recorded version of every flow, by flow then first seen.
     pub async fn flow_versions(&self) -> Result<Vec<FlowVersion>, StoreError> {
         self.with_pool(move |pool, _| async move {
-            sqlx::query("SELECT name, version, first_seen FROM flows ORDER BY name, first_seen")
+            db::query("SELECT name, version, first_seen FROM flows ORDER BY name, first_seen")
                 .fetch_all(&pool)
                 .await?
                 .iter()
@@ -523,7 +523,7 @@ impl Store {
     /// Every recorded version of every pipeline file, by name then registration.
     pub async fn pipelines(&self) -> Result<Vec<PipelineVersion>, StoreError> {
         self.with_pool(move |pool, _| async move {
-            sqlx::query(
+            db::query(
                 "SELECT name, version, path, registered FROM pipelines ORDER BY name, registered",
             )
             .fetch_all(&pool)
@@ -552,7 +552,7 @@ impl Store {
             Bucket::Hour | Bucket::Day => Span::Hour,
         };
         self.with_pool(move |pool, _| async move {
-            let rows = sqlx::query(STATS_SQL)
+            let rows = db::query(STATS_SQL)
                 .bind(span.as_str())
                 .bind(span.key(since))
                 .fetch_all(&pool)
@@ -747,7 +747,7 @@ impl Store {
                     super::Backend::Sqlite => format!("EXPLAIN QUERY PLAN {sql}"),
                     super::Backend::Postgres => format!("EXPLAIN {sql}"),
                 };
-                let mut q = sqlx::query(&explain);
+                let mut q = db::query(&explain);
                 for b in binds {
                     q = match b {
                         Bind::Text(t) => q.bind(t),
@@ -909,7 +909,7 @@ fn logs_sql(q: &LogQuery, limit: u32) -> (String, Vec<String>) {
     (sql, binds)
 }
 
-fn task_run_of(r: &AnyRow) -> Result<TaskRunRecord, StoreError> {
+fn task_run_of(r: &db::Row) -> Result<TaskRunRecord, StoreError> {
     let map_index: i64 = r.try_get("map_index")?;
     Ok(TaskRunRecord {
         node: u32_of(r, "node")?.unwrap_or(0),
@@ -926,11 +926,11 @@ fn task_run_of(r: &AnyRow) -> Result<TaskRunRecord, StoreError> {
 }
 
 async fn flow_graph(
-    pool: &sqlx::AnyPool,
+    pool: &db::Pool,
     run: &RunRecord,
 ) -> Result<Option<FlowGraph>, StoreError> {
     let graph: Option<String> =
-        sqlx::query_scalar("SELECT graph FROM flows WHERE name = $1 AND version = $2")
+        db::query_scalar("SELECT graph FROM flows WHERE name = $1 AND version = $2")
             .bind(&run.flow)
             .bind(&run.flow_version)
             .fetch_optional(pool)
@@ -940,13 +940,13 @@ async fn flow_graph(
 
 /// Each node's task run (a mapped node's summary), then its elements counted by state.
 async fn task_nodes(
-    pool: &sqlx::AnyPool,
+    pool: &db::Pool,
     backend: super::Backend,
     id: &str,
     graph_nodes: Option<usize>,
 ) -> Result<Vec<TaskNodeSummary>, StoreError> {
     let mut nodes: Vec<TaskNodeSummary> = Vec::new();
-    let summaries = sqlx::query(&task_summaries_sql(graph_nodes))
+    let summaries = db::query(&task_summaries_sql(graph_nodes))
         .bind(id)
         .fetch_all(pool)
         .await?;
@@ -1001,13 +1001,13 @@ async fn task_nodes(
 /// nothing but the (few) elements that did not complete (SQLite groups by sorting).
 /// PostgreSQL groups by hashing: one pass, every state counted.
 async fn element_counts(
-    pool: &sqlx::AnyPool,
+    pool: &db::Pool,
     backend: super::Backend,
     id: &str,
 ) -> Result<Vec<(u32, Vec<(StateKind, u64)>)>, StoreError> {
     let mut out: Vec<(u32, Vec<(StateKind, u64)>)> = Vec::new();
     if backend == super::Backend::Postgres {
-        for r in sqlx::query(ELEMENT_COUNTS_SQL)
+        for r in db::query(ELEMENT_COUNTS_SQL)
             .bind(id)
             .fetch_all(pool)
             .await?
@@ -1021,11 +1021,11 @@ async fn element_counts(
         }
         return Ok(out);
     }
-    let totals = sqlx::query(ELEMENT_TOTALS_SQL)
+    let totals = db::query(ELEMENT_TOTALS_SQL)
         .bind(id)
         .fetch_all(pool)
         .await?;
-    let others = sqlx::query(ELEMENT_OTHERS_SQL)
+    let others = db::query(ELEMENT_OTHERS_SQL)
         .bind(id)
         .fetch_all(pool)
         .await?;
@@ -1050,11 +1050,11 @@ async fn element_counts(
 /// A node's task name, first start and last end read from its elements, where its summary row
 /// does not tell them.
 async fn element_span(
-    pool: &sqlx::AnyPool,
+    pool: &db::Pool,
     id: &str,
     n: &mut TaskNodeSummary,
 ) -> Result<(), StoreError> {
-    let r = sqlx::query(
+    let r = db::query(
         "SELECT MIN(task) AS task, MIN(started) AS started, MAX(ended) AS ended FROM task_runs \
          WHERE flow_run_id = $1 AND node = $2 AND map_index >= 0",
     )
@@ -1074,8 +1074,8 @@ async fn element_span(
     Ok(())
 }
 
-async fn node_outputs(pool: &sqlx::AnyPool, id: &str) -> Result<Vec<NodeOutputRecord>, StoreError> {
-    sqlx::query(
+async fn node_outputs(pool: &db::Pool, id: &str) -> Result<Vec<NodeOutputRecord>, StoreError> {
+    db::query(
         "SELECT node, command, exit_code, signal, stdout, stderr, stdout_total, stderr_total, \
          stdout_key, stderr_key, started, ended FROM node_outputs WHERE flow_run_id = $1 \
          ORDER BY node",
@@ -1088,7 +1088,7 @@ async fn node_outputs(pool: &sqlx::AnyPool, id: &str) -> Result<Vec<NodeOutputRe
     .collect()
 }
 
-fn node_output_of(r: &AnyRow) -> Result<NodeOutputRecord, StoreError> {
+fn node_output_of(r: &db::Row) -> Result<NodeOutputRecord, StoreError> {
     let code: Option<i64> = r.try_get("exit_code")?;
     let signal: Option<i64> = r.try_get("signal")?;
     Ok(NodeOutputRecord {

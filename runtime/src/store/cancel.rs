@@ -27,7 +27,7 @@ use super::{parse_ts, record, ts, Inner, Store, StoreError};
 use crate::flow::CancelHandle;
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
-use sqlx::{AnyPool, Row};
+use super::db;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -310,10 +310,10 @@ impl Owners {
     /// Refreshes this process's heartbeat (its `processes` row), in `tx`.
     pub(super) async fn beat(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut db::Transaction,
         now: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        db::query(
             "INSERT INTO processes (id, host, pid, started, heartbeat) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
         )
@@ -435,7 +435,7 @@ impl Store {
                 return cancel_unstarted(&pool, backend, id, &reason, state, now).await;
             }
             let owner = owner_of(&pool, id).await?;
-            sqlx::query(
+            db::query(
                 "UPDATE flow_runs SET cancel_requested = $1, cancel_reason = $2 WHERE id = $3",
             )
             .bind(ts(now))
@@ -476,7 +476,7 @@ impl Store {
 
 /// Cancels a run that no worker claimed yet (Scheduled or Late): it never starts.
 async fn cancel_unstarted(
-    pool: &AnyPool,
+    pool: &db::Pool,
     backend: super::Backend,
     id: Uuid,
     reason: &str,
@@ -500,7 +500,7 @@ async fn cancel_unstarted(
     if state.is_final() {
         return Ok(CancelOutcome::AlreadyFinal { state });
     }
-    sqlx::query("UPDATE flow_runs SET cancel_requested = $1, cancel_reason = $2 WHERE id = $3")
+    db::query("UPDATE flow_runs SET cancel_requested = $1, cancel_reason = $2 WHERE id = $3")
         .bind(ts(now))
         .bind(reason)
         .bind(id.to_string())
@@ -513,10 +513,10 @@ async fn cancel_unstarted(
 
 /// A run's state and start.
 async fn run_state(
-    pool: &AnyPool,
+    pool: &db::Pool,
     id: Uuid,
 ) -> Result<Option<(StateKind, DateTime<Utc>)>, StoreError> {
-    let Some(row) = sqlx::query("SELECT state, started FROM flow_runs WHERE id = $1")
+    let Some(row) = db::query("SELECT state, started FROM flow_runs WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(pool)
         .await?
@@ -535,8 +535,8 @@ async fn run_state(
 }
 
 /// The process that claimed run `id`, if any.
-async fn owner_of(pool: &AnyPool, id: Uuid) -> Result<Option<RunOwner>, StoreError> {
-    let row = sqlx::query(
+async fn owner_of(pool: &db::Pool, id: Uuid) -> Result<Option<RunOwner>, StoreError> {
+    let row = db::query(
         "SELECT p.host, p.pid, p.heartbeat FROM run_owners o JOIN processes p \
          ON p.id = o.process WHERE o.flow_run_id = $1",
     )
@@ -616,11 +616,11 @@ async fn beat_and_claim(
     if first {
         // Once per watcher: forget processes silent for a day, and what they owned.
         let day_ago = ts(Utc::now() - chrono::Duration::days(1));
-        sqlx::query("DELETE FROM processes WHERE heartbeat < $1")
+        db::query("DELETE FROM processes WHERE heartbeat < $1")
             .bind(day_ago)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM run_owners WHERE process NOT IN (SELECT id FROM processes)")
+        db::query("DELETE FROM run_owners WHERE process NOT IN (SELECT id FROM processes)")
             .execute(&mut *tx)
             .await?;
     }
@@ -631,7 +631,7 @@ async fn beat_and_claim(
             taken.push((*id, state, why));
             continue;
         }
-        sqlx::query(
+        db::query(
             "INSERT INTO run_owners (flow_run_id, process, since) VALUES ($1, $2, $3) \
              ON CONFLICT (flow_run_id) DO UPDATE SET process = excluded.process, \
              since = excluded.since",
@@ -643,7 +643,7 @@ async fn beat_and_claim(
         .await?;
     }
     for id in &tick.ended {
-        sqlx::query("DELETE FROM run_owners WHERE flow_run_id = $1 AND process = $2")
+        db::query("DELETE FROM run_owners WHERE flow_run_id = $1 AND process = $2")
             .bind(id.to_string())
             .bind(&owners.process)
             .execute(&mut *tx)
@@ -657,11 +657,11 @@ async fn beat_and_claim(
 /// cancelled it for want of a live owner): then its state and message. A run whose row is not
 /// written yet has nothing to take.
 async fn claim(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut db::Transaction,
     id: Uuid,
     token: i64,
 ) -> Result<Option<(String, String)>, StoreError> {
-    let done = sqlx::query(
+    let done = db::query(
         "UPDATE flow_runs SET lease = $1 WHERE id = $2 AND (lease IS NULL OR lease = $1)",
     )
     .bind(token)
@@ -671,7 +671,7 @@ async fn claim(
     if done.rows_affected() > 0 {
         return Ok(None);
     }
-    let row = sqlx::query("SELECT state, message FROM flow_runs WHERE id = $1")
+    let row = db::query("SELECT state, message FROM flow_runs WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(&mut **tx)
         .await?;
@@ -689,7 +689,7 @@ async fn claim(
 /// another process; cancels them.
 async fn requests(inner: &Inner) -> Result<(), StoreError> {
     let owners = &inner.owners;
-    let rows = sqlx::query(&format!(
+    let rows = db::query(&format!(
         "SELECT f.id, f.cancel_reason, f.cancel_requested, f.lease, f.state, f.message \
          FROM run_owners o JOIN flow_runs f ON f.id = o.flow_run_id \
          WHERE o.process = $1 AND (f.cancel_requested IS NOT NULL OR f.state NOT IN {NOT_FINAL})"

@@ -6,7 +6,7 @@
 //! never disagree with what was committed. A run counts once each time it reaches a final
 //! state: the engine reports that once per run (a resumed run that ends again counts again).
 
-use super::{ts, Backend};
+use super::{db, ts, Backend};
 use crate::state::StateKind;
 use chrono::{DateTime, DurationRound, Utc};
 use std::collections::HashMap;
@@ -154,13 +154,13 @@ impl Ends {
     /// Adds these ends to the counts through sqlx (PostgreSQL, in-memory SQLite).
     pub(super) async fn write_sqlx(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut db::Transaction,
         backend: Backend,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), db::Error> {
         let rows = self.minute_rows();
         for chunk in rows.chunks(CHUNK / 5) {
             let sql = statement(backend, chunk.len(), Table::RunCounts);
-            let q = chunk.iter().fold(sqlx::query(&sql), |q, (sp, m, k, s, n)| {
+            let q = chunk.iter().fold(db::query(&sql), |q, (sp, m, k, s, n)| {
                 q.bind(*sp).bind(m.as_str()).bind(*k).bind(*s).bind(*n)
             });
             q.execute(&mut **tx).await?;
@@ -170,7 +170,7 @@ impl Ends {
             let sql = statement(backend, chunk.len(), Table::FlowCounts);
             let q = chunk
                 .iter()
-                .fold(sqlx::query(&sql), |q, (id, s)| q.bind(id.as_str()).bind(*s));
+                .fold(db::query(&sql), |q, (id, s)| q.bind(id.as_str()).bind(*s));
             q.execute(&mut **tx).await?;
         }
         Ok(())

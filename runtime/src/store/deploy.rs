@@ -46,9 +46,9 @@
 
 use super::{parse_ts, ts, Store, StoreError};
 use chrono::{DateTime, Utc};
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
-use sqlx::{Any, AnyPool, Row};
+
+
+use super::db::{self, Query};
 use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
@@ -183,12 +183,12 @@ const DEPLOYMENT_COLS: &str =
     "name, flow, schedule, parameters, paused, last_run, last_run_at, next_run_at, updated";
 const REQUEST_COLS: &str = "id, deployment, parameters, state, message, run_id, created";
 
-fn opt_ts(row: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+fn opt_ts(row: &db::Row, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
     let s: Option<String> = row.try_get(col)?;
     s.as_deref().map(parse_ts).transpose()
 }
 
-fn req_ts(row: &AnyRow, col: &str) -> Result<DateTime<Utc>, StoreError> {
+fn req_ts(row: &db::Row, col: &str) -> Result<DateTime<Utc>, StoreError> {
     opt_ts(row, col)?.ok_or_else(|| StoreError::Query(format!("no {col} in a stored row")))
 }
 
@@ -197,12 +197,12 @@ fn uuid_of(s: &str, what: &str) -> Result<Uuid, StoreError> {
         .map_err(|e| StoreError::Query(format!("bad {what} {s:?} in the store: {e}")))
 }
 
-fn opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, StoreError> {
+fn opt_uuid(row: &db::Row, col: &str) -> Result<Option<Uuid>, StoreError> {
     let s: Option<String> = row.try_get(col)?;
     s.as_deref().map(|s| uuid_of(s, col)).transpose()
 }
 
-fn deployment_of(row: &AnyRow) -> Result<DeploymentRecord, StoreError> {
+fn deployment_of(row: &db::Row) -> Result<DeploymentRecord, StoreError> {
     let params: String = row.try_get("parameters")?;
     let paused: i64 = row.try_get("paused")?;
     Ok(DeploymentRecord {
@@ -218,7 +218,7 @@ fn deployment_of(row: &AnyRow) -> Result<DeploymentRecord, StoreError> {
     })
 }
 
-fn request_of(row: &AnyRow) -> Result<RunRequest, StoreError> {
+fn request_of(row: &db::Row) -> Result<RunRequest, StoreError> {
     let id: String = row.try_get("id")?;
     let params: String = row.try_get("parameters")?;
     let state: String = row.try_get("state")?;
@@ -238,8 +238,8 @@ fn request_of(row: &AnyRow) -> Result<RunRequest, StoreError> {
 }
 
 /// The error for a deployment `name` that is not recorded, with the names that are.
-async fn not_found(pool: &AnyPool, name: String) -> StoreError {
-    match sqlx::query_scalar::<_, String>("SELECT name FROM deployments ORDER BY name")
+async fn not_found(pool: &db::Pool, name: String) -> StoreError {
+    match db::query_scalar::<String>("SELECT name FROM deployments ORDER BY name")
         .fetch_all(pool)
         .await
     {
@@ -255,7 +255,7 @@ impl Store {
     pub async fn register_deployment(&self, rec: &DeploymentRecord) -> Result<(), StoreError> {
         let rec = rec.clone();
         self.with_pool(move |pool, _| async move {
-            sqlx::query(&format!(
+            db::query(&format!(
                 "INSERT INTO deployments ({DEPLOYMENT_COLS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                  ON CONFLICT (name) DO UPDATE SET flow = excluded.flow, \
@@ -281,7 +281,7 @@ impl Store {
     /// Every recorded deployment, by name.
     pub async fn deployments(&self) -> Result<Vec<DeploymentRecord>, StoreError> {
         self.with_pool(move |pool, _| async move {
-            sqlx::query(&format!(
+            db::query(&format!(
                 "SELECT {DEPLOYMENT_COLS} FROM deployments ORDER BY name"
             ))
             .fetch_all(&pool)
@@ -297,7 +297,7 @@ impl Store {
     pub async fn deployment(&self, name: &str) -> Result<DeploymentRecord, StoreError> {
         let name = name.to_owned();
         self.with_pool(move |pool, _| async move {
-            let row = sqlx::query(&format!(
+            let row = db::query(&format!(
                 "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE name = $1"
             ))
             .bind(&name)
@@ -314,7 +314,7 @@ impl Store {
     /// Pauses (`true`) or resumes (`false`) the deployment `name`; pausing a paused one is no
     /// error. [`StoreError::DeploymentNotFound`] when there is none.
     pub async fn set_paused(&self, name: &str, paused: bool) -> Result<(), StoreError> {
-        let q = sqlx::query("UPDATE deployments SET paused = $1 WHERE name = $2")
+        let q = db::query("UPDATE deployments SET paused = $1 WHERE name = $2")
             .bind(i64::from(paused))
             .bind(name.to_owned());
         self.update_deployment(name, q).await
@@ -329,7 +329,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let q =
-            sqlx::query("UPDATE deployments SET last_run = $1, last_run_at = $2 WHERE name = $3")
+            db::query("UPDATE deployments SET last_run = $1, last_run_at = $2 WHERE name = $3")
                 .bind(run.to_string())
                 .bind(ts(at))
                 .bind(name.to_owned());
@@ -343,7 +343,7 @@ impl Store {
         name: &str,
         next: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        let q = sqlx::query("UPDATE deployments SET next_run_at = $1 WHERE name = $2")
+        let q = db::query("UPDATE deployments SET next_run_at = $1 WHERE name = $2")
             .bind(next.map(ts))
             .bind(name.to_owned());
         self.update_deployment(name, q).await
@@ -353,7 +353,7 @@ impl Store {
     async fn update_deployment(
         &self,
         name: &str,
-        update: Query<'static, Any, AnyArguments<'static>>,
+        update: Query<'static>,
     ) -> Result<(), StoreError> {
         let name = name.to_owned();
         self.with_pool(move |pool, _| async move {
@@ -394,7 +394,7 @@ impl Store {
         let pooled = self
             .with_pool(move |pool, _| async move {
                 let pool_name: Option<Option<String>> =
-                    sqlx::query_scalar("SELECT pool FROM deployments WHERE name = $1")
+                    db::query_scalar("SELECT pool FROM deployments WHERE name = $1")
                         .bind(name)
                         .fetch_optional(&pool)
                         .await?;
@@ -426,7 +426,7 @@ impl Store {
         self.with_pool(move |pool, _| async move {
             let now = ts(Utc::now());
             // Only if the deployment exists, in one statement.
-            let done = sqlx::query(
+            let done = db::query(
                 "INSERT INTO run_requests (id, deployment, parameters, state, message, run_id, \
                  created, updated) SELECT $1, name, $2, $3, NULL, $4, $5, $6 FROM deployments \
                  WHERE name = $7",
@@ -468,7 +468,7 @@ impl Store {
                  ORDER BY created, id",
                 marks.join(", ")
             );
-            let mut q = sqlx::query(&sql).bind(RequestState::Requested.as_str());
+            let mut q = db::query(&sql).bind(RequestState::Requested.as_str());
             for d in &deployments {
                 q = q.bind(d.clone());
             }
@@ -481,7 +481,7 @@ impl Store {
             let mut claimed = Vec::with_capacity(candidates.len());
             for mut req in candidates {
                 // Atomic on both databases: of two claims of one row, one sees it Requested.
-                let done = sqlx::query(
+                let done = db::query(
                     "UPDATE run_requests SET state = $1, updated = $2 WHERE id = $3 AND state = $4",
                 )
                 .bind(RequestState::Claimed.as_str())
@@ -510,7 +510,7 @@ impl Store {
         run_id: Option<Uuid>,
     ) -> Result<(), StoreError> {
         self.with_pool(move |pool, _| async move {
-            let done = sqlx::query(
+            let done = db::query(
                 "UPDATE run_requests SET state = $1, message = $2, run_id = $3, updated = $4 \
                  WHERE id = $5",
             )
@@ -532,7 +532,7 @@ impl Store {
     /// The run request `id` as it is now, or [`StoreError::RequestNotFound`].
     pub async fn request(&self, id: Uuid) -> Result<RunRequest, StoreError> {
         self.with_pool(move |pool, _| async move {
-            let row = sqlx::query(&format!(
+            let row = db::query(&format!(
                 "SELECT {REQUEST_COLS} FROM run_requests WHERE id = $1"
             ))
             .bind(id.to_string())

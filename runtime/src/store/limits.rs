@@ -29,7 +29,7 @@
 use super::cancel::{host_name, pid_alive, STALE};
 use super::{parse_ts, ts, Backend, Store, StoreError};
 use chrono::{DateTime, Utc};
-use sqlx::{AnyPool, Row};
+use super::db;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,7 +70,7 @@ impl Store {
         let tag = check_tag(tag)?;
         self.with_pool(move |pool, _| async move {
             let now = ts(Utc::now());
-            sqlx::query(
+            db::query(
                 "INSERT INTO concurrency_limits (tag, slots, updated) VALUES ($1, $2, $3) \
                  ON CONFLICT (tag) DO UPDATE SET slots = excluded.slots, updated = excluded.updated",
             )
@@ -90,7 +90,7 @@ impl Store {
     pub async fn concurrency_limits(&self) -> Result<Vec<ConcurrencyLimit>, StoreError> {
         self.with_pool(move |pool, _| async move {
             let rows =
-                sqlx::query("SELECT tag, slots, updated FROM concurrency_limits ORDER BY tag")
+                db::query("SELECT tag, slots, updated FROM concurrency_limits ORDER BY tag")
                     .fetch_all(&pool)
                     .await?;
             let live = live_processes(&pool).await?;
@@ -116,11 +116,11 @@ impl Store {
         let removed = self
             .with_pool(move |pool, _| async move {
                 let mut tx = pool.begin().await?;
-                let done = sqlx::query("DELETE FROM concurrency_limits WHERE tag = $1")
+                let done = db::query("DELETE FROM concurrency_limits WHERE tag = $1")
                     .bind(&tag)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("DELETE FROM concurrency_slots WHERE tag = $1")
+                db::query("DELETE FROM concurrency_slots WHERE tag = $1")
                     .bind(&tag)
                     .execute(&mut *tx)
                     .await?;
@@ -139,7 +139,7 @@ impl Store {
             None => {
                 let read = self
                     .with_pool(move |pool, _| async move {
-                        let rows = sqlx::query("SELECT tag, slots FROM concurrency_limits")
+                        let rows = db::query("SELECT tag, slots FROM concurrency_limits")
                             .fetch_all(&pool)
                             .await?;
                         rows.iter()
@@ -182,7 +182,7 @@ impl Store {
                 if !room_for_one(&mut tx, backend, tag).await? {
                     return Ok(Some(tag.clone()));
                 }
-                sqlx::query(
+                db::query(
                     "INSERT INTO concurrency_slots (tag, holder, task_run, since) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                 )
@@ -203,7 +203,7 @@ impl Store {
     pub(crate) async fn release_slots(&self, key: &str) -> Result<(), StoreError> {
         let (key, process) = (key.to_owned(), self.inner.owners.process.clone());
         self.with_pool(move |pool, _| async move {
-            sqlx::query("DELETE FROM concurrency_slots WHERE holder = $1 AND task_run = $2")
+            db::query("DELETE FROM concurrency_slots WHERE holder = $1 AND task_run = $2")
                 .bind(process)
                 .bind(key)
                 .execute(&pool)
@@ -244,9 +244,9 @@ fn check_tag(tag: &str) -> Result<String, StoreError> {
 
 /// The ids of the processes alive now (fresh heartbeat; on this host, a live pid).
 async fn live_processes<'e>(
-    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    db: impl db::Executor<'e>,
 ) -> Result<Vec<String>, StoreError> {
-    let rows = sqlx::query("SELECT id, host, pid, heartbeat FROM processes WHERE heartbeat > $1")
+    let rows = db::query("SELECT id, host, pid, heartbeat FROM processes WHERE heartbeat > $1")
         .bind(ts(
             Utc::now() - chrono::Duration::from_std(STALE).unwrap_or_default()
         ))
@@ -264,9 +264,9 @@ async fn live_processes<'e>(
 }
 
 /// The slots of `tag` that live processes hold.
-async fn active_slots(pool: &AnyPool, tag: &str, live: &[String]) -> Result<u32, StoreError> {
+async fn active_slots(pool: &db::Pool, tag: &str, live: &[String]) -> Result<u32, StoreError> {
     let holders: Vec<String> =
-        sqlx::query_scalar("SELECT holder FROM concurrency_slots WHERE tag = $1")
+        db::query_scalar("SELECT holder FROM concurrency_slots WHERE tag = $1")
             .bind(tag)
             .fetch_all(pool)
             .await?;
@@ -277,7 +277,7 @@ async fn active_slots(pool: &AnyPool, tag: &str, live: &[String]) -> Result<u32,
 /// is left. On PostgreSQL the limit's row is locked until the transaction ends, so two takers
 /// never both take the last slot.
 async fn room_for_one(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut db::Transaction,
     backend: Backend,
     tag: &str,
 ) -> Result<bool, StoreError> {
@@ -285,7 +285,7 @@ async fn room_for_one(
         Backend::Postgres => " FOR UPDATE",
         Backend::Sqlite => "",
     };
-    let limit: Option<i64> = sqlx::query_scalar(&format!(
+    let limit: Option<i64> = db::query_scalar(&format!(
         "SELECT slots FROM concurrency_limits WHERE tag = $1{lock}"
     ))
     .bind(tag)
@@ -297,7 +297,7 @@ async fn room_for_one(
     // Read under the lock: a holder that took its slot since is seen with its heartbeat.
     let live = live_processes(&mut **tx).await?;
     let holders: Vec<String> =
-        sqlx::query_scalar("SELECT holder FROM concurrency_slots WHERE tag = $1")
+        db::query_scalar("SELECT holder FROM concurrency_slots WHERE tag = $1")
             .bind(tag)
             .fetch_all(&mut **tx)
             .await?;
@@ -306,7 +306,7 @@ async fn room_for_one(
         if live.contains(h) {
             held += 1;
         } else {
-            sqlx::query("DELETE FROM concurrency_slots WHERE tag = $1 AND holder = $2")
+            db::query("DELETE FROM concurrency_slots WHERE tag = $1 AND holder = $2")
                 .bind(tag)
                 .bind(h)
                 .execute(&mut **tx)

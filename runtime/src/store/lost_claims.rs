@@ -10,7 +10,7 @@
 //! its way may still be applied a moment after the error.
 
 use super::queue::{claimed_run, ClaimedRun};
-use super::StoreError;
+use super::{db, StoreError};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -58,7 +58,7 @@ impl LostClaims {
 /// In a claim's transaction: the Pending runs of pool `pool` that process `process` owns under
 /// one of `stamps`, re-stamped `now`.
 pub(super) async fn recover(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut db::Transaction,
     process: &str,
     pool: &str,
     stamps: &[String],
@@ -74,7 +74,7 @@ pub(super) async fn recover(
          AND f.state = 'Pending' AND o.since IN ({})",
         marks.join(", ")
     );
-    let q = sqlx::query(&sql).bind(process).bind(pool);
+    let q = db::query(&sql).bind(process).bind(pool);
     let rows = stamps
         .iter()
         .fold(q, |q, s| q.bind(s.as_str()))
@@ -85,7 +85,7 @@ pub(super) async fn recover(
         .map(claimed_run)
         .collect::<Result<Vec<_>, _>>()?;
     for run in &runs {
-        sqlx::query("UPDATE run_owners SET since = $1 WHERE flow_run_id = $2 AND process = $3")
+        db::query("UPDATE run_owners SET since = $1 WHERE flow_run_id = $2 AND process = $3")
             .bind(now)
             .bind(run.id.to_string())
             .bind(process)

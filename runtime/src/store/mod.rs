@@ -3,7 +3,7 @@
 //! By default a flow run is recorded in an embedded SQLite file, `$WEFT_HOME/.weft/weft.db`
 //! (`WEFT_HOME` defaults to the current directory). Set `WEFT_DATABASE_URL=postgres://...` to
 //! record into PostgreSQL instead (feature `postgres` of `weft`): same tables, same migrations,
-//! one code path through sqlx. `WEFT_HISTORY=off`, or [`RunConfig::no_history`], runs without.
+//! one code path (SQLite through rusqlite, PostgreSQL through sqlx). `WEFT_HISTORY=off`, or [`RunConfig::no_history`], runs without.
 //!
 //! The engine never waits on the database: rows go to a bounded queue that a writer on the
 //! store's own thread drains in batched transactions, retrying with backoff while the database
@@ -47,9 +47,12 @@ pub mod browse;
 mod cancel;
 mod checkpoint;
 mod counts;
+mod db;
 mod deploy;
 mod limits;
 mod lost_claims;
+mod migrate;
+mod open;
 mod pools;
 mod query;
 mod queue;
@@ -74,127 +77,12 @@ pub use reaper::{keep_reaping, Reaped, REAP_EVERY};
 pub use retention::{keep_pruning, PruneReport, Retention};
 
 use chrono::{DateTime, Utc};
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
-use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use writer::Queue;
-
-/// A migration's SQL: one script for both databases, or one for each where they differ.
-enum Script {
-    Both(&'static str),
-    Each {
-        sqlite: &'static str,
-        postgres: &'static str,
-    },
-}
-
-impl Script {
-    fn sql(&self, backend: Backend) -> &'static str {
-        match (self, backend) {
-            (Script::Both(sql), _) => sql,
-            (Script::Each { sqlite, .. }, Backend::Sqlite) => sqlite,
-            (Script::Each { postgres, .. }, Backend::Postgres) => postgres,
-        }
-    }
-}
-
-/// The schema versions this build knows; a database at a later version is refused.
-const MIGRATIONS: &[(i64, &str, Script)] = &[
-    (
-        1,
-        "history",
-        Script::Both(include_str!("migrations/0001_history.sql")),
-    ),
-    (
-        2,
-        "deployments",
-        Script::Both(include_str!("migrations/0002_deployments.sql")),
-    ),
-    (
-        3,
-        "pipelines",
-        Script::Both(include_str!("migrations/0003_pipelines.sql")),
-    ),
-    (
-        4,
-        "subflows",
-        Script::Both(include_str!("migrations/0004_subflows.sql")),
-    ),
-    (
-        5,
-        "task lifecycle",
-        Script::Both(include_str!("migrations/0005_task_lifecycle.sql")),
-    ),
-    (
-        6,
-        "compact keys",
-        Script::Each {
-            sqlite: concat!(
-                include_str!("migrations/0006_compact_keys.sqlite.sql"),
-                include_str!("migrations/0006_run_logs.sql")
-            ),
-            postgres: concat!(
-                include_str!("migrations/0006_compact_keys.postgres.sql"),
-                include_str!("migrations/0006_run_logs.sql")
-            ),
-        },
-    ),
-    (
-        7,
-        "cancellation",
-        Script::Both(include_str!("migrations/0007_cancellation.sql")),
-    ),
-    (
-        8,
-        "browse indexes",
-        Script::Each {
-            sqlite: include_str!("migrations/0008_browse_indexes.sqlite.sql"),
-            postgres: include_str!("migrations/0008_browse_indexes.postgres.sql"),
-        },
-    ),
-    (
-        9,
-        "run counts and log rows",
-        Script::Each {
-            sqlite: concat!(
-                include_str!("migrations/0009_run_counts.sqlite.sql"),
-                include_str!("migrations/0009_run_counts_backfill.sql"),
-                include_str!("migrations/0009_run_logs.sql")
-            ),
-            postgres: concat!(
-                include_str!("migrations/0009_run_counts.postgres.sql"),
-                include_str!("migrations/0009_run_counts_backfill.sql"),
-                include_str!("migrations/0009_run_logs.sql")
-            ),
-        },
-    ),
-    (
-        10,
-        "leases",
-        Script::Both(include_str!("migrations/0010_leases.sql")),
-    ),
-    (
-        11,
-        "work pools",
-        Script::Both(include_str!("migrations/0011_work_pools.sql")),
-    ),
-    (
-        12,
-        "run queue",
-        Script::Both(include_str!("migrations/0012_run_queue.sql")),
-    ),
-];
-
-fn latest_version() -> i64 {
-    MIGRATIONS.last().map_or(0, |m| m.0)
-}
 
 /// Why the store could not be opened or read.
 #[derive(Debug, Clone, PartialEq)]
@@ -390,8 +278,8 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<db::Error> for StoreError {
+    fn from(e: db::Error) -> Self {
         StoreError::Query(e.to_string())
     }
 }
@@ -518,7 +406,7 @@ pub struct Store {
 }
 
 pub(crate) struct Inner {
-    pool: AnyPool,
+    pool: db::Pool,
     url: String,
     backend: Backend,
     options: StoreOptions,
@@ -578,10 +466,9 @@ impl Store {
     }
 
     async fn open(options: StoreOptions) -> Result<Store, StoreError> {
-        sqlx::any::install_default_drivers();
         let shown = redact(&options.url);
         let (backend, url) =
-            prepare_url(&options.url, options.create).map_err(|why| StoreError::BadUrl {
+            open::prepare_url(&options.url, options.create).map_err(|why| StoreError::BadUrl {
                 url: shown.clone(),
                 why,
             })?;
@@ -610,7 +497,7 @@ impl Store {
                     }
                 };
                 rt.block_on(async move {
-                    let pool = match connect_pool(backend, &url, &shown, &options).await {
+                    let pool = match open::connect_pool(backend, &url, &shown, &options).await {
                         Ok(p) => p,
                         Err(e) => {
                             let _ = tx.send(Err(e));
@@ -652,7 +539,7 @@ impl Store {
     async fn with_pool<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(AnyPool, Backend) -> Fut,
+        F: FnOnce(db::Pool, Backend) -> Fut,
         Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
         let task = self
@@ -695,439 +582,6 @@ fn redact(url: &str) -> String {
         }
     }
     url.to_owned()
-}
-
-/// Checks the URL and makes it the driver's: SQLite files are created (with their directory).
-fn prepare_url(url: &str, create: bool) -> Result<(Backend, String), String> {
-    if let Some(rest) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        let (path, query) = match rest.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (rest, None),
-        };
-        if path.is_empty() {
-            return Err("no file path after `sqlite://`".to_owned());
-        }
-        if !create && path != ":memory:" && !std::path::Path::new(path).exists() {
-            return Err(format!(
-                "{path} does not exist: no run has been recorded there (run a flow first, or set \
-                 WEFT_HOME or WEFT_DATABASE_URL)"
-            ));
-        }
-        if path != ":memory:" {
-            if let Some(dir) = std::path::Path::new(path).parent() {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                }
-            }
-        }
-        let mode = if create { "mode=rwc" } else { "mode=rw" };
-        let query = match query {
-            Some(q) if q.contains("mode=") => q.to_owned(),
-            Some(q) => format!("{q}&{mode}"),
-            None => mode.to_owned(),
-        };
-        let encoded: String = path
-            .chars()
-            .map(|c| match c {
-                '%' => "%25".to_owned(),
-                '?' => "%3F".to_owned(),
-                '#' => "%23".to_owned(),
-                ' ' => "%20".to_owned(),
-                c => c.to_string(),
-            })
-            .collect();
-        return Ok((Backend::Sqlite, format!("sqlite://{encoded}?{query}")));
-    }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        if cfg!(feature = "postgres") {
-            return Ok((Backend::Postgres, url.to_owned()));
-        }
-        return Err(
-            "this build has no PostgreSQL support; enable the `postgres` feature of weft"
-                .to_owned(),
-        );
-    }
-    Err("expected sqlite://path/to/file.db or postgres://user@host/database".to_owned())
-}
-
-/// `fut`, or [`StoreError::Timeout`] after `limit`.
-async fn within<T>(
-    limit: Duration,
-    shown: &str,
-    doing: &str,
-    fut: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
-        Err(StoreError::Timeout {
-            url: shown.to_owned(),
-            after: limit,
-            doing: doing.to_owned(),
-        })
-    })
-}
-
-/// SQLite's file header: anything else (but an empty file, a database yet to be written) is not
-/// a database, and is refused at once instead of the pool retrying it until it times out.
-const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
-
-/// The path of a SQLite driver URL (`sqlite://path?query`), decoded.
-fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("sqlite://")?;
-    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
-    if path == ":memory:" {
-        return None;
-    }
-    Some(
-        path.replace("%20", " ")
-            .replace("%3F", "?")
-            .replace("%23", "#")
-            .replace("%25", "%"),
-    )
-}
-
-/// Refuses a file that is not a SQLite database by its header.
-fn check_sqlite_file(path: &str) -> Result<(), StoreError> {
-    use std::io::Read;
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return Ok(()); // missing (created) or unreadable (the driver says why)
-    };
-    let mut head = Vec::with_capacity(16);
-    if let Err(e) = file.by_ref().take(16).read_to_end(&mut head) {
-        return Err(StoreError::Connect {
-            url: format!("sqlite://{path}"),
-            error: e.to_string(),
-        });
-    }
-    if head.is_empty() || head.as_slice() == SQLITE_HEADER {
-        return Ok(());
-    }
-    Err(StoreError::NotADatabase {
-        path: path.to_owned(),
-        error: "the file does not start with SQLite's header".to_owned(),
-    })
-}
-
-/// Why SQLite could not open the file at `path` in WAL mode: its directory cannot be written
-/// and its shared-memory file (`-shm`, which SQLite creates on opening) is not there, as once
-/// the last process writing it has closed it. None when the directory is writable.
-fn unwritable_wal_dir(path: &str) -> Option<String> {
-    let path = std::path::Path::new(path);
-    let shm = format!("{}-shm", path.display());
-    if !path.exists() || std::path::Path::new(&shm).exists() {
-        return None;
-    }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
-    let probe = dir.join(format!(".weft-write-probe-{}", std::process::id()));
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-    {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            None
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
-        Err(e) => Some(format!(
-            "its directory {} is read-only ({e}), and SQLite must create {} there to write it",
-            dir.display(),
-            shm
-        )),
-    }
-}
-
-/// True for SQLite's "file is not a database" (26) and "database disk image is malformed" (11).
-fn is_not_a_database(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => {
-            let code = d.code().and_then(|c| c.parse::<i64>().ok()).unwrap_or(0);
-            matches!(code & 0xff, 11 | 26)
-                || d.message().contains("file is not a database")
-                || d.message().contains("malformed")
-        }
-        _ => false,
-    }
-}
-
-async fn connect_pool(
-    backend: Backend,
-    url: &str,
-    shown: &str,
-    store: &StoreOptions,
-) -> Result<AnyPool, StoreError> {
-    let limit = store.connect_timeout;
-    let sqlite_file = match backend {
-        Backend::Sqlite => sqlite_path(url),
-        Backend::Postgres => None,
-    };
-    let connect_err = |e: sqlx::Error| match &sqlite_file {
-        Some(path) if is_not_a_database(&e) => StoreError::NotADatabase {
-            path: path.clone(),
-            error: e.to_string(),
-        },
-        _ => StoreError::Connect {
-            url: shown.to_owned(),
-            error: e.to_string(),
-        },
-    };
-    let mut url = Cow::Borrowed(url);
-    if let Some(path) = &sqlite_file {
-        check_sqlite_file(path)?;
-        if let Some(why) = unwritable_wal_dir(path) {
-            if store.create {
-                return Err(StoreError::ReadOnly {
-                    url: shown.to_owned(),
-                    error: why,
-                });
-            }
-            // Nothing can change it: read it as it is, without the files SQLite cannot create.
-            url = Cow::Owned(format!("{url}&immutable=true"));
-        }
-    }
-    let options = AnyConnectOptions::from_str(&url)
-        .map_err(connect_err)?
-        .log_statements(log::LevelFilter::Off)
-        .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(3600));
-    let schema = store.schema.replace('"', "");
-    let setup: Arc<str> = match backend {
-        // WAL lets readers and other processes' writers go on while one writes; NORMAL sync is
-        // durable across application crashes, which is what history needs.
-        Backend::Sqlite => {
-            "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536"
-                .into()
-        }
-        Backend::Postgres => format!("SET search_path TO \"{schema}\"").into(),
-    };
-    // One connection first: a file that is not a database, or a server that does not answer,
-    // is told apart here rather than by the pool retrying until it times out.
-    let mut conn = within(limit, shown, "connecting", async {
-        options.connect().await.map_err(connect_err)
-    })
-    .await?;
-    if backend == Backend::Sqlite {
-        within(limit, shown, "reading the file", async {
-            // Another process creating the file may hold its lock for a moment.
-            conn.execute(&*setup).await.map_err(connect_err)?;
-            sqlx::query("SELECT COUNT(*) FROM sqlite_master")
-                .fetch_one(&mut conn)
-                .await
-                .map_err(connect_err)
-        })
-        .await?;
-    }
-    if backend == Backend::Postgres {
-        // Its own schema keeps weft's tables and migration records apart from the application's.
-        let exists: Option<(String,)> = within(limit, shown, "looking for weft's schema", async {
-            sqlx::query_as(
-                "SELECT schema_name::text FROM information_schema.schemata WHERE schema_name = $1",
-            )
-            .bind(&schema)
-            .fetch_optional(&mut conn)
-            .await
-            .map_err(connect_err)
-        })
-        .await?;
-        if exists.is_none() && !store.create {
-            return Err(StoreError::NoHistory {
-                url: format!("{shown} (schema \"{schema}\")"),
-            });
-        }
-        if exists.is_none() {
-            // Two processes may race here; the loser's error is harmless.
-            let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
-            let _ = within(limit, shown, "creating weft's schema", async {
-                conn.execute(&*create).await.map_err(connect_err)
-            })
-            .await;
-        }
-    }
-    // Closing waits on the server too; a silent one is not waited for.
-    let _ = tokio::time::timeout(limit, conn.close()).await;
-    let pool = within(limit, shown, "opening the connection pool", async {
-        AnyPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(limit.max(Duration::from_secs(5)))
-            .after_connect(move |conn, _| {
-                let setup = setup.clone();
-                Box::pin(async move {
-                    conn.execute(&*setup).await?;
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await
-            .map_err(connect_err)
-    })
-    .await?;
-    if backend == Backend::Sqlite && store.create {
-        within(limit, shown, "switching to WAL", async {
-            retry_busy(|| async {
-                pool.execute("PRAGMA journal_mode = WAL").await?;
-                Ok(())
-            })
-            .await
-            .map_err(connect_err)
-        })
-        .await?;
-    }
-    // Migrating may wait for another process migrating the same database: a longer limit.
-    within(
-        limit * 4,
-        shown,
-        "creating or upgrading weft's tables",
-        migrate(&pool, backend, shown, store.create),
-    )
-    .await?;
-    if store.create {
-        check_writable(&pool, backend, shown, limit).await?;
-    }
-    Ok(pool)
-}
-
-/// Refuses a history a recording store cannot write, at open rather than by losing every row of
-/// the first run. A database busy with another writer past `limit` counts as writable.
-async fn check_writable(
-    pool: &AnyPool,
-    backend: Backend,
-    shown: &str,
-    limit: Duration,
-) -> Result<(), StoreError> {
-    let read_only = |error: String| StoreError::ReadOnly {
-        url: shown.to_owned(),
-        error,
-    };
-    match backend {
-        Backend::Sqlite => {
-            // Takes the write lock (and creates the WAL files) without changing a row.
-            let probe = sqlx::query("UPDATE _sqlx_migrations SET version = version WHERE 1 = 0")
-                .execute(pool);
-            match tokio::time::timeout(limit, probe).await {
-                Ok(Err(sqlx::Error::Database(e))) => {
-                    let code = e.code().and_then(|c| c.parse::<i64>().ok()).unwrap_or(0);
-                    // READONLY, IOERR, FULL, CANTOPEN, PERM.
-                    if matches!(code & 0xff, 8 | 10 | 13 | 14 | 3) {
-                        return Err(read_only(e.message().to_owned()));
-                    }
-                    Ok(())
-                }
-                _ => Ok(()),
-            }
-        }
-        Backend::Postgres => {
-            let probe =
-                sqlx::query_scalar::<_, String>("SELECT current_setting('transaction_read_only')")
-                    .fetch_one(pool);
-            match tokio::time::timeout(limit, probe).await {
-                Ok(Ok(on)) if on == "on" => Err(read_only(
-                    "the session is read-only (transaction_read_only is on: a standby, or \
-                     default_transaction_read_only)"
-                        .to_owned(),
-                )),
-                _ => Ok(()),
-            }
-        }
-    }
-}
-
-/// Retries `op` a few times: another process may hold SQLite's lock, or be creating the tables.
-async fn retry_busy<F, Fut>(mut op: F) -> Result<(), sqlx::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), sqlx::Error>>,
-{
-    let mut tries = 0;
-    loop {
-        match op().await {
-            Ok(()) => return Ok(()),
-            Err(e) if tries < 8 => {
-                tries += 1;
-                tracing::debug!(target: "weft::store", "retrying after {e}");
-                tokio::time::sleep(Duration::from_millis(25 << tries.min(5))).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Refuses a database from a newer weft, then applies the missing migrations.
-async fn migrate(
-    pool: &AnyPool,
-    backend: Backend,
-    shown: &str,
-    create: bool,
-) -> Result<(), StoreError> {
-    // Before anything could alter it: a missing table means a new database.
-    let found: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(pool)
-            .await
-            .ok();
-    if found.is_none() && !create {
-        return Err(StoreError::NoHistory {
-            url: shown.to_owned(),
-        });
-    }
-    let found = found.flatten().unwrap_or(0);
-    if found > latest_version() {
-        return Err(StoreError::SchemaTooNew {
-            url: shown.to_owned(),
-            found,
-            supported: latest_version(),
-        });
-    }
-    if found == latest_version() {
-        return Ok(());
-    }
-    let migrator = Migrator {
-        migrations: Cow::Owned(
-            MIGRATIONS
-                .iter()
-                .map(|(v, name, script)| {
-                    Migration::new(
-                        *v,
-                        Cow::Borrowed(*name),
-                        MigrationType::Simple,
-                        Cow::Borrowed(script.sql(backend)),
-                        false,
-                    )
-                })
-                .collect(),
-        ),
-        ignore_missing: false,
-        locking: true,
-        no_tx: false,
-    };
-    let mut tries = 0;
-    loop {
-        // On a connection of its own, closed after each attempt: sqlx's migrator keeps its
-        // (PostgreSQL: database-wide advisory) lock when a migration fails, and a pooled
-        // connection holding it would make every later attempt, of this process or another,
-        // wait on it for ever.
-        let attempt = async {
-            let mut conn = pool.acquire().await?.detach();
-            let outcome = migrator.run(&mut conn).await;
-            let _ = tokio::time::timeout(Duration::from_secs(1), conn.close()).await;
-            outcome
-        };
-        match attempt.await {
-            Ok(()) => return Ok(()),
-            // Another process migrating the same file at once: its work is ours on retry.
-            Err(_) if tries < 8 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(25 << tries.min(5))).await;
-            }
-            Err(e) => {
-                return Err(StoreError::Migrate {
-                    url: shown.to_owned(),
-                    error: e.to_string(),
-                })
-            }
-        }
-    }
 }
 
 /// A timestamp as stored: RFC 3339, UTC, microseconds (sorts in time order as text).
@@ -1206,6 +660,7 @@ impl HistoryReport {
 
 #[cfg(test)]
 mod tests {
+    use super::open::prepare_url;
     use super::*;
 
     #[test]
@@ -1275,7 +730,7 @@ mod tests {
                 let run = run.clone();
                 store
                     .with_pool(move |pool, _| async move {
-                        sqlx::query(
+                        db::query(
                             "INSERT INTO task_runs (flow_run_id, node, map_index, task, state, \
                              message, attempts, started, ended, lifecycle_in_row) \
                              VALUES ($1, $2, $3, 't''ask', $4, $5, 1, $6, $6, 7)",
@@ -1296,13 +751,17 @@ mod tests {
         }
         let got: Vec<(String, String, String)> = store
             .with_pool(move |pool, _| async move {
-                Ok(sqlx::query_as(
+                let rows = db::query(
                     "SELECT at, level, message FROM run_logs WHERE flow_run_id = $1 \
                      ORDER BY at, seq",
                 )
                 .bind(run)
                 .fetch_all(&pool)
-                .await?)
+                .await?;
+                let row = |r: &db::Row| -> Result<_, db::Error> {
+                    Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
+                };
+                Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
             })
             .await
             .unwrap();

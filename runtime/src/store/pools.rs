@@ -42,8 +42,8 @@
 use super::cancel::{host_name, pid_alive, STALE};
 use super::{parse_ts, ts, Store, StoreError};
 use chrono::{DateTime, Utc};
-use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+
+use super::db;
 use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
@@ -241,7 +241,7 @@ fn check_limit(name: &str, limit: Option<u32>) -> Result<(), StoreError> {
 const POOL_COLS: &str = "name, concurrency_limit, paused, description, created, updated";
 const WORKER_COLS: &str = "id, pool, name, host, pid, version, flows, started, heartbeat";
 
-fn pool_of(row: &AnyRow) -> Result<WorkPool, StoreError> {
+fn pool_of(row: &db::Row) -> Result<WorkPool, StoreError> {
     let limit: Option<i64> = row.try_get("concurrency_limit")?;
     let paused: i64 = row.try_get("paused")?;
     Ok(WorkPool {
@@ -254,7 +254,7 @@ fn pool_of(row: &AnyRow) -> Result<WorkPool, StoreError> {
     })
 }
 
-fn worker_of(row: &AnyRow, now: DateTime<Utc>) -> Result<WorkerRecord, StoreError> {
+fn worker_of(row: &db::Row, now: DateTime<Utc>) -> Result<WorkerRecord, StoreError> {
     let id: String = row.try_get("id")?;
     let flows: String = row.try_get("flows")?;
     let pid: i64 = row.try_get("pid")?;
@@ -285,8 +285,8 @@ fn is_online(w: &WorkerRecord, now: DateTime<Utc>) -> bool {
 }
 
 /// The error for a pool `name` that does not exist, with the names that do.
-pub(super) async fn pool_not_found(pool: &AnyPool, name: String) -> StoreError {
-    match sqlx::query_scalar::<_, String>("SELECT name FROM work_pools ORDER BY name")
+pub(super) async fn pool_not_found(pool: &db::Pool, name: String) -> StoreError {
+    match db::query_scalar::<String>("SELECT name FROM work_pools ORDER BY name")
         .fetch_all(pool)
         .await
     {
@@ -296,8 +296,8 @@ pub(super) async fn pool_not_found(pool: &AnyPool, name: String) -> StoreError {
 }
 
 /// [`StoreError::WorkPoolNotFound`] unless pool `name` exists.
-pub(super) async fn pool_exists(pool: &AnyPool, name: &str) -> Result<(), StoreError> {
-    let found = sqlx::query_scalar::<_, String>("SELECT name FROM work_pools WHERE name = $1")
+pub(super) async fn pool_exists(pool: &db::Pool, name: &str) -> Result<(), StoreError> {
+    let found = db::query_scalar::<String>("SELECT name FROM work_pools WHERE name = $1")
         .bind(name.to_owned())
         .fetch_optional(pool)
         .await?;
@@ -337,7 +337,7 @@ impl Store {
         let (spec, name) = (spec.clone(), spec.name.clone());
         self.with_pool(move |pool, _| async move {
             let now = ts(Utc::now());
-            let done = sqlx::query(&format!(
+            let done = db::query(&format!(
                 "INSERT INTO work_pools ({POOL_COLS}) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (name) DO NOTHING"
             ))
@@ -361,7 +361,7 @@ impl Store {
     /// Every work pool, by name.
     pub async fn work_pools(&self) -> Result<Vec<WorkPool>, StoreError> {
         self.with_pool(move |pool, _| async move {
-            sqlx::query(&format!("SELECT {POOL_COLS} FROM work_pools ORDER BY name"))
+            db::query(&format!("SELECT {POOL_COLS} FROM work_pools ORDER BY name"))
                 .fetch_all(&pool)
                 .await?
                 .iter()
@@ -375,7 +375,7 @@ impl Store {
     pub async fn work_pool(&self, name: &str) -> Result<WorkPool, StoreError> {
         let name = name.to_owned();
         self.with_pool(move |pool, _| async move {
-            let row = sqlx::query(&format!(
+            let row = db::query(&format!(
                 "SELECT {POOL_COLS} FROM work_pools WHERE name = $1"
             ))
             .bind(name.clone())
@@ -421,7 +421,7 @@ impl Store {
     ) -> Result<WorkPool, StoreError> {
         let owned = name.to_owned();
         self.with_pool(move |pool, _| async move {
-            let done = sqlx::query(&format!(
+            let done = db::query(&format!(
                 "UPDATE work_pools SET {col} = $1, updated = $2 WHERE name = $3"
             ))
             .bind(value)
@@ -444,7 +444,7 @@ impl Store {
         let name = name.to_owned();
         self.with_pool(move |pool, _| async move {
             pool_exists(&pool, &name).await?;
-            let workers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM workers WHERE pool = $1")
+            let workers: i64 = db::query_scalar("SELECT COUNT(*) FROM workers WHERE pool = $1")
                 .bind(name.clone())
                 .fetch_one(&pool)
                 .await?;
@@ -454,7 +454,7 @@ impl Store {
                      {name}`); stop them first"
                 )));
             }
-            sqlx::query("DELETE FROM work_pools WHERE name = $1")
+            db::query("DELETE FROM work_pools WHERE name = $1")
                 .bind(name)
                 .execute(&pool)
                 .await?;
@@ -474,7 +474,7 @@ impl Store {
         self.with_pool(move |pool, _| async move {
             pool_exists(&pool, &info.pool).await?;
             let now = ts(Utc::now());
-            sqlx::query(&format!(
+            db::query(&format!(
                 "INSERT INTO workers ({WORKER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             ))
             .bind(id.to_string())
@@ -497,7 +497,7 @@ impl Store {
     /// registered (it was deregistered): the worker should register again.
     pub async fn worker_heartbeat(&self, id: WorkerId) -> Result<(), StoreError> {
         self.with_pool(move |pool, _| async move {
-            let done = sqlx::query("UPDATE workers SET heartbeat = $1 WHERE id = $2")
+            let done = db::query("UPDATE workers SET heartbeat = $1 WHERE id = $2")
                 .bind(ts(Utc::now()))
                 .bind(id.to_string())
                 .execute(&pool)
@@ -513,7 +513,7 @@ impl Store {
     /// Removes worker `id` from the registry; false when it was not registered.
     pub async fn deregister_worker(&self, id: WorkerId) -> Result<bool, StoreError> {
         self.with_pool(move |pool, _| async move {
-            let done = sqlx::query("DELETE FROM workers WHERE id = $1")
+            let done = db::query("DELETE FROM workers WHERE id = $1")
                 .bind(id.to_string())
                 .execute(&pool)
                 .await?;
@@ -555,7 +555,7 @@ impl Store {
             let rows = match &pool_name {
                 Some(name) => {
                     pool_exists(&pool, name).await?;
-                    sqlx::query(&format!(
+                    db::query(&format!(
                         "SELECT {WORKER_COLS} FROM workers WHERE pool = $1 ORDER BY started, id"
                     ))
                     .bind(name.clone())
@@ -563,7 +563,7 @@ impl Store {
                     .await?
                 }
                 None => {
-                    sqlx::query(&format!(
+                    db::query(&format!(
                         "SELECT {WORKER_COLS} FROM workers ORDER BY pool, started, id"
                     ))
                     .fetch_all(&pool)

@@ -5,8 +5,8 @@ use super::{parse_ts, Store, StoreError};
 use crate::graph::FlowGraph;
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
-use sqlx::any::AnyRow;
-use sqlx::Row;
+
+use super::db;
 use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
@@ -361,22 +361,22 @@ pub fn short_ids(ids: &[Uuid]) -> Vec<String> {
         .collect()
 }
 
-pub(super) fn state_of(row: &AnyRow, col: &str) -> Result<StateKind, StoreError> {
+pub(super) fn state_of(row: &db::Row, col: &str) -> Result<StateKind, StoreError> {
     let s: String = row.try_get(col)?;
     s.parse().map_err(StoreError::Query)
 }
 
-pub(super) fn ts_of(row: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub(super) fn ts_of(row: &db::Row, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
     let s: Option<String> = row.try_get(col)?;
     s.as_deref().map(parse_ts).transpose()
 }
 
-pub(super) fn u32_of(row: &AnyRow, col: &str) -> Result<Option<u32>, StoreError> {
+pub(super) fn u32_of(row: &db::Row, col: &str) -> Result<Option<u32>, StoreError> {
     let v: Option<i64> = row.try_get(col)?;
     Ok(v.and_then(|v| u32::try_from(v).ok()))
 }
 
-pub(super) fn run_of(row: &AnyRow) -> Result<RunRecord, StoreError> {
+pub(super) fn run_of(row: &db::Row) -> Result<RunRecord, StoreError> {
     let id: String = row.try_get("id")?;
     let params: String = row.try_get("parameters")?;
     Ok(RunRecord {
@@ -406,7 +406,7 @@ pub(super) fn run_of(row: &AnyRow) -> Result<RunRecord, StoreError> {
     })
 }
 
-fn placement_of(row: &AnyRow) -> Result<Option<RunPlacement>, StoreError> {
+fn placement_of(row: &db::Row) -> Result<Option<RunPlacement>, StoreError> {
     let (Some(deployment), Some(pool), Some(scheduled)) = (
         row.try_get::<Option<String>, _>("deployment")?,
         row.try_get::<Option<String>, _>("pool")?,
@@ -499,7 +499,7 @@ impl Store {
                 sql.push_str(&conds.join(" AND "));
             }
             sql.push_str(&format!(" ORDER BY started DESC LIMIT {}", filter.limit));
-            let mut q = sqlx::query(&sql);
+            let mut q = db::query(&sql);
             if let Some(f) = &filter.flow {
                 q = q.bind(f.clone());
             }
@@ -521,7 +521,7 @@ impl Store {
             return Err(StoreError::RunNotFound(prefix));
         }
         self.with_pool(move |pool, _| async move {
-            let rows = sqlx::query(RESOLVE_SQL)
+            let rows = db::query(RESOLVE_SQL)
                 .bind(&prefix)
                 .bind(format!("{prefix}~"))
                 .bind(format!("{prefix}%"))
@@ -547,13 +547,13 @@ impl Store {
     pub async fn run(&self, id: Uuid) -> Result<RunDetail, StoreError> {
         self.with_pool(move |pool, _| async move {
             let id_text = id.to_string();
-            let row = sqlx::query(&format!("SELECT {RUN_COLS} FROM flow_runs WHERE id = $1"))
+            let row = db::query(&format!("SELECT {RUN_COLS} FROM flow_runs WHERE id = $1"))
                 .bind(&id_text)
                 .fetch_optional(&pool)
                 .await?
                 .ok_or_else(|| StoreError::RunNotFound(id_text.clone()))?;
             let run = run_of(&row)?;
-            let children = sqlx::query(&format!(
+            let children = db::query(&format!(
                 "SELECT {RUN_COLS} FROM flow_runs WHERE parent_run = $1 ORDER BY parent_node, started"
             ))
             .bind(&id_text)
@@ -563,13 +563,13 @@ impl Store {
             .map(run_of)
             .collect::<Result<Vec<_>, StoreError>>()?;
             let graph: Option<String> =
-                sqlx::query_scalar("SELECT graph FROM flows WHERE name = $1 AND version = $2")
+                db::query_scalar("SELECT graph FROM flows WHERE name = $1 AND version = $2")
                     .bind(&run.flow)
                     .bind(&run.flow_version)
                     .fetch_optional(&pool)
                     .await?;
             let graph = graph.and_then(|g| serde_json::from_str::<FlowGraph>(&g).ok());
-            let task_rows = sqlx::query(
+            let task_rows = db::query(
                 "SELECT node, map_index, task, state, message, attempts, scheduled, started, ended, \
                  cache_key, result, lifecycle_in_row \
                  FROM task_runs WHERE flow_run_id = $1 ORDER BY node, map_index",
@@ -600,7 +600,7 @@ impl Store {
                 }
                 task_runs.push(rec);
             }
-            let stored = sqlx::query(
+            let stored = db::query(
                 "SELECT seq, node, map_index, name, state, message, attempt, at FROM state_changes \
                  WHERE flow_run_id = $1 ORDER BY at, seq",
             )
@@ -651,7 +651,7 @@ impl Store {
             let state_changes: Vec<StateChangeRecord> =
                 changes.into_iter().map(|c| c.3).collect();
             // With the lines task run rows stand for (migration 6).
-            let logs = sqlx::query(
+            let logs = db::query(
                 "SELECT at, level, message FROM run_logs WHERE flow_run_id = $1 ORDER BY at, seq",
             )
             .bind(&id_text)
@@ -666,7 +666,7 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-            let node_outputs = sqlx::query(
+            let node_outputs = db::query(
                 "SELECT node, command, exit_code, signal, stdout, stderr, stdout_total, stderr_total, \
                  stdout_key, stderr_key, started, ended FROM node_outputs WHERE flow_run_id = $1 ORDER BY node",
             )
@@ -715,7 +715,7 @@ impl Store {
         let (name, version) = (name.to_owned(), version.to_owned());
         self.with_pool(move |pool, _| async move {
             Ok(
-                sqlx::query_scalar("SELECT source FROM pipelines WHERE name = $1 AND version = $2")
+                db::query_scalar("SELECT source FROM pipelines WHERE name = $1 AND version = $2")
                     .bind(name)
                     .bind(version)
                     .fetch_optional(&pool)
@@ -729,7 +729,7 @@ impl Store {
     pub async fn flows(&self) -> Result<Vec<FlowSummary>, StoreError> {
         self.with_pool(move |pool, _| async move {
             let mut flows: Vec<FlowSummary> = Vec::new();
-            for r in sqlx::query(FLOWS_SQL).fetch_all(&pool).await? {
+            for r in db::query(FLOWS_SQL).fetch_all(&pool).await? {
                 flows.push(FlowSummary {
                     name: r.try_get("name")?,
                     versions: r.try_get::<i64, _>("versions")?.max(0) as u64,
@@ -738,7 +738,7 @@ impl Store {
                     last_run: ts_of(&r, "last_run")?,
                 });
             }
-            for r in sqlx::query(FLOW_COUNTS_SQL).fetch_all(&pool).await? {
+            for r in db::query(FLOW_COUNTS_SQL).fetch_all(&pool).await? {
                 let name: String = r.try_get("flow")?;
                 let i = match flows.iter().position(|f| f.name == name) {
                     Some(i) => i,

@@ -61,7 +61,7 @@ use super::{parse_ts, ts, Backend, Store, StoreError};
 use crate::schedule::Schedule;
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
-use sqlx::{AnyPool, Row};
+use super::db;
 use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
@@ -169,7 +169,7 @@ impl Store {
             pool_exists(&pool, &p.pool).await?;
             let delay = i64::try_from(p.retry_delay.as_millis()).unwrap_or(i64::MAX);
             let mut tx = pool.begin().await?;
-            sqlx::query(
+            db::query(
                 "UPDATE deployments SET pool = $1, retries = $2, retry_delay_ms = $3, \
                  catch_up = $4, max_active = $5 WHERE name = $6",
             )
@@ -181,7 +181,7 @@ impl Store {
             .bind(&name)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
+            db::query(
                 "DELETE FROM flow_runs WHERE deployment = $1 AND state = 'Scheduled' \
                  AND slot IS NOT NULL AND scheduled > $2",
             )
@@ -240,7 +240,7 @@ impl Store {
                 report.created += schedule_one(&pool, backend, &d, now).await?;
             }
             let late_before = now - chrono::Duration::from_std(LATE_AFTER).unwrap_or_default();
-            report.late = sqlx::query(
+            report.late = db::query(
                 "UPDATE flow_runs SET state = 'Late' WHERE state = 'Scheduled' AND scheduled < $1",
             )
             .bind(ts(late_before))
@@ -326,7 +326,7 @@ impl Store {
                  AND scheduled > $2 AND deployment IN ({})",
                 marks.join(", ")
             );
-            let q = sqlx::query_scalar::<_, Option<String>>(&sql)
+            let q = db::query_scalar::<Option<String>>(&sql)
                 .bind(pool_name)
                 .bind(ts(Utc::now()));
             let q = deployments.iter().fold(q, |q, d| q.bind(d.as_str()));
@@ -343,7 +343,7 @@ impl Store {
         self.with_pool(move |pool, _| async move {
             let now = Utc::now();
             let until = now + chrono::Duration::from_std(ttl).unwrap_or_default();
-            let done = sqlx::query(
+            let done = db::query(
                 "INSERT INTO leaders (name, holder, until) VALUES ($1, $2, $3) \
                  ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
                  WHERE leaders.holder = excluded.holder OR leaders.until < $4",
@@ -365,7 +365,7 @@ impl Store {
         let name = name.to_owned();
         self.with_pool(move |pool, _| async move {
             Ok(
-                sqlx::query_scalar("SELECT holder FROM leaders WHERE name = $1 AND until > $2")
+                db::query_scalar("SELECT holder FROM leaders WHERE name = $1 AND until > $2")
                     .bind(name)
                     .bind(ts(Utc::now()))
                     .fetch_optional(&pool)
@@ -378,7 +378,7 @@ impl Store {
     /// The work pool of each deployment served by one, by deployment name.
     pub async fn deployment_pools(&self) -> Result<HashMap<String, String>, StoreError> {
         self.with_pool(move |pool, _| async move {
-            let rows = sqlx::query("SELECT name, pool FROM deployments WHERE pool IS NOT NULL")
+            let rows = db::query("SELECT name, pool FROM deployments WHERE pool IS NOT NULL")
                 .fetch_all(&pool)
                 .await?;
             rows.iter()
@@ -392,7 +392,7 @@ impl Store {
     pub async fn resign(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         self.with_pool(move |pool, _| async move {
-            sqlx::query("DELETE FROM leaders WHERE name = $1 AND holder = $2")
+            db::query("DELETE FROM leaders WHERE name = $1 AND holder = $2")
                 .bind(name)
                 .bind(holder)
                 .execute(&pool)
@@ -433,7 +433,7 @@ impl Store {
         let due = ts(Utc::now() + chrono::Duration::from_std(after).unwrap_or_default());
         let why = why.to_owned();
         self.with_pool(move |pool, _| async move {
-            let done = sqlx::query(
+            let done = db::query(
                 "UPDATE flow_runs SET state = 'Scheduled', message = $1, scheduled = $2, \
                  started = $2, worker = NULL WHERE id = $3 AND state = 'Pending' AND lease = $4",
             )
@@ -452,7 +452,7 @@ impl Store {
     pub(crate) async fn release_run(&self, id: Uuid) -> Result<(), StoreError> {
         let process = self.inner.owners.process.clone();
         self.with_pool(move |pool, _| async move {
-            sqlx::query("DELETE FROM run_owners WHERE flow_run_id = $1 AND process = $2")
+            db::query("DELETE FROM run_owners WHERE flow_run_id = $1 AND process = $2")
                 .bind(id.to_string())
                 .bind(process)
                 .execute(&pool)
@@ -466,7 +466,7 @@ impl Store {
 /// Inserts a Scheduled run of pooled deployment `deployment` (nothing if it is not pooled, or
 /// when `slot` is taken): rows inserted.
 async fn insert_scheduled(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut db::Transaction,
     deployment: &str,
     flow: &str,
     overrides: &Overrides,
@@ -476,7 +476,7 @@ async fn insert_scheduled(
 ) -> Result<u64, StoreError> {
     let at = ts(at);
     let overrides = serde_json::Value::Object(overrides.clone()).to_string();
-    let done = sqlx::query(
+    let done = db::query(
         "INSERT INTO flow_runs (id, flow, flow_version, parameters, state, message, started, \
          deployment, pool, scheduled, slot, overrides, tries) \
          SELECT $1, $2, '', $3, 'Scheduled', NULL, $4, name, pool, $5, $6, $7, 0 \
@@ -497,11 +497,11 @@ async fn insert_scheduled(
 
 /// Wakes the workers listening on PostgreSQL (polling ones find the run at their next poll).
 async fn notify(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut db::Transaction,
     backend: Backend,
 ) -> Result<(), StoreError> {
     if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_notify('weft_runs', '')")
+        db::query("SELECT pg_notify('weft_runs', '')")
             .execute(&mut **tx)
             .await?;
     }
@@ -516,8 +516,8 @@ struct Scheduled {
     catch_up: bool,
 }
 
-async fn scheduled_deployments(pool: &AnyPool) -> Result<Vec<Scheduled>, StoreError> {
-    let rows = sqlx::query(
+async fn scheduled_deployments(pool: &db::Pool) -> Result<Vec<Scheduled>, StoreError> {
+    let rows = db::query(
         "SELECT name, flow, schedule, catch_up FROM deployments \
          WHERE pool IS NOT NULL AND schedule IS NOT NULL AND paused = 0",
     )
@@ -545,12 +545,12 @@ async fn scheduled_deployments(pool: &AnyPool) -> Result<Vec<Scheduled>, StoreEr
 
 /// Creates deployment `d`'s coming runs: how many were new.
 async fn schedule_one(
-    pool: &AnyPool,
+    pool: &db::Pool,
     backend: Backend,
     d: &Scheduled,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
-    let last: Option<String> = sqlx::query_scalar(
+    let last: Option<String> = db::query_scalar(
         "SELECT MAX(slot) FROM flow_runs WHERE deployment = $1 AND slot IS NOT NULL",
     )
     .bind(&d.name)
@@ -565,7 +565,7 @@ async fn schedule_one(
     let horizon = now + chrono::Duration::from_std(HORIZON).unwrap_or_default();
     let has_future = last.is_some_and(|l| l > now);
     // At most AHEAD waiting in all: each pass only tops them up.
-    let waiting: i64 = sqlx::query_scalar(
+    let waiting: i64 = db::query_scalar(
         "SELECT COUNT(*) FROM flow_runs WHERE deployment = $1 AND slot > $2 \
          AND state = 'Scheduled'",
     )
@@ -605,7 +605,7 @@ async fn schedule_one(
         notify(&mut tx, backend).await?;
     }
     // `weft deployments` shows the next run waiting.
-    sqlx::query(
+    db::query(
         "UPDATE deployments SET next_run_at = (SELECT MIN(slot) FROM flow_runs \
          WHERE deployment = $1 AND slot IS NOT NULL AND state IN ('Scheduled', 'Late')) \
          WHERE name = $1",
@@ -621,11 +621,11 @@ async fn schedule_one(
 /// outer when there is no such pool. On PostgreSQL a limited pool's row is locked until the
 /// claim commits, so two workers never both take the last slot.
 async fn pool_room(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut db::Transaction,
     backend: Backend,
     name: &str,
 ) -> Result<Option<Option<usize>>, StoreError> {
-    let row = sqlx::query("SELECT concurrency_limit, paused FROM work_pools WHERE name = $1")
+    let row = db::query("SELECT concurrency_limit, paused FROM work_pools WHERE name = $1")
         .bind(name)
         .fetch_optional(&mut **tx)
         .await?;
@@ -639,12 +639,12 @@ async fn pool_room(
         return Ok(Some(None));
     };
     if backend == Backend::Postgres {
-        sqlx::query("SELECT name FROM work_pools WHERE name = $1 FOR UPDATE")
+        db::query("SELECT name FROM work_pools WHERE name = $1 FOR UPDATE")
             .bind(name)
             .execute(&mut **tx)
             .await?;
     }
-    let active: i64 = sqlx::query_scalar(
+    let active: i64 = db::query_scalar(
         "SELECT COUNT(*) FROM flow_runs WHERE pool = $1 \
          AND state IN ('Pending', 'Running', 'Retrying')",
     )
@@ -657,7 +657,7 @@ async fn pool_room(
 /// The due runs of `deployments` in pool `pool`, due first, at most `max`; on PostgreSQL
 /// locked, skipping those another claim holds.
 async fn due_runs(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut db::Transaction,
     backend: Backend,
     pool: &str,
     deployments: &[String],
@@ -680,7 +680,7 @@ async fn due_runs(
          AND deployment IN ({}) ORDER BY scheduled LIMIT $3{lock}",
         marks.join(", ")
     );
-    let q = sqlx::query(&sql)
+    let q = db::query(&sql)
         .bind(pool)
         .bind(now)
         .bind(i64::try_from(max).unwrap_or(i64::MAX));
@@ -693,7 +693,7 @@ async fn due_runs(
 }
 
 /// A run to claim, from a row of `flow_runs` (id, deployment, overrides, scheduled, tries).
-pub(super) fn claimed_run(r: &sqlx::any::AnyRow) -> Result<ClaimedRun, StoreError> {
+pub(super) fn claimed_run(r: &db::Row) -> Result<ClaimedRun, StoreError> {
     let overrides: Option<String> = r.try_get("overrides")?;
     let overrides = overrides
         .and_then(|o| serde_json::from_str::<Overrides>(&o).ok())
@@ -711,7 +711,7 @@ pub(super) fn claimed_run(r: &sqlx::any::AnyRow) -> Result<ClaimedRun, StoreErro
 /// The runs among `due` their deployments' `max_active` leaves room for, in order. On
 /// PostgreSQL a limited deployment's row is locked until the claim commits.
 async fn within_deployment_limits(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut db::Transaction,
     backend: Backend,
     due: Vec<ClaimedRun>,
 ) -> Result<Vec<ClaimedRun>, StoreError> {
@@ -734,12 +734,12 @@ async fn within_deployment_limits(
 
 /// How many more runs deployment `name` may start (None: no limit of its own).
 async fn deployment_room(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut db::Transaction,
     backend: Backend,
     name: &str,
 ) -> Result<Option<i64>, StoreError> {
     let max: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT max_active FROM deployments WHERE name = $1")
+        db::query_scalar("SELECT max_active FROM deployments WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut **tx)
             .await?;
@@ -747,12 +747,12 @@ async fn deployment_room(
         return Ok(None);
     };
     if backend == Backend::Postgres {
-        sqlx::query("SELECT name FROM deployments WHERE name = $1 FOR UPDATE")
+        db::query("SELECT name FROM deployments WHERE name = $1 FOR UPDATE")
             .bind(name)
             .execute(&mut **tx)
             .await?;
     }
-    let active: i64 = sqlx::query_scalar(
+    let active: i64 = db::query_scalar(
         "SELECT COUNT(*) FROM flow_runs WHERE deployment = $1 \
          AND state IN ('Pending', 'Running', 'Retrying')",
     )
@@ -764,7 +764,7 @@ async fn deployment_room(
 
 /// Claims each run of `due` for `worker` in `tx`, onto `claimed`.
 async fn take_all(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut db::Transaction,
     owners: &Owners,
     due: Vec<ClaimedRun>,
     worker: &str,
@@ -788,7 +788,7 @@ async fn take_all(
 /// Makes `run` Pending, owned by `process` with lease `token`, run by `worker`: false when
 /// another claim took it first.
 async fn take(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut db::Transaction,
     run: &ClaimedRun,
     worker: &str,
     token: i64,
@@ -796,7 +796,7 @@ async fn take(
     now: &str,
 ) -> Result<bool, StoreError> {
     let id = run.id.to_string();
-    let done = sqlx::query(
+    let done = db::query(
         "UPDATE flow_runs SET state = 'Pending', worker = $1, lease = $2, message = NULL \
          WHERE id = $3 AND state IN ('Scheduled', 'Late')",
     )
@@ -808,7 +808,7 @@ async fn take(
     if done.rows_affected() == 0 {
         return Ok(false);
     }
-    sqlx::query(
+    db::query(
         "INSERT INTO run_owners (flow_run_id, process, since) VALUES ($1, $2, $3) \
          ON CONFLICT (flow_run_id) DO UPDATE SET process = excluded.process, since = excluded.since",
     )
@@ -824,11 +824,11 @@ async fn take(
 /// (in the reaper's transaction): why, when it did. The run keeps its id; its lease stays the
 /// reaper's, so the process that lost it cannot write; the next claim takes a new one.
 pub(super) async fn requeue(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut db::Transaction,
     id: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query(
+    let row = db::query(
         "SELECT f.tries, d.retries, d.retry_delay_ms FROM flow_runs f \
          JOIN deployments d ON d.name = f.deployment WHERE f.id = $1 AND f.pool IS NOT NULL",
     )
@@ -849,7 +849,7 @@ pub(super) async fn requeue(
          checkpoints",
         tries + 1
     );
-    sqlx::query(
+    db::query(
         "UPDATE flow_runs SET state = 'Scheduled', message = $1, scheduled = $2, started = $2, \
          ended = NULL, tries = tries + 1, worker = NULL WHERE id = $3",
     )
@@ -858,7 +858,7 @@ pub(super) async fn requeue(
     .bind(id)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
+    db::query(
         "INSERT INTO state_changes (flow_run_id, seq, node, map_index, name, state, message, \
          attempt, at) SELECT id, 1, NULL, NULL, flow, 'Scheduled', $1, 0, $2 FROM flow_runs \
          WHERE id = $3",
@@ -919,7 +919,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let (name, version, source) = (name.to_owned(), version.to_owned(), source.to_owned());
         self.with_pool(move |pool, _| async move {
-            sqlx::query(
+            db::query(
                 "INSERT INTO pipelines (name, version, source, path, registered) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, version) DO NOTHING",
             )
@@ -943,7 +943,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let (name, version) = (name.to_owned(), version.to_owned());
         self.with_pool(move |pool, _| async move {
-            sqlx::query("UPDATE deployments SET pipeline_version = $1 WHERE name = $2")
+            db::query("UPDATE deployments SET pipeline_version = $1 WHERE name = $2")
                 .bind(version)
                 .bind(name)
                 .execute(&pool)
@@ -960,7 +960,7 @@ impl Store {
     ) -> Result<Vec<crate::pipeline::PipelineDeployment>, StoreError> {
         let pool_name = pool_name.to_owned();
         self.with_pool(move |pool, _| async move {
-            let rows = sqlx::query(
+            let rows = db::query(
                 "SELECT name, flow, pipeline_version, parameters FROM deployments \
                  WHERE pool = $1 AND pipeline_version IS NOT NULL ORDER BY name",
             )

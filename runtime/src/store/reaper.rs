@@ -28,7 +28,7 @@ use super::queue::requeue;
 use super::{parse_ts, ts, Backend, Store, StoreError};
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
-use sqlx::{AnyPool, Row};
+use super::db;
 use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
@@ -113,8 +113,8 @@ impl Process {
 }
 
 /// The registered processes by id.
-async fn processes(pool: &AnyPool) -> Result<HashMap<String, Process>, StoreError> {
-    let rows = sqlx::query("SELECT id, host, pid, heartbeat FROM processes")
+async fn processes(pool: &db::Pool) -> Result<HashMap<String, Process>, StoreError> {
+    let rows = db::query("SELECT id, host, pid, heartbeat FROM processes")
         .fetch_all(pool)
         .await?;
     rows.into_iter()
@@ -141,7 +141,7 @@ struct Candidate {
 
 /// The unfinished runs owned by no live process, top-level runs first.
 async fn candidates(
-    pool: &AnyPool,
+    pool: &db::Pool,
     live: &[&String],
     now: DateTime<Utc>,
 ) -> Result<Vec<Candidate>, StoreError> {
@@ -158,7 +158,7 @@ async fn candidates(
     );
     let q = live
         .iter()
-        .fold(sqlx::query(&sql).bind(ts(now - STALE)), |q, id| {
+        .fold(db::query(&sql).bind(ts(now - STALE)), |q, id| {
             q.bind(id.as_str())
         });
     q.fetch_all(pool)
@@ -203,7 +203,7 @@ fn why(c: &Candidate, procs: &HashMap<String, Process>) -> String {
 
 /// Finds the zombies and marks each Crashed (see [`Store::reap`]).
 pub(super) async fn reap(
-    pool: &AnyPool,
+    pool: &db::Pool,
     backend: Backend,
     now: DateTime<Utc>,
 ) -> Result<Vec<Reaped>, StoreError> {
@@ -268,7 +268,7 @@ impl Marked {
 /// had ended (or, with `end.lease`, was claimed again) meanwhile. One transaction, the counts
 /// included.
 pub(super) async fn mark_ended(
-    pool: &AnyPool,
+    pool: &db::Pool,
     backend: Backend,
     id: &str,
     end: &Ending<'_>,
@@ -297,7 +297,7 @@ pub(super) async fn mark_ended(
     let why = format!("its parent run {verb}: {}", end.why);
     let mut parents = vec![id.to_owned()];
     while let Some(parent) = parents.pop() {
-        let children: Vec<String> = sqlx::query_scalar(&format!(
+        let children: Vec<String> = db::query_scalar(&format!(
             "SELECT id FROM flow_runs WHERE parent_run = $1 AND state IN {NOT_FINAL}"
         ))
         .bind(&parent)
@@ -325,7 +325,7 @@ pub(super) async fn mark_ended(
 /// Marks one run and its unfinished task runs: how many task runs, or None when the run had
 /// ended (or its lease is not `lease`).
 async fn mark_one(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut db::Transaction,
     id: &str,
     end: &Ending<'_>,
     why: &str,
@@ -341,7 +341,7 @@ async fn mark_one(
         "UPDATE flow_runs SET state = $1, message = $2, ended = $3, lease = $4 \
          WHERE id = $5 AND state IN {NOT_FINAL}{guard}"
     );
-    let q = sqlx::query(&sql)
+    let q = db::query(&sql)
         .bind(state)
         .bind(why)
         .bind(&at)
@@ -354,7 +354,7 @@ async fn mark_one(
     if q.execute(&mut **tx).await?.rows_affected() == 0 {
         return Ok(None);
     }
-    let tasks = sqlx::query(&format!(
+    let tasks = db::query(&format!(
         "UPDATE task_runs SET state = $1, message = $2, ended = $3 \
          WHERE flow_run_id = $4 AND state IN {NOT_FINAL}"
     ))
@@ -365,7 +365,7 @@ async fn mark_one(
     .execute(&mut **tx)
     .await?
     .rows_affected();
-    sqlx::query(
+    db::query(
         "INSERT INTO state_changes (flow_run_id, seq, node, map_index, name, state, message, \
          attempt, at) SELECT id, 0, NULL, NULL, flow, $1, $2, 0, $3 FROM flow_runs WHERE id = $4",
     )
@@ -375,7 +375,7 @@ async fn mark_one(
     .bind(id)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
+    db::query(
         "INSERT INTO logs (flow_run_id, seq, at, level, message) VALUES ($1, 0, $2, 'WARN', $3)",
     )
     .bind(id)

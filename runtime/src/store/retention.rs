@@ -7,7 +7,7 @@
 use super::{ts, Store, StoreError};
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
-use sqlx::{AnyPool, Row};
+use super::db;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -162,7 +162,7 @@ impl Store {
 /// One page of at most `r.batch` runs after `after`, in one transaction: what it deleted (None:
 /// no run left), where the next page starts, and whether this one was full.
 async fn one_batch(
-    pool: &AnyPool,
+    pool: &db::Pool,
     r: &Retention,
     cutoff: DateTime<Utc>,
     after: Option<(String, String)>,
@@ -187,7 +187,7 @@ async fn one_batch(
         ));
     }
     sql.push_str(&format!(" ORDER BY started, id LIMIT {}", r.batch));
-    let mut q = sqlx::query(&sql);
+    let mut q = db::query(&sql);
     for s in &states {
         q = q.bind(*s);
     }
@@ -216,7 +216,7 @@ async fn one_batch(
 /// `roots` and their subflow runs, all levels down; a tree holding a run that is not final
 /// (or, keeping failed runs, a failed one) is left out whole.
 async fn with_subflows(
-    pool: &AnyPool,
+    pool: &db::Pool,
     r: &Retention,
     roots: Vec<String>,
 ) -> Result<Vec<String>, StoreError> {
@@ -231,7 +231,7 @@ async fn with_subflows(
                 "SELECT id, parent_run, state FROM flow_runs WHERE parent_run IN ({})",
                 marks(1, chunk.len())
             );
-            let mut q = sqlx::query(&sql);
+            let mut q = db::query(&sql);
             for (id, _) in chunk {
                 q = q.bind(id.clone());
             }
@@ -264,7 +264,7 @@ async fn with_subflows(
 /// One transaction: the runs still in a deletable state (a run resumed meanwhile is spared),
 /// then everything keyed by them.
 async fn batch(
-    pool: &AnyPool,
+    pool: &db::Pool,
     r: &Retention,
     states: &[&'static str],
     ids: &[String],
@@ -286,7 +286,7 @@ async fn batch(
     } else {
         sql
     };
-    let mut q = sqlx::query(&sql);
+    let mut q = db::query(&sql);
     for id in ids {
         q = q.bind(id.clone());
     }
@@ -305,14 +305,14 @@ async fn batch(
             let set = marks(1, gone.len());
             let n = if r.dry_run {
                 let sql = format!("SELECT COUNT(*) FROM {table} WHERE flow_run_id IN ({set})");
-                let mut q = sqlx::query_scalar::<_, i64>(&sql);
+                let mut q = db::query_scalar::<i64>(&sql);
                 for id in &gone {
                     q = q.bind(id.clone());
                 }
                 q.fetch_one(&mut *tx).await?.max(0) as u64
             } else {
                 let sql = format!("DELETE FROM {table} WHERE flow_run_id IN ({set})");
-                let mut q = sqlx::query(&sql);
+                let mut q = db::query(&sql);
                 for id in &gone {
                     q = q.bind(id.clone());
                 }

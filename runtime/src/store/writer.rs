@@ -14,9 +14,9 @@ use super::counts::Ends;
 use super::{ts, Backend, Inner, NodeOutputRecord};
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::Any;
+
+
+use super::db::{self, Query};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1112,7 +1112,7 @@ fn values_sql(backend: Backend, head: &str, cols: usize, rows: usize, tail: &str
     sql
 }
 
-type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
 
 /// PostgreSQL: task runs upserted from one JSON array (`json_to_recordset`): one statement, one
 /// round trip and one parse per batch instead of a statement per 500 rows of 13 placeholders.
@@ -1232,8 +1232,8 @@ impl Statement {
             last: sql(total % rows),
         }
     }
-    fn query(&self, rows: usize) -> AnyQuery<'_> {
-        sqlx::query(if rows == self.rows {
+    fn query(&self, rows: usize) -> Query<'_> {
+        db::query(if rows == self.rows {
             &self.full
         } else {
             &self.last
@@ -1262,10 +1262,10 @@ async fn write_sqlx(
     inner: &Inner,
     b: &Batch,
     leases: &[(Uuid, i64)],
-) -> Result<Refused, sqlx::Error> {
+) -> Result<Refused, db::Error> {
     match write_sqlx_mode(inner, b, leases, false).await {
         Err(e) if lost_race(&e) => Err(e),
-        Err(sqlx::Error::Database(_)) => write_sqlx_mode(inner, b, leases, true).await,
+        Err(db::Error::Database(_)) => write_sqlx_mode(inner, b, leases, true).await,
         other => other,
     }
 }
@@ -1273,19 +1273,19 @@ async fn write_sqlx(
 /// A deadlock or a serialization failure (PostgreSQL's 40P01 and 40001): the transaction lost
 /// a race with another, no row is at fault. The whole batch is tried again (as while the
 /// database is away), instead of the row that happened to lose being dropped as refused.
-fn lost_race(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40P01" | "40001")))
+fn lost_race(e: &db::Error) -> bool {
+    matches!(e, db::Error::Database(d) if matches!(d.code().as_deref(), Some("40P01" | "40001")))
 }
 
 /// The runs among `leases` whose stored lease is another process's. On PostgreSQL their rows
 /// are locked until the batch commits, so a reaper marking one waits for it (and the batch
 /// waits for a marking under way).
 async fn fenced_sqlx(
-    tx: &mut sqlx::Transaction<'_, Any>,
+    tx: &mut db::Transaction,
     backend: Backend,
     leases: &[(Uuid, i64)],
-) -> Result<Vec<Fenced>, sqlx::Error> {
-    use sqlx::Row;
+) -> Result<Vec<Fenced>, db::Error> {
+
     let mut fenced = Vec::new();
     let lock = match backend {
         Backend::Postgres => " ORDER BY id FOR UPDATE",
@@ -1299,7 +1299,7 @@ async fn fenced_sqlx(
         );
         let q = chunk
             .iter()
-            .fold(sqlx::query(&sql), |q, (run, _)| q.bind(run.to_string()));
+            .fold(db::query(&sql), |q, (run, _)| q.bind(run.to_string()));
         let tokens: HashMap<String, i64> = chunk.iter().map(|(r, t)| (r.to_string(), *t)).collect();
         for row in q.fetch_all(&mut **tx).await? {
             let id: String = row.try_get("id")?;
@@ -1318,26 +1318,26 @@ async fn fenced_sqlx(
 
 /// One statement's outcome in row-by-row mode: a refused row is rolled back to its savepoint.
 async fn guarded(
-    tx: &mut sqlx::Transaction<'_, Any>,
+    tx: &mut db::Transaction,
     one_by_one: bool,
-    q: AnyQuery<'_>,
+    q: Query<'_>,
     refused: &mut Refused,
     run: Option<Uuid>,
     ops: u64,
-) -> Result<(), sqlx::Error> {
-    use sqlx::Executor;
+) -> Result<(), db::Error> {
+
     if !one_by_one {
         q.execute(&mut **tx).await?;
         return Ok(());
     }
-    tx.execute("SAVEPOINT weft_row").await?;
+    tx.execute_batch("SAVEPOINT weft_row").await?;
     match q.execute(&mut **tx).await {
         Ok(_) => {
-            tx.execute("RELEASE SAVEPOINT weft_row").await?;
+            tx.execute_batch("RELEASE SAVEPOINT weft_row").await?;
         }
         Err(e) if lost_race(&e) => return Err(e),
-        Err(sqlx::Error::Database(e)) => {
-            tx.execute("ROLLBACK TO SAVEPOINT weft_row").await?;
+        Err(db::Error::Database(e)) => {
+            tx.execute_batch("ROLLBACK TO SAVEPOINT weft_row").await?;
             refused.add(run, ops, e.to_string());
         }
         Err(e) => return Err(e),
@@ -1350,7 +1350,7 @@ async fn write_sqlx_mode(
     b: &Batch,
     leases: &[(Uuid, i64)],
     one_by_one: bool,
-) -> Result<Refused, sqlx::Error> {
+) -> Result<Refused, db::Error> {
     let be = inner.backend;
     let mut refused = Refused::default();
     let mut tx = inner.pool.begin().await?;
@@ -1371,7 +1371,7 @@ async fn write_sqlx_mode(
         sql(INSERT_OUTPUT),
     );
     for f in &b.flows {
-        let q = sqlx::query(&flow_sql)
+        let q = db::query(&flow_sql)
             .bind(clean(be, &f.name))
             .bind(clean(be, &f.version))
             .bind(clean(be, &f.graph))
@@ -1381,7 +1381,7 @@ async fn write_sqlx_mode(
     for r in &b.runs {
         let (kind, message, ended) = run_state(r);
         let q = match &r.start {
-            Some(s) => sqlx::query(&run_sql)
+            Some(s) => db::query(&run_sql)
                 .bind(r.id.to_string())
                 .bind(clean(be, &s.flow))
                 .bind(clean(be, &s.version))
@@ -1393,7 +1393,7 @@ async fn write_sqlx_mode(
                 .bind(s.parent.map(|(p, _)| p.to_string()))
                 .bind(s.parent.map(|(_, n)| i64::from(n))),
             None => match kind {
-                Some(kind) => sqlx::query(&update_sql)
+                Some(kind) => db::query(&update_sql)
                     .bind(kind)
                     .bind(clean_opt(be, message))
                     .bind(ended)
@@ -1404,7 +1404,7 @@ async fn write_sqlx_mode(
         guarded(&mut tx, one_by_one, q, &mut refused, Some(r.id), r.ops).await?;
     }
     for p in &b.pipelines {
-        let q = sqlx::query(&pipe_sql)
+        let q = db::query(&pipe_sql)
             .bind(clean(be, &p.name))
             .bind(clean(be, &p.version))
             .bind(clean(be, &p.source))
@@ -1414,7 +1414,7 @@ async fn write_sqlx_mode(
     }
     for row in &b.outputs {
         let o = &row.rec;
-        let q = sqlx::query(&out_sql)
+        let q = db::query(&out_sql)
             .bind(row.run.to_string())
             .bind(i64::from(o.node))
             .bind(clean(be, &o.command))
@@ -1437,7 +1437,7 @@ async fn write_sqlx_mode(
     // PostgreSQL takes the batch's task runs as one JSON document in one statement.
     let as_json = be == Backend::Postgres && !one_by_one && !b.tasks.is_empty();
     if as_json {
-        sqlx::query(&task_json_sql())
+        db::query(&task_json_sql())
             .bind(task_rows_json(&b.tasks, &ids))
             .execute(&mut *tx)
             .await?;
@@ -1462,7 +1462,7 @@ async fn write_sqlx_mode(
     let logs = Statement::new(be, LOG_HEAD, LOG_COLS, "", b.logs.len(), one_by_one);
     // Each chunk with the run of its first row and the queued rows it stands for (row by row:
     // exactly its row's).
-    type Chunk<'q> = (AnyQuery<'q>, Option<Uuid>, u64);
+    type Chunk<'q> = (Query<'q>, Option<Uuid>, u64);
     let task_queries = task_rows.chunks(tasks.rows).map(|rows| -> Chunk<'_> {
         let q = rows.iter().fold(tasks.query(rows.len()), |q, row| {
             let t = &row.op;
