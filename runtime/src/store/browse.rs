@@ -925,10 +925,7 @@ fn task_run_of(r: &db::Row) -> Result<TaskRunRecord, StoreError> {
     })
 }
 
-async fn flow_graph(
-    pool: &db::Pool,
-    run: &RunRecord,
-) -> Result<Option<FlowGraph>, StoreError> {
+async fn flow_graph(pool: &db::Pool, run: &RunRecord) -> Result<Option<FlowGraph>, StoreError> {
     let graph: Option<String> =
         db::query_scalar("SELECT graph FROM flows WHERE name = $1 AND version = $2")
             .bind(&run.flow)

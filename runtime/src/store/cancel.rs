@@ -22,12 +22,12 @@
 //! request for a run no live process owns marks it Cancelled at once, with its unfinished task
 //! runs, rather than leaving it Running for ever.
 
+use super::db;
 use super::reaper::{mark_ended, Ending, NOT_FINAL, REAP_EVERY};
 use super::{parse_ts, record, ts, Inner, Store, StoreError};
 use crate::flow::CancelHandle;
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
-use super::db;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -308,11 +308,7 @@ pub(super) fn taken_why(state: &str, message: &str) -> String {
 
 impl Owners {
     /// Refreshes this process's heartbeat (its `processes` row), in `tx`.
-    pub(super) async fn beat(
-        &self,
-        tx: &mut db::Transaction,
-        now: &str,
-    ) -> Result<(), StoreError> {
+    pub(super) async fn beat(&self, tx: &mut db::Transaction, now: &str) -> Result<(), StoreError> {
         db::query(
             "INSERT INTO processes (id, host, pid, started, heartbeat) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",

@@ -151,8 +151,8 @@ impl Ends {
         Ok(())
     }
 
-    /// Adds these ends to the counts through sqlx (PostgreSQL, in-memory SQLite).
-    pub(super) async fn write_sqlx(
+    /// Adds these ends to the counts through the pool (PostgreSQL, in-memory SQLite).
+    pub(super) async fn write_pooled(
         &self,
         tx: &mut db::Transaction,
         backend: Backend,

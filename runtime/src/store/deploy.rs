@@ -47,7 +47,6 @@
 use super::{parse_ts, ts, Store, StoreError};
 use chrono::{DateTime, Utc};
 
-
 use super::db::{self, Query};
 use std::fmt;
 use std::str::FromStr;
@@ -328,11 +327,10 @@ impl Store {
         run: Uuid,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let q =
-            db::query("UPDATE deployments SET last_run = $1, last_run_at = $2 WHERE name = $3")
-                .bind(run.to_string())
-                .bind(ts(at))
-                .bind(name.to_owned());
+        let q = db::query("UPDATE deployments SET last_run = $1, last_run_at = $2 WHERE name = $3")
+            .bind(run.to_string())
+            .bind(ts(at))
+            .bind(name.to_owned());
         self.update_deployment(name, q).await
     }
 

@@ -27,9 +27,9 @@
 //! ```
 
 use super::cancel::{host_name, pid_alive, STALE};
+use super::db;
 use super::{parse_ts, ts, Backend, Store, StoreError};
 use chrono::{DateTime, Utc};
-use super::db;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,10 +89,9 @@ impl Store {
     /// Every limit, by tag, with the slots live processes hold.
     pub async fn concurrency_limits(&self) -> Result<Vec<ConcurrencyLimit>, StoreError> {
         self.with_pool(move |pool, _| async move {
-            let rows =
-                db::query("SELECT tag, slots, updated FROM concurrency_limits ORDER BY tag")
-                    .fetch_all(&pool)
-                    .await?;
+            let rows = db::query("SELECT tag, slots, updated FROM concurrency_limits ORDER BY tag")
+                .fetch_all(&pool)
+                .await?;
             let live = live_processes(&pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
@@ -243,9 +242,7 @@ fn check_tag(tag: &str) -> Result<String, StoreError> {
 }
 
 /// The ids of the processes alive now (fresh heartbeat; on this host, a live pid).
-async fn live_processes<'e>(
-    db: impl db::Executor<'e>,
-) -> Result<Vec<String>, StoreError> {
+async fn live_processes<'e>(db: impl db::Executor<'e>) -> Result<Vec<String>, StoreError> {
     let rows = db::query("SELECT id, host, pid, heartbeat FROM processes WHERE heartbeat > $1")
         .bind(ts(
             Utc::now() - chrono::Duration::from_std(STALE).unwrap_or_default()

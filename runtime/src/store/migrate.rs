@@ -333,14 +333,15 @@ async fn apply_missing(conn: &mut Conn, backend: Backend) -> Result<(), String> 
              by hand or point WEFT_DATABASE_URL elsewhere"
         ));
     }
-    let applied: HashMap<i64, Vec<u8>> = db::query("SELECT version, checksum FROM _sqlx_migrations")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(e)?
-        .iter()
-        .map(|r| Ok((r.try_get("version")?, r.try_get("checksum")?)))
-        .collect::<Result<_, db::Error>>()
-        .map_err(e)?;
+    let applied: HashMap<i64, Vec<u8>> =
+        db::query("SELECT version, checksum FROM _sqlx_migrations")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(e)?
+            .iter()
+            .map(|r| Ok((r.try_get("version")?, r.try_get("checksum")?)))
+            .collect::<Result<_, db::Error>>()
+            .map_err(e)?;
     for m in MIGRATIONS {
         let script = m.script(backend);
         match applied.get(&m.version) {

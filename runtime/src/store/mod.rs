@@ -3,7 +3,8 @@
 //! By default a flow run is recorded in an embedded SQLite file, `$WEFT_HOME/.weft/weft.db`
 //! (`WEFT_HOME` defaults to the current directory). Set `WEFT_DATABASE_URL=postgres://...` to
 //! record into PostgreSQL instead (feature `postgres` of `weft`): same tables, same migrations,
-//! one code path (SQLite through rusqlite, PostgreSQL through sqlx). `WEFT_HISTORY=off`, or [`RunConfig::no_history`], runs without.
+//! one code path over both (SQLite through rusqlite, PostgreSQL through sqlx).
+//! `WEFT_HISTORY=off`, or [`RunConfig::no_history`], runs without.
 //!
 //! The engine never waits on the database: rows go to a bounded queue that a writer on the
 //! store's own thread drains in batched transactions, retrying with backoff while the database

@@ -2,9 +2,9 @@
 
 use super::db::{self, Pool};
 use super::{migrate, Backend, StoreError, StoreOptions};
+use std::future::Future;
 #[cfg(feature = "postgres")]
 use std::sync::Arc;
-use std::future::Future;
 use std::time::Duration;
 
 /// Checks the URL and makes it the driver's: SQLite files are created (with their directory).
@@ -218,7 +218,8 @@ async fn open_sqlite(url: &str, shown: &str, store: &StoreOptions) -> Result<Poo
     }
     // WAL lets readers and other processes' writers go on while one writes; NORMAL sync is
     // durable across application crashes, which is what history needs.
-    let setup = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536";
+    let setup =
+        "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536";
     // In memory, each connection would be a database of its own: one connection.
     let max = if file.is_some() { 4 } else { 1 };
     let pool = within(limit, shown, "reading the file", async {
@@ -384,4 +385,3 @@ where
         }
     }
 }
-

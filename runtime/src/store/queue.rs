@@ -54,6 +54,7 @@
 //! ```
 
 use super::cancel::Owners;
+use super::db;
 use super::lost_claims::recover;
 use super::pools::pool_exists;
 use super::reaper::{mark_ended, Ending};
@@ -61,7 +62,6 @@ use super::{parse_ts, ts, Backend, Store, StoreError};
 use crate::schedule::Schedule;
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
-use super::db;
 use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
@@ -496,10 +496,7 @@ async fn insert_scheduled(
 }
 
 /// Wakes the workers listening on PostgreSQL (polling ones find the run at their next poll).
-async fn notify(
-    tx: &mut db::Transaction,
-    backend: Backend,
-) -> Result<(), StoreError> {
+async fn notify(tx: &mut db::Transaction, backend: Backend) -> Result<(), StoreError> {
     if backend == Backend::Postgres {
         db::query("SELECT pg_notify('weft_runs', '')")
             .execute(&mut **tx)

@@ -24,11 +24,11 @@
 
 use super::cancel::{host_name, pid_alive, STALE};
 use super::counts::Ends;
+use super::db;
 use super::queue::requeue;
 use super::{parse_ts, ts, Backend, Store, StoreError};
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
-use super::db;
 use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
@@ -315,7 +315,7 @@ pub(super) async fn mark_ended(
             parents.push(child);
         }
     }
-    ends.write_sqlx(&mut tx, backend).await?;
+    ends.write_pooled(&mut tx, backend).await?;
     // The `run_owners` rows stay: an owner wrongly taken for dead (a frozen process that wakes
     // up) finds its run taken (or its cancel request) and cancels its copy itself.
     tx.commit().await?;

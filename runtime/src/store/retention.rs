@@ -4,10 +4,10 @@
 //! in the background for a long-running process ([`Server`](crate::schedule::Server) starts it
 //! when the store was opened with [`StoreOptions::retention`](super::StoreOptions::retention)).
 
+use super::db;
 use super::{ts, Store, StoreError};
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
-use super::db;
 use std::collections::HashSet;
 use std::time::Duration;
 

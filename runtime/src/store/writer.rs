@@ -1,9 +1,9 @@
 //! The history writer: the engine queues compact rows, a thread of the store's own writes them
 //! in one transaction per batch (group commit), retrying with backoff while the database is away.
 //!
-//! - SQLite files are written directly through `rusqlite` (the same bundled SQLite as sqlx's),
+//! - SQLite files are written directly through `rusqlite` on a connection of the writer's own,
 //!   with cached prepared statements: no channel to a driver thread per statement.
-//! - PostgreSQL (and in-memory SQLite) go through sqlx with multi-row statements.
+//! - PostgreSQL (and in-memory SQLite) go through the store's pool with multi-row statements.
 //! - The queue is bounded: a producer that finds it full waits for the writer (nothing is
 //!   dropped while the writer lives).
 //! - A row the database refuses (not a lost connection: a bad value) is dropped alone and
@@ -14,7 +14,6 @@ use super::counts::Ends;
 use super::{ts, Backend, Inner, NodeOutputRecord};
 use crate::state::StateKind;
 use chrono::{DateTime, Utc};
-
 
 use super::db::{self, Query};
 use std::borrow::Cow;
@@ -383,8 +382,8 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 enum Sink {
     /// A SQLite file, written directly; checkpointed by another thread when it could start.
     Sqlite(Box<rusqlite::Connection>, Option<Checkpointer>),
-    /// Through sqlx (PostgreSQL, in-memory SQLite).
-    Sqlx,
+    /// Through the store's pool (PostgreSQL, in-memory SQLite).
+    Pool,
 }
 
 /// The file of a `sqlite://` URL (None: in memory, or not SQLite).
@@ -425,11 +424,11 @@ fn write_loop(inner: &Arc<Inner>) {
                 Sink::Sqlite(Box::new(c), checkpointer)
             }
             Err(e) => {
-                tracing::debug!(target: "weft::store", "Run history: writing through sqlx ({e})");
-                Sink::Sqlx
+                tracing::debug!(target: "weft::store", "Run history: writing through the pool ({e})");
+                Sink::Pool
             }
         },
-        _ => Sink::Sqlx,
+        _ => Sink::Pool,
     };
     let mut flows_seen: std::collections::HashSet<(String, String)> = Default::default();
     // Runs taken from this process (see `reaper`), with why: their rows are refused.
@@ -596,9 +595,9 @@ fn write_with_retry(
                 }
                 written
             }
-            Sink::Sqlx => inner
+            Sink::Pool => inner
                 .runtime
-                .block_on(write_sqlx(inner, batch, leases))
+                .block_on(write_pooled(inner, batch, leases))
                 .map_err(|e| e.to_string()),
         };
         match result {
@@ -1078,7 +1077,7 @@ fn run_state(r: &RunRow) -> (Option<&'static str>, Option<&str>, Option<String>)
     }
 }
 
-// ---- through sqlx: PostgreSQL, in-memory SQLite ----
+// ---- through the pool: PostgreSQL, in-memory SQLite ----
 
 /// A multi-row statement's SQL: `head` then `rows` groups of `cols` placeholders, numbered
 /// (`$1`) for PostgreSQL, anonymous (`?`) for SQLite, whose driver looks each named parameter up
@@ -1111,8 +1110,6 @@ fn values_sql(backend: Backend, head: &str, cols: usize, rows: usize, tail: &str
     sql.push_str(tail);
     sql
 }
-
-
 
 /// PostgreSQL: task runs upserted from one JSON array (`json_to_recordset`): one statement, one
 /// round trip and one parse per batch instead of a statement per 500 rows of 13 placeholders.
@@ -1258,14 +1255,14 @@ fn clean_opt(backend: Backend, s: Option<&str>) -> Option<String> {
 /// Writes the batch with multi-row statements; when the database refuses one (a bad value, not
 /// a lost connection), writes it again row by row, each row behind a savepoint, and drops only
 /// the rows refused.
-async fn write_sqlx(
+async fn write_pooled(
     inner: &Inner,
     b: &Batch,
     leases: &[(Uuid, i64)],
 ) -> Result<Refused, db::Error> {
-    match write_sqlx_mode(inner, b, leases, false).await {
+    match write_pooled_mode(inner, b, leases, false).await {
         Err(e) if lost_race(&e) => Err(e),
-        Err(db::Error::Database(_)) => write_sqlx_mode(inner, b, leases, true).await,
+        Err(db::Error::Database(_)) => write_pooled_mode(inner, b, leases, true).await,
         other => other,
     }
 }
@@ -1280,12 +1277,11 @@ fn lost_race(e: &db::Error) -> bool {
 /// The runs among `leases` whose stored lease is another process's. On PostgreSQL their rows
 /// are locked until the batch commits, so a reaper marking one waits for it (and the batch
 /// waits for a marking under way).
-async fn fenced_sqlx(
+async fn fenced_pooled(
     tx: &mut db::Transaction,
     backend: Backend,
     leases: &[(Uuid, i64)],
 ) -> Result<Vec<Fenced>, db::Error> {
-
     let mut fenced = Vec::new();
     let lock = match backend {
         Backend::Postgres => " ORDER BY id FOR UPDATE",
@@ -1325,7 +1321,6 @@ async fn guarded(
     run: Option<Uuid>,
     ops: u64,
 ) -> Result<(), db::Error> {
-
     if !one_by_one {
         q.execute(&mut **tx).await?;
         return Ok(());
@@ -1345,7 +1340,7 @@ async fn guarded(
     Ok(())
 }
 
-async fn write_sqlx_mode(
+async fn write_pooled_mode(
     inner: &Inner,
     b: &Batch,
     leases: &[(Uuid, i64)],
@@ -1354,7 +1349,7 @@ async fn write_sqlx_mode(
     let be = inner.backend;
     let mut refused = Refused::default();
     let mut tx = inner.pool.begin().await?;
-    refused.fenced = fenced_sqlx(&mut tx, be, leases).await?;
+    refused.fenced = fenced_pooled(&mut tx, be, leases).await?;
     if !refused.fenced.is_empty() {
         tx.rollback().await?;
         return Ok(refused);
@@ -1526,7 +1521,7 @@ async fn write_sqlx_mode(
             next = following;
         }
     }
-    b.ends().write_sqlx(&mut tx, be).await?;
+    b.ends().write_pooled(&mut tx, be).await?;
     tx.commit().await?;
     Ok(refused)
 }

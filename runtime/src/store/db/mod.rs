@@ -7,9 +7,9 @@
 //! compiles one SQLite driver and no sqlx. Placeholders are `$1`, `$2`... for both (SQLite reads
 //! `$N` as the N-th value) or `?` for SQLite.
 
-mod sqlite;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod sqlite;
 mod value;
 
 pub(crate) use value::{Decode, Encode, Value};
@@ -332,7 +332,11 @@ impl<'q> Query<'q> {
         Ok(run(on.target(), self, Want::All).await?.1)
     }
     pub(crate) async fn fetch_optional<'e>(self, on: impl Executor<'e>) -> Result<Option<Row>> {
-        Ok(run(on.target(), self, Want::One).await?.1.into_iter().next())
+        Ok(run(on.target(), self, Want::One)
+            .await?
+            .1
+            .into_iter()
+            .next())
     }
     pub(crate) async fn fetch_one<'e>(self, on: impl Executor<'e>) -> Result<Row> {
         self.fetch_optional(on).await?.ok_or(Error::RowNotFound)
