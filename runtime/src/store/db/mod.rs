@@ -375,3 +375,72 @@ async fn run(on: Target<'_>, q: Query<'_>, want: Want) -> Result<(Done, Vec<Row>
         Target::Conn(Conn::PostgresTx(c)) => postgres::run(&mut **c, q, want).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_binds_numbered_placeholders_and_rolls_back_dropped_transactions() {
+        let dir = std::env::temp_dir().join(format!("weft-db-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let uri = format!("file:{}/t.db?mode=rwc", dir.display());
+        let pool = Pool::open_sqlite(uri, "PRAGMA busy_timeout = 2000".into(), 2)
+            .await
+            .unwrap();
+        pool.execute_batch("CREATE TABLE t (a INTEGER, b TEXT)")
+            .await
+            .unwrap();
+        // `$N` is the N-th value wherever and however often it appears.
+        let done = query("INSERT INTO t (b, a) VALUES ($2, $1), ($2, $1 + 1)")
+            .bind(1i64)
+            .bind("x")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 2);
+        let rows = query("SELECT a, b FROM t WHERE b = ? ORDER BY a")
+            .bind("x")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].try_get::<i64, _>("a").unwrap(), 2);
+        assert_eq!(rows[1].try_get::<String, _>(1).unwrap(), "x");
+        assert!(rows[1].try_get::<String, _>("a").is_err());
+
+        let mut tx = pool.begin().await.unwrap();
+        query("DELETE FROM t").execute(&mut *tx).await.unwrap();
+        drop(tx);
+        // The dropped transaction released its write lock: the pool writes at once.
+        query("INSERT INTO t (a, b) VALUES ($1, $2)")
+            .bind(3i64)
+            .bind(None::<String>)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let n: i64 = query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 3, "the delete was rolled back");
+        let b: Option<Option<String>> = query_scalar("SELECT b FROM t WHERE a = 3")
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        assert_eq!(b, Some(None));
+
+        let missing = query_scalar::<i64>("SELECT a FROM t WHERE a = 99")
+            .fetch_one(&pool)
+            .await;
+        assert!(matches!(missing, Err(Error::RowNotFound)));
+        let err = query("INSERT INTO nope VALUES (1)")
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no such table: nope"), "{err}");
+        pool.close().await;
+        assert!(query("SELECT 1").execute(&pool).await.is_err());
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
