@@ -201,17 +201,16 @@ impl Conn {
 
 impl Transaction {
     pub(crate) async fn commit(self) -> Result<()> {
-        match self.conn {
-            Conn::Sqlite(c) => c.finish("COMMIT").await,
-            #[cfg(feature = "postgres")]
-            Conn::PostgresTx(t) => Ok(t.commit().await?),
-            #[cfg(feature = "postgres")]
-            Conn::Postgres(_) => Ok(()),
-        }
+        self.end(true).await
     }
     pub(crate) async fn rollback(self) -> Result<()> {
+        self.end(false).await
+    }
+    async fn end(self, commit: bool) -> Result<()> {
         match self.conn {
-            Conn::Sqlite(c) => c.finish("ROLLBACK").await,
+            Conn::Sqlite(c) => c.finish(if commit { "COMMIT" } else { "ROLLBACK" }).await,
+            #[cfg(feature = "postgres")]
+            Conn::PostgresTx(t) if commit => Ok(t.commit().await?),
             #[cfg(feature = "postgres")]
             Conn::PostgresTx(t) => Ok(t.rollback().await?),
             #[cfg(feature = "postgres")]
